@@ -1,0 +1,201 @@
+"""Assemble generator and discriminator modules from a spec, through the block registry.
+
+``plan(spec)`` infers every layer's shapes and parameter count without allocating weights
+(parameters are counted on PyTorch's ``meta`` device); ``build(spec)`` makes the modules.
+The builder never names a concrete block: each block's kind and shape rule say everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ganarch.errors import SpecError
+from ganarch.registry import BlockInfo, Shape, get_block
+from ganarch.spec import GANSpec, LayerSpec
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """One layer with everything known before building it."""
+
+    index: int
+    block: BlockInfo
+    params: Mapping[str, Any]
+    wrap: tuple[BlockInfo, ...]
+    in_shape: Shape
+    out_shape: Shape
+    n_params: int
+    where: str
+
+
+@dataclass(frozen=True)
+class NetPlan:
+    name: str
+    layers: tuple[LayerPlan, ...]
+    in_shape: Shape
+    out_shape: Shape
+
+    @property
+    def n_params(self) -> int:
+        return sum(layer.n_params for layer in self.layers)
+
+
+@dataclass(frozen=True)
+class SpecPlan:
+    generator: NetPlan
+    discriminator: NetPlan
+
+
+def _make(
+    block: BlockInfo, in_shape: Shape, params: Mapping[str, Any], wrap, where: str
+) -> nn.Module:
+    try:
+        module = block.factory(in_shape, **params)
+        for w in wrap:
+            module = w.factory(module)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(
+            f"{where}.params", f"block {block.name!r} rejected its params: {exc}"
+        ) from exc
+    if not isinstance(module, nn.Module):
+        raise SpecError(
+            where, f"block {block.name!r} returned {type(module).__name__}, not an nn.Module"
+        )
+    return module
+
+
+def _plan_net(name: str, layers: tuple[LayerSpec, ...], in_shape: Shape) -> NetPlan:
+    planned: list[LayerPlan] = []
+    shape = in_shape
+    for i, layer in enumerate(layers):
+        where = f"{name}.layers[{i}]"
+        block = get_block(layer.block, f"{where}.block")
+        if block.kind == "wrap":
+            raise SpecError(
+                f"{where}.block",
+                f"{layer.block!r} is a wrap block; name it in a layer's 'wrap' list",
+            )
+        block.check_params(layer.params, f"{where}.params")
+        wrap = tuple(
+            get_block(w, f"{where}.wrap[{j}]", kind="wrap") for j, w in enumerate(layer.wrap)
+        )
+        try:
+            out = block.out_shape(shape, layer.params)
+        except (TypeError, ValueError) as exc:
+            raise SpecError(
+                where, f"block {block.name!r} cannot take input {shape}: {exc}"
+            ) from exc
+        with torch.device("meta"):
+            module = _make(block, shape, layer.params, wrap, where)
+            probe = torch.empty(2, *shape)
+            try:
+                got = tuple(module(probe).shape[1:])
+            except Exception as exc:  # the module's own complaint is the clearest message
+                raise SpecError(
+                    where, f"block {block.name!r} fails on input {shape}: {exc}"
+                ) from exc
+        if got != tuple(out):
+            raise SpecError(
+                where,
+                f"block {block.name!r} declares output {out} but produces {Shape(*got)} "
+                "(its shape rule is wrong)",
+            )
+        n_params = sum(p.numel() for p in module.parameters())
+        planned.append(LayerPlan(i, block, dict(layer.params), wrap, shape, out, n_params, where))
+        shape = out
+    return NetPlan(name, tuple(planned), in_shape, shape)
+
+
+def plan(spec: GANSpec) -> SpecPlan:
+    """Check ``spec`` against the registry and infer every layer's shapes and parameter count."""
+    g = _plan_net("generator", spec.generator, Shape(spec.latent_dim, 1, 1))
+    image = Shape(spec.channels, spec.image_size, spec.image_size)
+    if g.out_shape != image:
+        raise SpecError(
+            f"generator.layers[{len(spec.generator) - 1}]",
+            f"the generator ends at {g.out_shape}, but images are {image}",
+        )
+    d = _plan_net("discriminator", spec.discriminator, image)
+    if d.out_shape != Shape(1, 1, 1):
+        raise SpecError(
+            f"discriminator.layers[{len(spec.discriminator) - 1}]",
+            f"the discriminator must end in one score per image (a 'head' block), got {d.out_shape}",
+        )
+    return SpecPlan(g, d)
+
+
+class Network(nn.Module):
+    """A built network: its layers in order, as an ``nn.Sequential`` named ``layers``."""
+
+    def __init__(self, layers: list[nn.Module], plan: NetPlan) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(*layers)
+        self.plan = plan
+
+
+class Generator(Network):
+    """Maps ``(N, latent_dim)`` or ``(N, latent_dim, 1, 1)`` noise to ``(N, C, H, W)`` images."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() == 2:
+            z = z[:, :, None, None]
+        return self.layers(z)
+
+
+class Discriminator(Network):
+    """Maps ``(N, C, H, W)`` images to ``(N,)`` scores; ``logits()`` skips a final sigmoid."""
+
+    def __init__(self, layers: list[nn.Module], plan: NetPlan) -> None:
+        super().__init__(layers, plan)
+        last = plan.layers[-1].block
+        self.ends_in_sigmoid = last.folds_into_loss
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x).reshape(x.shape[0])
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-sigmoid scores when D ends in a sigmoid (else the same as ``forward``)."""
+        if not self.ends_in_sigmoid:
+            return self.forward(x)
+        return self.layers[:-1](x).reshape(x.shape[0])
+
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+_WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear)
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """The paper's initialisation: conv and dense weights ~ N(0, std), norm scales ~ N(1, std),
+    biases zero."""
+    for m in module.modules():
+        if isinstance(m, _NORMS) and getattr(m, "weight", None) is not None:
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, _WEIGHTED):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def _build_net(net: NetPlan, cls: type[Network], init_std: float | None) -> Network:
+    layers = []
+    for layer in net.layers:
+        module = _make(layer.block, layer.in_shape, layer.params, (), layer.where)
+        if init_std is not None:
+            init_weights(module, init_std)
+        for w in layer.wrap:  # wrap after init, so e.g. spectral norm sees the drawn weights
+            module = w.factory(module)
+        layers.append(module)
+    return cls(layers, net)
+
+
+def build(spec: GANSpec, init: bool = True) -> tuple[Generator, Discriminator]:
+    """Build ``(generator, discriminator)`` for ``spec`` (see ``GANSpec.build``)."""
+    p = plan(spec)
+    std = spec.training.init_std if init else None
+    return _build_net(p.generator, Generator, std), _build_net(p.discriminator, Discriminator, std)

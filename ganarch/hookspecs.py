@@ -1,0 +1,50 @@
+"""The hooks a ganarch plugin can implement.
+
+Each hook receives a small registrar and calls it; the registrar checks what it is given.
+Plugin authors decorate their functions with :data:`ganarch.hookimpl`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:  # registrars live in the layer that owns what they register
+    from ganarch.data.registry import DatasetRegistrar
+    from ganarch.registry import BlockRegistrar
+    from ganarch.score.registry import MetricRegistrar
+
+PROJECT = "ganarch"
+
+_hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@_hookspec
+def ganarch_register_blocks(registrar: BlockRegistrar) -> None:
+    """Register neural-network blocks that specs and search spaces can name.
+
+    :param registrar: call ``registrar.add(name, kind=..., factory=...)`` once per block.
+        ``kind`` is one of ``ganarch.BLOCK_KINDS``; ``factory(in_shape, **params)`` returns a
+        ``torch.nn.Module``; an optional ``shape(in_shape, params)`` overrides the kind's
+        shape rule.
+    """
+
+
+@_hookspec
+def ganarch_register_datasets(registrar: DatasetRegistrar) -> None:
+    """Register datasets that ``--data NAME`` or ``--data NAME:ARG`` can load.
+
+    :param registrar: call ``registrar.add(name, loader=..., description=...)``;
+        ``loader(arg, image_size, channels)`` returns a ``ganarch.data.ImageDataset``.
+    """
+
+
+@_hookspec
+def ganarch_register_metrics(registrar: MetricRegistrar) -> None:
+    """Register sample-quality metrics computed at each evaluation.
+
+    :param registrar: call ``registrar.add(name, fn=..., higher_is_better=...)``;
+        ``fn(context)`` returns a ``dict[str, float]`` of values to record.
+    """

@@ -1,0 +1,302 @@
+"""The declarative GAN spec: image geometry, the generator's and discriminator's layers, and
+the training settings that reproduce a run. Pure data: it never executes code or imports paths.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ganarch.errors import SpecError, closest
+
+_SCALARS = (str, int, float, bool)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer: a registered block name, its keyword params, and optional weight wrappers."""
+
+    block: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    wrap: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"block": self.block}
+        if self.params:
+            d["params"] = dict(self.params)
+        if self.wrap:
+            d["wrap"] = list(self.wrap)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> LayerSpec:
+        if isinstance(d, str):  # shorthand: a bare block name
+            return cls(block=d)
+        if not isinstance(d, Mapping):
+            raise SpecError(where, f"a layer must be a mapping with key 'block', got {_kind(d)}")
+        unknown = set(d) - {"block", "params", "wrap"}
+        if unknown:
+            key = sorted(unknown)[0]
+            raise SpecError(
+                f"{where}.{key}", f"unknown key; {closest(key, ['block', 'params', 'wrap'])}"
+            )
+        if "block" not in d:
+            raise SpecError(where, "missing key 'block'")
+        block = d["block"]
+        if not isinstance(block, str):
+            raise SpecError(f"{where}.block", f"must be a block name, got {_kind(block)}")
+        params = d.get("params", {}) or {}
+        if not isinstance(params, Mapping):
+            raise SpecError(f"{where}.params", f"must be a mapping, got {_kind(params)}")
+        for key, value in params.items():
+            if not isinstance(key, str):
+                raise SpecError(f"{where}.params", f"parameter names must be strings, got {key!r}")
+            if not isinstance(value, _SCALARS):
+                raise SpecError(
+                    f"{where}.params.{key}", f"must be a number, string or bool, got {_kind(value)}"
+                )
+        wrap = d.get("wrap", []) or []
+        if isinstance(wrap, str):
+            wrap = [wrap]
+        if not isinstance(wrap, Sequence) or not all(isinstance(w, str) for w in wrap):
+            raise SpecError(f"{where}.wrap", "must be a list of wrap-block names")
+        return cls(block=block, params=dict(params), wrap=tuple(wrap))
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """Training settings stored with the spec, so a found spec reproduces its own training.
+
+    Defaults are the paper's: Adam lr 2e-4, beta1 0.5, beta2 0.999, batch 128, weights from
+    N(0, 0.02) and norm scales from N(1, 0.02).
+    """
+
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    batch_size: int = 128
+    init_std: float = 0.02
+    d_steps: int = 1  # discriminator updates per generator update
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "training") -> TrainingSpec:
+        if not isinstance(d, Mapping):
+            raise SpecError(where, f"must be a mapping, got {_kind(d)}")
+        names = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in d.items():
+            if key not in names:
+                raise SpecError(
+                    f"{where}.{key}", f"unknown training setting; {closest(str(key), names)}"
+                )
+            want = int if names[key].type in ("int", int) else float
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SpecError(f"{where}.{key}", f"must be a number, got {_kind(value)}")
+            if want is int and (not float(value).is_integer()):
+                raise SpecError(f"{where}.{key}", f"must be an integer, got {value!r}")
+            values[key] = want(value)
+        spec = cls(**values)
+        spec._check(where)
+        return spec
+
+    def _check(self, where: str) -> None:
+        for name in ("lr_g", "lr_d", "init_std"):
+            v = getattr(self, name)
+            if not (v > 0 and math.isfinite(v)):
+                raise SpecError(f"{where}.{name}", f"must be a positive number, got {v!r}")
+        for name in ("beta1", "beta2"):
+            v = getattr(self, name)
+            if not 0 <= v < 1:
+                raise SpecError(f"{where}.{name}", f"must be in [0, 1), got {v!r}")
+        for name in ("batch_size", "d_steps"):
+            if getattr(self, name) < 1:
+                raise SpecError(
+                    f"{where}.{name}", f"must be at least 1, got {getattr(self, name)!r}"
+                )
+
+
+@dataclass(frozen=True)
+class GANSpec:
+    """A GAN as data: ``GANSpec.from_dict(d)``, ``spec.to_dict()``, ``spec.save(path)``,
+    ``spec.build() -> (generator, discriminator)``.
+
+    Example::
+
+        spec = ganarch.dcgan_spec(image_size=32, channels=1)
+        G, D = spec.build()
+        images = G(torch.randn(8, spec.latent_dim))   # (8, 1, 32, 32)
+        scores = D(images)                            # (8,)
+    """
+
+    image_size: int
+    channels: int
+    latent_dim: int
+    generator: tuple[LayerSpec, ...]
+    discriminator: tuple[LayerSpec, ...]
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    meta: Mapping[str, Any] = field(
+        default_factory=dict
+    )  # free-form notes, e.g. the template choices
+
+    # -- conversion ---------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "latent_dim": self.latent_dim,
+            "generator": {"layers": [layer.to_dict() for layer in self.generator]},
+            "discriminator": {"layers": [layer.to_dict() for layer in self.discriminator]},
+            "training": self.training.to_dict(),
+        }
+        if self.meta:
+            d["meta"] = json.loads(json.dumps(dict(self.meta)))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any, validate: bool = True) -> GANSpec:
+        """Read a spec from plain data; with ``validate`` the layers are checked against the
+        registered blocks and every shape is inferred (raises ``SpecError``)."""
+        if not isinstance(d, Mapping):
+            raise SpecError("", f"a spec must be a mapping, got {_kind(d)}")
+        allowed = [
+            "image_size",
+            "channels",
+            "latent_dim",
+            "generator",
+            "discriminator",
+            "training",
+            "meta",
+        ]
+        for key in d:
+            if key not in allowed:
+                raise SpecError(str(key), f"unknown key; {closest(str(key), allowed)}")
+        for key in ("image_size", "channels", "latent_dim", "generator", "discriminator"):
+            if key not in d:
+                raise SpecError(key, "missing")
+        ints = {k: _positive_int(d[k], k) for k in ("image_size", "channels", "latent_dim")}
+        nets = {name: _layers(d[name], name) for name in ("generator", "discriminator")}
+        training = TrainingSpec.from_dict(d.get("training", {}) or {}, "training")
+        meta = d.get("meta", {}) or {}
+        if not isinstance(meta, Mapping):
+            raise SpecError("meta", f"must be a mapping, got {_kind(meta)}")
+        spec = cls(**ints, **nets, training=training, meta=dict(meta))
+        if validate:
+            spec.validate()
+        return spec
+
+    def replace(self, **changes: Any) -> GANSpec:
+        """A copy with some fields changed (``training`` may be a dict of overrides)."""
+        if isinstance(changes.get("training"), Mapping):
+            merged = {**self.training.to_dict(), **changes["training"]}
+            changes["training"] = TrainingSpec.from_dict(merged)
+        d = {**{f.name: getattr(self, f.name) for f in fields(self)}, **changes}
+        return GANSpec(**d)
+
+    # -- files --------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write the spec as JSON (``.json``) or YAML (``.yaml``/``.yml``)."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            text = json.dumps(self.to_dict(), indent=2) + "\n"
+        elif suffix in (".yaml", ".yml"):
+            text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        else:
+            raise SpecError(
+                str(path),
+                f"cannot save a spec as {suffix or 'a file without suffix'!r}; use .json or .yaml",
+            )
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)  # never leave a half-written spec behind
+        return path
+
+    # -- validation and building (delegated to the builder, which knows the registry) ----------
+
+    def validate(self) -> None:
+        """Check every layer against the registered blocks and infer all shapes."""
+        from ganarch.builder import plan  # the builder depends on the spec, not the other way
+
+        plan(self)
+
+    def build(self, init: bool = True):
+        """Build ``(generator, discriminator)`` as ``torch.nn.Module``s.
+
+        With ``init`` the weights are drawn as the paper does (N(0, init_std) for conv and
+        dense weights, N(1, init_std) for norm scales); otherwise PyTorch's defaults stay.
+        """
+        from ganarch.builder import build
+
+        return build(self, init=init)
+
+
+def load_spec(path: str | Path) -> GANSpec:
+    """Load and validate a spec from a JSON, TOML or YAML file."""
+    return GANSpec.from_dict(read_data_file(path))
+
+
+def read_data_file(path: str | Path) -> Any:
+    """Parse a JSON, TOML or YAML file as plain data (YAML with the safe loader only)."""
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise SpecError(where, "no such file")
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text()
+        if suffix == ".json":
+            return json.loads(text)
+        if suffix == ".toml":
+            return tomllib.loads(text)
+        if suffix in (".yaml", ".yml"):
+            return yaml.safe_load(text)
+    except (
+        json.JSONDecodeError,
+        tomllib.TOMLDecodeError,
+        yaml.YAMLError,
+        UnicodeDecodeError,
+    ) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SpecError(where, f"cannot parse {suffix[1:].upper()}: {first}") from exc
+    raise SpecError(where, f"unknown file type {suffix!r}; use .json, .toml or .yaml")
+
+
+def _kind(value: Any) -> str:
+    return (
+        f"{type(value).__name__} {value!r}" if isinstance(value, _SCALARS) else type(value).__name__
+    )
+
+
+def _positive_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(where, f"must be a positive integer, got {_kind(value)}")
+    return value
+
+
+def _layers(net: Any, name: str) -> tuple[LayerSpec, ...]:
+    if isinstance(net, Mapping):
+        extra = set(net) - {"layers"}
+        if extra:
+            key = sorted(extra)[0]
+            raise SpecError(f"{name}.{key}", "unknown key; expected only 'layers'")
+        if "layers" not in net:
+            raise SpecError(name, "missing key 'layers'")
+        raw = net["layers"]
+    else:
+        raw = net  # a bare list is accepted as shorthand
+    if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
+        raise SpecError(f"{name}.layers", "must be a non-empty list of layers")
+    return tuple(LayerSpec.from_dict(layer, f"{name}.layers[{i}]") for i, layer in enumerate(raw))
