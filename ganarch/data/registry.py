@@ -1,0 +1,222 @@
+"""The dataset registry: what plugins register through ``ganarch_register_datasets``, checked
+on the way in, and loaded by reference (``"digits"``, ``"shapes:512"``, ``"folder:PATH"``).
+
+Loaded datasets are cached in the process, since a search loads its data once per trial.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from ganarch import plugins
+from ganarch.data.dataset import DatasetError, ImageDataset, check_size_channels
+from ganarch.errors import PluginError, closest
+
+__all__ = [
+    "DatasetInfo",
+    "DatasetRegistrar",
+    "clear_cache",
+    "datasets",
+    "get_dataset",
+    "load_dataset",
+    "parse_ref",
+]
+
+#: A loader: ``loader(arg, *, image_size, channels, seed) -> ImageDataset``.
+Loader = Callable[..., ImageDataset]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+#: Loaded datasets (per reference, size, channels, seed and device) stay cached up to this
+#: many entries and this many bytes of images; the most recent one is always kept.
+CACHE_SIZE = 8
+CACHE_BYTES = 4 << 30
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A registered dataset."""
+
+    name: str
+    loader: Loader
+    plugin: str
+    description: str = ""
+    #: True when ``--data NAME:ARG`` is accepted (the loader gets ``None`` without one).
+    takes_arg: bool = False
+
+    def _accepts_seed(self) -> bool:
+        try:
+            params = inspect.signature(self.loader).parameters.values()
+        except (TypeError, ValueError):
+            return False
+        return any(p.name == "seed" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+class DatasetRegistrar:
+    """What ``ganarch_register_datasets`` receives: checks each dataset, then adds it."""
+
+    def __init__(self, registry: dict[str, DatasetInfo], plugin: str) -> None:
+        self._registry = registry
+        self._plugin = plugin
+        self._staged: dict[str, DatasetInfo] = {}
+
+    def commit(self) -> None:
+        """Add what this plugin registered (called once its hook returned without error)."""
+        self._registry.update(self._staged)
+
+    def add(
+        self,
+        name: str,
+        *,
+        loader: Loader,
+        description: str | None = None,
+        takes_arg: bool = False,
+    ) -> None:
+        """Register dataset ``name``, loaded by ``loader(arg, image_size=, channels=, seed=)``.
+
+        ``arg`` is the text after ``NAME:`` (or ``None``); a loader that does not accept
+        ``seed`` is called without it. ``description`` defaults to the loader's docstring.
+        """
+        who = f"plugin {self._plugin!r}"
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise PluginError(
+                f"{who}: dataset name must be a word (letters, digits, '_', '-', '.'), got {name!r}"
+            )
+        if not callable(loader):
+            raise PluginError(f"{who}: loader of dataset {name!r} is not callable: {loader!r}")
+        if not isinstance(takes_arg, bool):
+            raise PluginError(f"{who}: takes_arg of dataset {name!r} must be True or False")
+        if name in self._registry or name in self._staged:
+            other = (self._registry.get(name) or self._staged[name]).plugin
+            raise PluginError(
+                f"dataset {name!r} is registered twice: by plugin {other!r} and {who}"
+            )
+        doc = description if description is not None else inspect.getdoc(loader) or ""
+        self._staged[name] = DatasetInfo(
+            name=name,
+            loader=loader,
+            plugin=self._plugin,
+            description=doc.strip().splitlines()[0] if doc.strip() else "",
+            takes_arg=takes_arg,
+        )
+
+
+_lock = threading.RLock()
+_table: tuple[int, dict[str, DatasetInfo]] | None = None
+_loaded: OrderedDict[tuple[Any, ...], ImageDataset] = OrderedDict()
+
+
+def datasets() -> dict[str, DatasetInfo]:
+    """All registered datasets by name, in name order."""
+    global _table
+    with _lock:
+        gen = plugins.generation()
+        if _table is None or _table[0] != gen:
+            found: dict[str, DatasetInfo] = {}
+            plugins.collect("ganarch_register_datasets", lambda p: DatasetRegistrar(found, p))
+            _table = (gen, dict(sorted(found.items())))
+        return dict(_table[1])
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    """``"shapes:512"`` -> ``("shapes", "512")``; ``"digits"`` -> ``("digits", None)``."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise DatasetError(f"a dataset reference must be a name like 'digits', got {ref!r}")
+    name, sep, arg = ref.strip().partition(":")
+    return name, (arg if sep else None)
+
+
+def get_dataset(name: str) -> DatasetInfo:
+    """Look up a dataset by name; ``DatasetError`` with the closest names if it is unknown."""
+    table = datasets()
+    if name not in table:
+        raise DatasetError(f"{name!r} is not a registered dataset; {closest(name, table)}")
+    return table[name]
+
+
+def load_dataset(
+    ref: str,
+    image_size: int,
+    channels: int,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+) -> ImageDataset:
+    """Load ``ref`` (``"name"`` or ``"name:ARG"``) as images of ``channels``×``image_size``²
+    in [-1, 1], on ``device`` (``None`` leaves it on the CPU).
+
+    Cached per (reference, size, channels, seed, device) in this process: a search calls
+    this once per trial. The result's ``name`` is ``ref``.
+
+    Example::
+
+        data = load_dataset("shapes:1024", image_size=32, channels=3, seed=1)
+    """
+    check_size_channels(image_size, channels)
+    name, arg = parse_ref(ref)
+    info = get_dataset(name)
+    if arg is not None and not info.takes_arg:
+        raise DatasetError(f"dataset {name!r} takes no argument, got {ref!r}; use --data {name}")
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    gen = plugins.generation()  # a re-registered dataset must not serve a stale cache
+    key = (gen, name, arg, image_size, channels, int(seed))
+    with _lock:
+        hit = _loaded.get((*key, str(dev)))
+        if hit is not None:
+            _loaded.move_to_end((*key, str(dev)))
+            return hit
+        cpu = _loaded.get((*key, "cpu"))
+    if cpu is None:
+        cpu = _call_loader(info, ref, arg, image_size, channels, int(seed))
+        _remember((*key, "cpu"), cpu)
+    data = cpu.to(dev)
+    if data is not cpu:
+        _remember((*key, str(dev)), data)
+    return data
+
+
+def _call_loader(
+    info: DatasetInfo, ref: str, arg: str | None, image_size: int, channels: int, seed: int
+) -> ImageDataset:
+    kwargs: dict[str, Any] = {"image_size": image_size, "channels": channels}
+    if info._accepts_seed():
+        kwargs["seed"] = seed
+    data = info.loader(arg, **kwargs)
+    if not isinstance(data, ImageDataset):
+        raise PluginError(
+            f"dataset {info.name!r} (plugin {info.plugin!r}) returned "
+            f"{type(data).__name__}, expected a ganarch.data.ImageDataset"
+        )
+    if (data.image_size, data.channels) != (image_size, channels):
+        raise PluginError(
+            f"dataset {info.name!r} (plugin {info.plugin!r}) returned "
+            f"{data.channels}×{data.image_size}×{data.image_size} images, "
+            f"expected {channels}×{image_size}×{image_size}"
+        )
+    return replace(data, name=ref.strip()) if data.name != ref.strip() else data
+
+
+def _remember(key: tuple[Any, ...], data: ImageDataset) -> None:
+    with _lock:
+        _loaded[key] = data
+        _loaded.move_to_end(key)
+        while len(_loaded) > 1 and (
+            len(_loaded) > CACHE_SIZE or sum(map(_nbytes, _loaded.values())) > CACHE_BYTES
+        ):
+            _loaded.popitem(last=False)
+
+
+def _nbytes(data: ImageDataset) -> int:
+    return data.images.numel() * data.images.element_size()
+
+
+def clear_cache() -> None:
+    """Forget every loaded dataset (e.g. after the files behind ``folder:PATH`` changed)."""
+    with _lock:
+        _loaded.clear()
