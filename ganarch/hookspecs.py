@@ -36,8 +36,9 @@ def ganarch_register_blocks(registrar: BlockRegistrar) -> None:
 def ganarch_register_datasets(registrar: DatasetRegistrar) -> None:
     """Register datasets that ``--data NAME`` or ``--data NAME:ARG`` can load.
 
-    :param registrar: call ``registrar.add(name, loader=..., description=...)``;
-        ``loader(arg, image_size, channels)`` returns a ``ganarch.data.ImageDataset``.
+    :param registrar: call ``registrar.add(name, loader=..., description=..., takes_arg=...)``;
+        ``loader(arg, *, image_size, channels, seed)`` returns a ``ganarch.data.ImageDataset``
+        (``arg`` is the text after ``NAME:``, or ``None``; ``seed`` may be left out).
     """
 
 
