@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ganarch.errors import SpecError
-from ganarch.registry import BlockInfo, Shape, get_block
+from ganarch.registry import BlockInfo, ParamError, Shape, get_block
 from ganarch.spec import GANSpec, LayerSpec
 
 
@@ -86,6 +86,8 @@ def _plan_net(name: str, layers: tuple[LayerSpec, ...], in_shape: Shape) -> NetP
         )
         try:
             out = block.out_shape(shape, layer.params)
+        except ParamError as exc:
+            raise SpecError(f"{where}.params.{exc.param}", str(exc)) from exc
         except (TypeError, ValueError) as exc:
             raise SpecError(
                 where, f"block {block.name!r} cannot take input {shape}: {exc}"

@@ -52,8 +52,10 @@ def _load() -> pluggy.PluginManager:
     pm.add_hookspecs(hookspecs)
     infos: list[PluginInfo] = []
     builtin_seen = False
+    # Built-ins first, so a third-party duplicate is the one reported (and dropped).
     for ep in sorted(
-        importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name
+        importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
+        key=lambda e: (e.value.split(":")[0] != BUILTIN_MODULE, e.name),
     ):
         is_builtin = ep.value.split(":")[0] == BUILTIN_MODULE
         if is_builtin and builtin_seen:
@@ -158,7 +160,9 @@ def collect(hook_name: str, make_registrar: Callable[[str], Any]) -> None:
     """
     pm = manager()
     caller = getattr(pm.hook, hook_name)
-    for impl in reversed(caller.get_hookimpls()):  # registration order
+    # get_hookimpls() is already in registration order (pluggy *calls* them in reverse),
+    # so built-ins come first and a later plugin's duplicate is the one reported.
+    for impl in caller.get_hookimpls():
         plugin_name = impl.plugin_name
         registrar = make_registrar(plugin_name)
         try:

@@ -31,10 +31,18 @@ class Shape(NamedTuple):
 ShapeRule = Callable[[Shape, Mapping[str, Any]], Shape]
 
 
+class ParamError(ValueError):
+    """Raised by a shape rule for one bad parameter, so the error can name ``params.<param>``."""
+
+    def __init__(self, param: str, message: str) -> None:
+        self.param = param
+        super().__init__(message)
+
+
 def _needs(params: Mapping[str, Any], key: str, kind: str) -> int:
     value = params.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"a {kind} block needs a positive integer {key!r}, got {value!r}")
+        raise ParamError(key, f"{kind} blocks need a positive integer {key!r}, got {value!r}")
     return value
 
 
@@ -61,7 +69,7 @@ def _project(s: Shape, p: Mapping[str, Any]) -> Shape:
         raise ValueError(f"a project block takes a latent vector, got a {s} feature map")
     size = p.get("size", 4)
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"'size' must be a positive integer, got {size!r}")
+        raise ParamError("size", f"'size' must be a positive integer, got {size!r}")
     return Shape(_needs(p, "out_channels", "project"), size, size)
 
 

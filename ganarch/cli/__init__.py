@@ -1,0 +1,109 @@
+"""The ``ganarch`` command line: a typer app whose command groups live in their own modules.
+
+Each command module exposes ``register(app)``; add a new one to ``COMMAND_MODULES``.
+Exit codes: 0 success, 1 failure at run time, 2 bad input (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+import warnings
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+import ganarch
+from ganarch.cli import _common, blocks
+from ganarch.errors import GanarchError
+
+__all__ = ["COMMAND_MODULES", "app", "main"]
+
+DEBUG_ENV = "GANARCH_DEBUG"
+
+#: The command modules, each with ``register(app: typer.Typer) -> None``, in help order.
+COMMAND_MODULES = (blocks,)
+
+
+class _Group(TyperGroup):
+    """Turns ``GanarchError`` (bad input) into ``error: <message>`` and exit code 2.
+
+    Doing it here rather than in ``main()`` gives typer's ``CliRunner`` the same exit codes
+    as the installed command. typer/click exits pass through untouched: ``typer.Exit`` is a
+    ``RuntimeError``, so nothing here catches broad exception types.
+    """
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GanarchError as exc:
+            _report(exc)
+            raise typer.Exit(2) from None
+
+
+def _report(exc: BaseException) -> None:
+    message = " ".join(str(exc).split()) or type(exc).__name__  # always one line
+    _common.err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        _common.echo(f"ganarch {ganarch.__version__}")
+        raise typer.Exit()
+
+
+app = typer.Typer(
+    name="ganarch",
+    cls=_Group,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
+) -> None:
+    """Search the architecture space of DCGAN-style GANs and rediscover their design rules."""
+
+
+for _module in COMMAND_MODULES:
+    _module.register(app)
+
+
+def _short_warnings(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``ganarch`` console script and ``python -m ganarch``."""
+    debug = os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    if not debug:
+        warnings.formatwarning = _short_warnings
+    try:
+        app(args=argv, prog_name="ganarch")
+    except (typer.Exit, typer.Abort):  # normally handled inside typer; never swallow them
+        raise
+    except GanarchError as exc:  # raised outside a command (e.g. while parsing)
+        _report(exc)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # a bug or a failure at run time: short message, exit 1
+        if debug:
+            traceback.print_exc()
+        else:
+            detail = " ".join(str(exc).split())
+            message = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+            _report(RuntimeError(f"{message} (set {DEBUG_ENV}=1 for the traceback)"))
+        sys.exit(1)

@@ -1,0 +1,316 @@
+"""Commands about the building blocks and specs: ``blocks``, ``plugins``, ``validate``,
+``inspect`` and ``spec``. All read-only except ``spec -o``; every read command has ``--json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect as pyinspect
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.table import Table
+
+from ganarch import plugins as plugin_manager
+from ganarch.cli._common import (
+    echo,
+    fail,
+    fmt_count,
+    fmt_params,
+    note,
+    parse_value,
+    print_json,
+    print_table,
+    write_new_file,
+)
+from ganarch.errors import closest
+from ganarch.registry import BLOCK_KINDS, BlockInfo, blocks
+from ganarch.spec import GANSpec, load_spec
+from ganarch.templates import dcgan_spec
+
+if TYPE_CHECKING:  # the builder imports torch: load it only when a command needs it
+    from ganarch.builder import NetPlan
+
+__all__ = ["register", "resolve_spec"]
+
+#: ``dcgan`` or ``dcgan:32``: the paper's template instead of a file.
+_TEMPLATE_REF = re.compile(r"^dcgan(?::(\d+))?$")
+TEMPLATES = ("dcgan",)
+
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def resolve_spec(ref: str) -> GANSpec:
+    """Load a spec file, or build the paper's template for ``dcgan`` / ``dcgan:SIZE``.
+
+    A file of that name wins over the template name.
+    """
+    path = Path(ref)
+    if path.exists():
+        return load_spec(path)
+    m = _TEMPLATE_REF.match(ref)
+    if m:
+        size = int(m.group(1)) if m.group(1) else 64
+        return dcgan_spec(image_size=size, channels=3)
+    fail(f"{ref}: no such file (or name the built-in template: 'dcgan' or 'dcgan:SIZE')")
+
+
+# --- blocks ----------------------------------------------------------------------------------
+
+
+def _signature(info: BlockInfo) -> list[str]:
+    parts = []
+    for name, p in info.parameters().items():
+        if p.kind is p.VAR_KEYWORD:
+            parts.append(f"**{name}")
+        elif p.kind is p.VAR_POSITIONAL:
+            continue
+        elif p.default is pyinspect.Parameter.empty:
+            parts.append(name)
+        else:
+            parts.append(f"{name}={p.default!r}")
+    return parts
+
+
+def _params_json(info: BlockInfo) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, p in info.parameters().items():
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        default = p.default
+        if default is pyinspect.Parameter.empty:
+            result[name] = {"required": True}
+        else:
+            ok = isinstance(default, str | int | float | bool) or default is None
+            result[name] = {"required": False, "default": default if ok else repr(default)}
+    return result
+
+
+def blocks_command(
+    kind: str | None = typer.Option(
+        None, "--kind", "-k", help=f"Only blocks of this kind ({', '.join(BLOCK_KINDS)})."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List the registered blocks: name, kind, plugin, parameters and description."""
+    if kind is not None and kind not in BLOCK_KINDS:
+        fail(f"--kind: unknown block kind {kind!r}; {closest(kind, BLOCK_KINDS)}")
+    table = blocks(kind)
+    if as_json:
+        print_json(
+            [
+                {
+                    "name": b.name,
+                    "kind": b.kind,
+                    "plugin": b.plugin,
+                    "params": _params_json(b),
+                    "description": b.description,
+                }
+                for b in table.values()
+            ]
+        )
+        return
+    t = Table(title=f"{len(table)} blocks" + (f" of kind {kind!r}" if kind else ""))
+    t.add_column("name", style="bold", no_wrap=True)
+    t.add_column("kind", no_wrap=True)
+    t.add_column("plugin", no_wrap=True)
+    t.add_column("params", overflow="fold")
+    t.add_column("description", overflow="fold")
+    order = {k: i for i, k in enumerate(BLOCK_KINDS)}
+    for b in sorted(table.values(), key=lambda b: (order[b.kind], b.name)):
+        t.add_row(b.name, b.kind, b.plugin, ", ".join(_signature(b)), b.description)
+    print_table(t)
+
+
+# --- plugins ---------------------------------------------------------------------------------
+
+
+def plugins_command(as_json: bool = JSON_OPTION) -> None:
+    """List the plugins found (built-in, entry points, registered in code), with any error."""
+    found = blocks()  # runs every plugin's hook, so hook errors are recorded too
+    per_plugin: dict[str, list[str]] = {}
+    for b in found.values():
+        per_plugin.setdefault(b.plugin, []).append(b.name)
+    infos = plugin_manager.plugins()
+    if as_json:
+        print_json([{**dataclasses.asdict(i), "blocks": per_plugin.get(i.name, [])} for i in infos])
+        return
+    t = Table(title=f"{len(infos)} plugins")
+    for col in ("name", "source", "module", "version"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("blocks", justify="right")
+    t.add_column("error")
+    for i in infos:
+        style = "red" if i.error else None
+        t.add_row(
+            i.name,
+            i.source,
+            i.module,
+            i.version or "",
+            str(len(per_plugin.get(i.name, []))),
+            i.error or "",
+            style=style,
+        )
+    print_table(t)
+    failed = [i.name for i in infos if i.error]
+    if failed:
+        note(f"{len(failed)} plugin(s) failed: {', '.join(failed)}")
+
+
+# --- validate / inspect ----------------------------------------------------------------------
+
+
+def validate_command(
+    spec: str = typer.Argument(..., help="A spec file (.json, .toml, .yaml) or 'dcgan[:SIZE]'."),
+) -> None:
+    """Check a spec against the registered blocks and infer every shape; exit 2 if invalid."""
+    from ganarch.builder import plan
+
+    p = plan(resolve_spec(spec))
+    echo(
+        f"ok: {spec} — G {fmt_count(p.generator.n_params)} params, "
+        f"D {fmt_count(p.discriminator.n_params)} params"
+    )
+
+
+def _net_json(net: NetPlan) -> dict[str, Any]:
+    return {
+        "in_shape": list(net.in_shape),
+        "out_shape": list(net.out_shape),
+        "parameters": net.n_params,
+        "layers": [
+            {
+                "index": layer.index,
+                "block": layer.block.name,
+                "kind": layer.block.kind,
+                "params": dict(layer.params),
+                "wrap": [w.name for w in layer.wrap],
+                "in_shape": list(layer.in_shape),
+                "out_shape": list(layer.out_shape),
+                "parameters": layer.n_params,
+            }
+            for layer in net.layers
+        ],
+    }
+
+
+def _net_table(title: str, net: NetPlan) -> Table:
+    show_wrap = any(layer.wrap for layer in net.layers)  # an empty column only costs width
+    t = Table(title=title, title_justify="left")
+    t.add_column("#", justify="right", no_wrap=True)
+    t.add_column("block", style="bold", no_wrap=True)
+    t.add_column("params", overflow="fold")
+    if show_wrap:
+        t.add_column("wrap", overflow="fold")
+    t.add_column("input", justify="right", no_wrap=True)
+    t.add_column("output", justify="right", no_wrap=True)
+    t.add_column("parameters", justify="right", no_wrap=True)
+    for layer in net.layers:
+        wrap = [", ".join(w.name for w in layer.wrap)] if show_wrap else []
+        t.add_row(
+            str(layer.index),
+            layer.block.name,
+            fmt_params(layer.params),
+            *wrap,
+            str(layer.in_shape),
+            str(layer.out_shape),
+            fmt_count(layer.n_params),
+        )
+    return t
+
+
+def inspect_command(
+    spec: str = typer.Argument(..., help="A spec file (.json, .toml, .yaml) or 'dcgan[:SIZE]'."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show every layer of G and D with its shapes and parameter count, without building.
+
+    'dcgan' (64×64) or 'dcgan:32' shows the paper's DCGAN without a spec file.
+    """
+    from ganarch.builder import plan
+
+    s = resolve_spec(spec)
+    p = plan(s)
+    total = p.generator.n_params + p.discriminator.n_params
+    if as_json:
+        print_json(
+            {
+                "spec": spec,
+                "image_size": s.image_size,
+                "channels": s.channels,
+                "latent_dim": s.latent_dim,
+                "generator": _net_json(p.generator),
+                "discriminator": _net_json(p.discriminator),
+                "parameters": total,
+            }
+        )
+        return
+    echo(
+        f"{spec}: {s.image_size}×{s.image_size} images, {s.channels} channel(s), "
+        f"latent {s.latent_dim}"
+    )
+    print_table(_net_table("generator", p.generator))
+    print_table(_net_table("discriminator", p.discriminator))
+    echo(f"generator:     {fmt_count(p.generator.n_params):>12} parameters")
+    echo(f"discriminator: {fmt_count(p.discriminator.n_params):>12} parameters")
+    echo(f"total:         {fmt_count(total):>12} parameters")
+
+
+# --- spec ------------------------------------------------------------------------------------
+
+
+def _parse_choices(choices: list[str]) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+    for item in choices:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--choice {item!r}: expected KEY=VALUE, e.g. g_upsample=nearest_conv")
+        parsed[key.strip()] = parse_value(value)
+    return parsed
+
+
+def spec_command(
+    template: str = typer.Argument("dcgan", help="The template: 'dcgan'."),
+    image_size: int = typer.Option(64, "--image-size", "-s", help="Image height and width."),
+    channels: int = typer.Option(3, "--channels", "-c", help="Image channels (1 or 3)."),
+    latent_dim: int = typer.Option(100, "--latent-dim", help="Length of the noise vector."),
+    width: int = typer.Option(64, "--width", "-w", help="D's first channel count."),
+    choice: list[str] = typer.Option(
+        [],
+        "--choice",
+        help="A template choice KEY=VALUE (repeatable), e.g. d_norm=none, g_dense_layers=1; "
+        "values are read as JSON when they parse.",
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write here (.json or .yaml); default: JSON on stdout."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+) -> None:
+    """Write a template spec (the paper's DCGAN unless --choice says otherwise)."""
+    if template not in TEMPLATES:
+        fail(f"unknown template {template!r}; {closest(template, TEMPLATES)}")
+    s = dcgan_spec(
+        image_size=image_size,
+        channels=channels,
+        latent_dim=latent_dim,
+        width=width,
+        **_parse_choices(choice),
+    )
+    if output is None:
+        print_json(s.to_dict())
+        return
+    if output.suffix.lower() not in (".json", ".yaml", ".yml"):
+        fail(f"{output}: a spec is written as .json or .yaml")
+    write_new_file(output, s.save, force=force)
+    note(f"wrote {output}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
+    app.command("blocks")(blocks_command)
+    app.command("plugins")(plugins_command)
+    app.command("validate")(validate_command)
+    app.command("inspect")(inspect_command)
+    app.command("spec")(spec_command)

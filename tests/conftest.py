@@ -1,0 +1,23 @@
+"""Shared fixtures. Keep this small: test modules keep their own helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import ganarch.plugins
+
+
+@pytest.fixture
+def plugin_state() -> Iterator[Callable[..., str]]:
+    """Register plugins in code for one test; all plugin state is reloaded afterwards.
+
+    Usage: ``plugin_state(MyPlugin(), name="mine")``. Tests that monkeypatch entry points
+    also use this fixture, so the next test loads the real plugins again.
+    """
+    ganarch.plugins.reset()
+    try:
+        yield ganarch.plugins.register
+    finally:
+        ganarch.plugins.reset()  # drops code-registered plugins; the next use reloads
