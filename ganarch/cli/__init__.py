@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 import ganarch
-from ganarch.cli import _common, blocks
+from ganarch.cli import _common, blocks, data
 from ganarch.errors import GanarchError
 
 __all__ = ["COMMAND_MODULES", "app", "main"]
@@ -24,7 +24,7 @@ __all__ = ["COMMAND_MODULES", "app", "main"]
 DEBUG_ENV = "GANARCH_DEBUG"
 
 #: The command modules, each with ``register(app: typer.Typer) -> None``, in help order.
-COMMAND_MODULES = (blocks,)
+COMMAND_MODULES = (blocks, data)
 
 
 class _Group(TyperGroup):
