@@ -1,0 +1,53 @@
+"""Scoring sample quality without downloads: a feature net trained on the dataset itself,
+FID, KID, precision/recall, density/coverage and mode coverage on its features, and an
+:class:`Evaluator` that runs every registered metric and folds them into one number.
+
+Training-stability scores live beside these (``stability``, ``objective``).
+"""
+
+from ganarch.score.evaluator import QUALITY_WEIGHTS, Evaluator
+from ganarch.score.features import (
+    FEATURE_DIM,
+    FEATURE_NET_VERSION,
+    FeatureNet,
+    load_feature_net,
+)
+from ganarch.score.inception import InceptionFeatures
+from ganarch.score.quality import (
+    density_coverage,
+    fid,
+    frechet_distance,
+    kid,
+    mode_coverage,
+    precision_recall,
+)
+from ganarch.score.registry import (
+    MetricContext,
+    MetricInfo,
+    MetricRegistrar,
+    get_metric,
+    higher_is_better,
+    metrics,
+)
+
+__all__ = [
+    "FEATURE_DIM",
+    "FEATURE_NET_VERSION",
+    "QUALITY_WEIGHTS",
+    "Evaluator",
+    "FeatureNet",
+    "InceptionFeatures",
+    "MetricContext",
+    "MetricInfo",
+    "MetricRegistrar",
+    "density_coverage",
+    "fid",
+    "frechet_distance",
+    "get_metric",
+    "higher_is_better",
+    "kid",
+    "load_feature_net",
+    "metrics",
+    "mode_coverage",
+    "precision_recall",
+]

@@ -1,0 +1,82 @@
+"""Built-in sample-quality metrics, registered like any plugin's.
+
+Each works on the features of the dataset's own feature network (``ganarch.score``); a metric
+that does not apply (mode coverage on an unlabelled dataset, Inception FID without a weights
+file) records nothing.
+"""
+
+from __future__ import annotations
+
+from ganarch.hookspecs import hookimpl
+from ganarch.score import quality as q
+from ganarch.score.registry import MetricContext
+
+
+def _memo(ctx: MetricContext, key: str, make):
+    if key not in ctx.memo:
+        ctx.memo[key] = make()
+    return ctx.memo[key]
+
+
+def fid(ctx: MetricContext) -> dict[str, float]:
+    """Fréchet distance between Gaussians fitted to real and fake features (Heusel et al. 2017)."""
+    real = _memo(ctx, "fid.real_stats", lambda: q.gaussian_stats(ctx.real_features))
+    return {"fid": float(q.frechet_distance(*real, *q.gaussian_stats(ctx.fake_features)))}
+
+
+def kid(ctx: MetricContext) -> dict[str, float]:
+    """Unbiased MMD² with a cubic polynomial kernel, over random subsets (Bińkowski et al. 2018)."""
+    mean, std = q.kid(
+        ctx.real_features, ctx.fake_features, subsets=50, subset_size=1000, seed=ctx.seed
+    )
+    return {"kid": float(mean), "kid_std": float(std)}
+
+
+def prdc(ctx: MetricContext) -> dict[str, float]:
+    """Improved precision/recall (k=3) and density/coverage (k=5) of k-NN balls."""
+    r3 = _memo(ctx, "prdc.radii3", lambda: q.knn_radii(ctx.real_features, 3))
+    r5 = _memo(ctx, "prdc.radii5", lambda: q.knn_radii(ctx.real_features, 5))
+    precision, recall = q.precision_recall(ctx.real_features, ctx.fake_features, 3, r3)
+    density, coverage = q.density_coverage(ctx.real_features, ctx.fake_features, 5, r5)
+    return {
+        "precision": float(precision),
+        "recall": float(recall),
+        "density": float(density),
+        "coverage": float(coverage),
+    }
+
+
+def modes(ctx: MetricContext) -> dict[str, float]:
+    """Classes the feature net sees among the fakes, and KL to the real class histogram."""
+    if ctx.fake_logits is None or ctx.real_labels is None or not ctx.num_classes:
+        return {}
+    hit, total, kl = q.mode_coverage(ctx.fake_logits, ctx.real_labels, ctx.num_classes)
+    return {"modes_hit": float(hit), "modes_total": float(total), "mode_kl": float(kl)}
+
+
+def inception_fid(ctx: MetricContext) -> dict[str, float]:
+    """FID on 2048-d Inception features; only with a local weights file configured."""
+    if ctx.real_inception_features is None or ctx.fake_inception_features is None:
+        return {}
+    real = _memo(
+        ctx, "inception_fid.real_stats", lambda: q.gaussian_stats(ctx.real_inception_features)
+    )
+    fake = q.gaussian_stats(ctx.fake_inception_features)
+    return {"inception_fid": float(q.frechet_distance(*real, *fake))}
+
+
+@hookimpl
+def ganarch_register_metrics(registrar) -> None:
+    registrar.add("fid", fn=fid, higher_is_better=False)
+    registrar.add("kid", fn=kid, higher_is_better={"kid": False, "kid_std": False})
+    registrar.add(
+        "prdc",
+        fn=prdc,
+        higher_is_better={"precision": True, "recall": True, "density": True, "coverage": True},
+    )
+    registrar.add(
+        "modes",
+        fn=modes,
+        higher_is_better={"modes_hit": True, "modes_total": True, "mode_kl": False},
+    )
+    registrar.add("inception_fid", fn=inception_fid, higher_is_better=False)
