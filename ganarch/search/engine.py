@@ -1,0 +1,151 @@
+"""The search's view of the engine: load the dataset once per worker process, keep one
+evaluator (its feature network is built once, not per trial), and train a trial's spec with
+K paired seeds (the same seeds for every trial, so trials differ only in their choices).
+
+This is the only module of ``ganarch.search`` that knows the trainer's API.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["Engine", "native_channels"]
+
+OnEval = Callable[[int, Mapping[str, Any]], None]
+
+
+def native_channels(data: str, image_size: int) -> int:
+    """The dataset's own channel count: 1 when its images are grey (digits), else 3."""
+    from ganarch import data as data_module
+
+    for name in ("channels", "dataset_channels"):
+        fn = getattr(data_module, name, None)
+        if callable(fn):
+            return int(fn(data))
+    from ganarch.data.registry import load_dataset
+
+    rgb = load_dataset(data, image_size, 3).images
+    grey = bool((rgb[:, :1] == rgb[:, 1:2]).all() and (rgb[:, :1] == rgb[:, 2:3]).all())
+    return 1 if grey else 3
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+_EVALUATORS: dict[tuple[Any, ...], Any] = {}
+
+
+class Engine:
+    """Per-process training context of a search (dataset, device, evaluator)."""
+
+    def __init__(self, settings: Any, space: Any) -> None:
+        self.settings = settings
+        self.space = space
+        self.image_size: int = settings.image_size or space.image_size
+        self._channels: int | None = getattr(settings, "channels", None)
+        self._data: Any = None
+        self._evaluator: Any = None
+        self._device: torch.device | None = None
+
+    @property
+    def device(self) -> torch.device:
+        if self._device is None:
+            from ganarch.device import choose_device
+
+            self._device = choose_device(self.settings.device)
+        return self._device
+
+    @property
+    def channels(self) -> int:
+        if self._channels is None:
+            self._channels = native_channels(self.settings.data, self.image_size)
+        return self._channels
+
+    def data(self) -> Any:
+        """The dataset on the training device (loaded once)."""
+        if self._data is None:
+            from ganarch.data.registry import load_dataset
+
+            self._data = load_dataset(
+                self.settings.data, self.image_size, self.channels, device=self.device
+            )
+        return self._data
+
+    def evaluator(self) -> Any:
+        """One evaluator per (dataset, device) for every trial of this process: its feature
+        network and the real images' features are computed once, not per trial."""
+        if self._evaluator is None:
+            key = (self.settings.data, self.image_size, self.channels, str(self.device))
+            evaluator = _EVALUATORS.get(key)
+            if evaluator is None:
+                from ganarch.score import Evaluator
+
+                evaluator = Evaluator(self.data(), device=self.device)
+                _EVALUATORS.clear()  # one dataset per search: keep memory flat
+                _EVALUATORS[key] = evaluator
+            self._evaluator = evaluator
+        n_eval = getattr(self.settings, "n_eval", None)
+        ev = self._evaluator
+        if n_eval is not None:
+            # the trainer asks the evaluator how many images to generate per evaluation
+            ev.n_samples = n_eval
+            ev._n_samples_from_search = True
+        elif getattr(ev, "_n_samples_from_search", False):  # a cached one from another run
+            del ev.n_samples
+            ev._n_samples_from_search = False
+        return ev
+
+    def prepare(self) -> None:
+        """Load the data and build the evaluator before the first trial (errors show early)."""
+        self.evaluator()
+
+    def train(self, spec: Any, *, out_dir: Path, on_eval: OnEval) -> dict[str, Any]:
+        """Train ``spec`` with the search's seeds; ``on_eval(step, record)`` at evaluations.
+
+        With K seeds the runs are sequential and the reported step runs on across them
+        (seed i's step s is ``i * steps + s``), so pruners compare trials at equal effort.
+        """
+        from ganarch.train import train, train_seeds
+
+        s = self.settings
+        common: dict[str, Any] = dict(
+            device=self.device,
+            out_dir=out_dir,
+            overwrite=True,  # a trial number is unique in its study; a new study may reuse it
+            evaluator=self.evaluator(),
+            eval_every=s.eval_every,
+            progress=False,  # the search's live display shows progress
+        )
+        n_eval = getattr(s, "n_eval", None)
+        if n_eval is not None and _accepts(train, "n_eval"):
+            common["n_eval"] = n_eval
+        if s.seeds == 1:
+            result = train(spec, self.data(), s.steps, seed=s.seed, on_eval=on_eval, **common)
+        else:
+            seeds = [s.seed + i for i in range(s.seeds)]
+            index = {seed: i for i, seed in enumerate(seeds)}
+
+            def relay(seed: int, step: int, record: Mapping[str, Any]) -> None:
+                on_eval(index[seed] * s.steps + step, record)
+
+            result = train_seeds(spec, self.data(), s.steps, seeds=seeds, on_eval=relay, **common)
+            if not (Path(out_dir) / "spec.json").exists():
+                spec.save(Path(out_dir) / "spec.json")
+        return {
+            "quality": result.quality,
+            "stability": result.stability,
+            "objective": result.objective,
+            "metrics": dict(result.metrics),
+            "stability_components": dict(getattr(result, "stability_components", {}) or {}),
+            "diverged": bool(result.diverged),
+            "failure": getattr(result, "failure", None),
+        }

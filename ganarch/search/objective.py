@@ -1,0 +1,233 @@
+"""One trial: Optuna trial -> template choices -> spec -> training -> value(s).
+
+Every outcome is recorded on the trial (``user_attrs``) per the project's contract:
+``choices`` (the full resolved template choices, training settings included), ``spec`` (the
+spec as a dict), ``metrics``, ``quality``, ``stability``, ``objective``, ``failure`` (a reason,
+only when the trial failed) and ``artifacts`` (the run directory with spec.json,
+metrics.json and samples.png). ``worker`` says which process ran it.
+
+How failures reach the sampler: Optuna's samplers ignore ``FAIL`` trials, so a configuration
+that raises or runs out of memory would be proposed again and again. A trial that fails for
+a reason inherent to its configuration (an invalid spec, a block that raises, CUDA out of
+memory) is therefore finished as ``COMPLETE`` with the penalised value ``PENALTY`` (the worst
+score) *and* an infeasible constraint ``failed = 1`` (``trial.set_constraint``, Optuna 5's
+replacement of ``constraints_func``). TPE and NSGA-II rank infeasible trials below every
+feasible one, so they learn to avoid them; ``study.best_trial(s)`` skip them. A run that
+diverged (NaN/inf) is a real outcome of its configuration: ``COMPLETE`` with its (zero)
+score, ``failure = "diverged"``, and feasible. Only interruptions (Ctrl-C) and stale trials
+of killed workers end as ``FAIL``: they say nothing about the configuration and are retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from ganarch.errors import SpecError
+from ganarch.search.space import SearchSpace, resolve_choices
+from ganarch.search.storage import WORKER_ATTR, worker_identity
+
+__all__ = ["FAILED_CONSTRAINT", "PENALTY", "TrialRunner", "TrialSettings"]
+
+#: The value a failed configuration gets for each objective (scores are higher-is-better,
+#: in [0, 1]; 0 is the worst).
+PENALTY = 0.0
+#: The constraint that marks a trial infeasible (> 0) for the samplers.
+FAILED_CONSTRAINT = "failed"
+INTERRUPTED = "interrupted"
+#: Objective names per ``--objective``; they become the study's metric names.
+METRIC_NAMES = {"score": ["objective"], "multi": ["quality", "stability"]}
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a search shares (plain data, so it pickles to worker processes)."""
+
+    data: str
+    steps: int
+    seeds: int = 1
+    objective: str = "score"  # "score" (one value) or "multi" (quality, stability)
+    device: str | None = None
+    seed: int = 0
+    out: str = "ganarch-runs"
+    eval_every: int | None = None
+    n_eval: int | None = None  # generated images per evaluation (None: the trainer's default)
+    image_size: int | None = None
+    channels: int | None = None  # None: the dataset's own
+    width: int | None = None
+    latent_dim: int | None = None
+    prune: bool = True
+
+
+class TrialRunner:
+    """The objective function of a search; keeps per-process state (dataset, evaluator).
+
+    ``on_trial_start(trial)`` runs once the trial exists and its worker is recorded (the
+    study runner releases its lock there); ``on_progress(trial, step, metrics)`` at each
+    evaluation (the live display).
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        settings: TrialSettings,
+        *,
+        on_trial_start: Callable[[optuna.Trial], None] | None = None,
+        on_progress: Callable[[optuna.Trial, int, Mapping[str, Any]], None] | None = None,
+    ) -> None:
+        self.space = space
+        self.settings = settings
+        self.on_trial_start = on_trial_start
+        self.on_progress = on_progress
+        self._engine: Any = None
+
+    # -- the objective --------------------------------------------------------------------
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        trial.set_user_attr(WORKER_ATTR, worker_identity())
+        if self.on_trial_start is not None:
+            self.on_trial_start(trial)
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:
+            # Optuna marks the trial FAIL and re-raises; say why, and queue it to run again.
+            _safe_attr(trial, "failure", INTERRUPTED)
+            _requeue(trial)
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        s = self.settings
+        choices = self.space.suggest(trial)
+        trial.set_user_attr("choices", _jsonable(resolve_choices(choices)))
+        engine = self.engine()
+        out_dir = Path(s.out) / f"trial-{trial.number}"
+        last: dict[str, Any] = {}
+        multi = s.objective == "multi"
+
+        def on_eval(step: int, metrics: Mapping[str, Any]) -> None:
+            last.clear()
+            last.update(metrics)
+            if self.on_progress is not None:
+                self.on_progress(trial, step, metrics)
+            if multi or not s.prune:
+                return  # Optuna cannot prune multi-objective studies
+            value = metrics.get("objective")
+            if value is None or not math.isfinite(float(value)):
+                return
+            trial.report(float(value), step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at step {step}")
+
+        try:
+            spec = self.space.spec(
+                choices,
+                channels=engine.channels,
+                image_size=s.image_size,
+                width=s.width,
+                latent_dim=s.latent_dim,
+            )
+            # the contract's form: the spec's resolved choices with its training settings
+            trial.set_user_attr(
+                "choices", _jsonable({**spec.meta["choices"], **spec.training.to_dict()})
+            )
+            trial.set_user_attr("spec", spec.to_dict())
+            trial.set_user_attr("artifacts", str(out_dir.resolve()))
+            result = engine.train(spec, out_dir=out_dir, on_eval=on_eval)
+        except optuna.TrialPruned:
+            self._record(trial, last, last.get("metrics", {}))
+            raise
+        except torch.cuda.OutOfMemoryError:
+            spec = None
+            gc.collect()
+            torch.cuda.empty_cache()
+            return self._penalise(trial, "out of memory (CUDA)")
+        except SpecError as exc:  # the template or a block's shape rule rejects the choices
+            return self._penalise(trial, f"invalid spec: {exc}")
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # a plugin block that raises must not stop the study
+            tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+            trial.set_user_attr("traceback", "".join(tb[-6:])[-4000:])
+            return self._penalise(trial, f"error: {type(exc).__name__}: {exc}")
+
+        values = self._record(trial, result, result.get("metrics", {}))
+        if result.get("stability_components"):
+            trial.set_user_attr("stability_components", _jsonable(result["stability_components"]))
+        if result.get("diverged"):
+            detail = str(result.get("failure") or "")
+            reason = detail if detail.startswith("diverged") else f"diverged: {detail}".rstrip(": ")
+            trial.set_user_attr("failure", reason)
+        trial.set_constraint(FAILED_CONSTRAINT, 0.0)
+        return values if multi else values[0]
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def engine(self):
+        if self._engine is None:
+            from ganarch.search.engine import Engine
+
+            self._engine = Engine(self.settings, self.space)
+        return self._engine
+
+    def _record(
+        self, trial: optuna.Trial, result: Mapping[str, Any], metrics: Mapping[str, Any]
+    ) -> tuple[float, ...]:
+        """Store quality, stability, objective and metrics; return the study's value(s)."""
+        out = {}
+        for key in ("quality", "stability", "objective"):
+            v = result.get(key)
+            v = float(v) if v is not None else None
+            if v is not None and not math.isfinite(v):
+                v = PENALTY
+            out[key] = v
+            trial.set_user_attr(key, v)
+        trial.set_user_attr("metrics", _jsonable(dict(metrics)))
+        names = METRIC_NAMES[self.settings.objective]
+        return tuple(PENALTY if out.get(n) is None else out[n] for n in names)
+
+    def _penalise(self, trial: optuna.Trial, reason: str) -> float | tuple[float, ...]:
+        trial.set_user_attr("failure", reason[:2000])
+        trial.set_constraint(FAILED_CONSTRAINT, 1.0)
+        for key in ("quality", "stability", "objective"):
+            trial.set_user_attr(key, PENALTY)
+        n = len(METRIC_NAMES[self.settings.objective])
+        return PENALTY if n == 1 else tuple([PENALTY] * n)
+
+
+def _requeue(trial: optuna.Trial) -> None:
+    with contextlib.suppress(Exception):  # never let bookkeeping hide the interrupt
+        trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+
+
+def _safe_attr(trial: optuna.Trial, key: str, value: Any) -> None:
+    with contextlib.suppress(Exception):
+        trial.set_user_attr(key, value)
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON data (storages serialise user attrs as JSON)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):  # numpy / torch scalars
+        try:
+            return _jsonable(value.item())
+        except (TypeError, ValueError):
+            pass
+    return str(value)

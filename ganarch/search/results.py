@@ -1,0 +1,105 @@
+"""Reading studies back: list studies and trials, and the best spec as a ``GANSpec``.
+
+The best trial of a single-objective study is the feasible ``COMPLETE`` trial with the
+highest value. For a multi-objective study (quality, stability) it is a documented pick from
+the Pareto front: the front trial with the highest product quality × stability, ties to the
+lower trial number. Trials that failed (penalised, infeasible) never count.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from ganarch.errors import GanarchError
+from ganarch.search.storage import load_study, open_storage
+from ganarch.search.study import ranked_trials, trial_row
+from ganarch.spec import GANSpec
+
+__all__ = ["best_spec", "best_trial", "list_studies", "list_trials", "open_study"]
+
+StudyLike = str | optuna.Study
+
+
+def open_study(study: StudyLike, storage: str | os.PathLike | None = None) -> optuna.Study:
+    """A study object from a study or a name in ``storage`` (default ``ganarch.journal``)."""
+    if isinstance(study, optuna.Study):
+        return study
+    return load_study(study, open_storage(storage))
+
+
+def best_trial(study: StudyLike, storage: str | os.PathLike | None = None) -> FrozenTrial:
+    """The best feasible ``COMPLETE`` trial (see the module docs for multi-objective)."""
+    st = open_study(study, storage)
+    ranked = ranked_trials(st)
+    if not ranked:
+        n = len(st.get_trials(deepcopy=False))
+        raise GanarchError(
+            f"study {st.study_name!r} has no successful completed trial yet ({n} trials in all)"
+        )
+    return ranked[0]
+
+
+def best_spec(study: StudyLike, storage: str | os.PathLike | None = None) -> GANSpec:
+    """The best trial's spec, with its training settings, ready to ``.build()`` or train.
+
+    Example::
+
+        spec = ganarch.best_spec("quick-digits")            # from ./ganarch.journal
+        spec = ganarch.best_spec("dcgan-digits", storage="sqlite:///ganarch.db")
+        G, D = spec.build()
+    """
+    st = open_study(study, storage)
+    trial = best_trial(st)
+    d = trial.user_attrs.get("spec")
+    if not isinstance(d, dict):
+        raise GanarchError(f"trial {trial.number} of study {st.study_name!r} recorded no spec")
+    spec = GANSpec.from_dict(d)
+    meta = dict(spec.meta)
+    meta["search"] = {
+        "study": st.study_name,
+        "trial": trial.number,
+        "values": list(trial.values or []),
+        "quality": trial.user_attrs.get("quality"),
+        "stability": trial.user_attrs.get("stability"),
+        "objective": trial.user_attrs.get("objective"),
+    }
+    return spec.replace(meta=meta)
+
+
+def list_studies(storage: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Every study in the storage: name, trial counts by state, directions, best value(s)."""
+    store = open_storage(storage)
+    out = []
+    for summary in sorted(store.get_all_studies(), key=lambda s: s.study_name):
+        st = optuna.load_study(study_name=summary.study_name, storage=store)
+        trials = st.get_trials(deepcopy=False)
+        counts: dict[str, int] = {}
+        for t in trials:
+            counts[t.state.name] = counts.get(t.state.name, 0) + 1
+        ranked = ranked_trials(st) if counts.get("COMPLETE") else []
+        settings = st.user_attrs.get("ganarch", {}) or {}
+        out.append(
+            {
+                "name": st.study_name,
+                "directions": [d.name.lower() for d in st.directions],
+                "metric_names": st.metric_names,
+                "n_trials": len(trials),
+                "states": counts,
+                "best_trial": ranked[0].number if ranked else None,
+                "best_values": list(ranked[0].values) if ranked else None,
+                "space": settings.get("space"),
+                "data": settings.get("data"),
+                "sampler": st.user_attrs.get("sampler"),
+            }
+        )
+    return out
+
+
+def list_trials(study: StudyLike, storage: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Every trial of a study as plain data (number, state, values, params, failure, ...)."""
+    st = open_study(study, storage)
+    return [trial_row(t, st) for t in st.get_trials(deepcopy=False)]

@@ -1,0 +1,537 @@
+"""Run a study: pick the sampler and pruner, create or resume the study, run local workers.
+
+Resuming is running the same command again: the study is loaded (``load_if_exists``), trials
+left RUNNING by a killed process are failed and queued again, and only the trials missing to
+reach ``trials`` finished ones (``COMPLETE`` + ``PRUNED``) are run. Local workers (``workers``)
+are spawned processes sharing the storage; a file lock makes them count and start trials one
+at a time, so together they run exactly the missing trials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import pickle
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ganarch.errors import GanarchError
+from ganarch.search.objective import METRIC_NAMES, TrialRunner, TrialSettings
+from ganarch.search.space import SearchSpace
+from ganarch.search.storage import (
+    StorageLock,
+    describe_storage,
+    fail_stale_trials,
+    open_storage,
+)
+
+__all__ = [
+    "PRUNERS",
+    "SAMPLERS",
+    "SearchConfig",
+    "SearchSummary",
+    "default_study_name",
+    "failure_counts",
+    "make_pruner",
+    "make_sampler",
+    "prepare_study",
+    "ranked_trials",
+    "run_search",
+    "run_worker",
+    "trial_row",
+]
+
+SAMPLERS = ("tpe", "random", "grid", "qmc", "nsga2")
+PRUNERS = ("hyperband", "median", "none")
+OBJECTIVES = tuple(METRIC_NAMES)
+#: The study user attribute holding the settings a resumed run must match.
+SETTINGS_ATTR = "ganarch"
+#: Settings that change what a trial's value means: a resumed run must keep them.
+_MUST_MATCH = (
+    "space",
+    "space_hash",
+    "data",
+    "image_size",
+    "channels",
+    "width",
+    "latent_dim",
+    "steps",
+    "seeds",
+    "objective",
+    "seed",
+)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything a search (and each of its worker processes) needs; plain, picklable data."""
+
+    space: SearchSpace
+    settings: TrialSettings
+    study_name: str
+    storage: str  # a resolved storage URL or journal path (``storage.resolve_url``)
+    trials: int = 10
+    timeout: float | None = None
+    sampler: str = "tpe"
+    pruner: str = "hyperband"
+    workers: int = 1
+
+
+@dataclass
+class SearchSummary:
+    """What a search run did and where the study stands."""
+
+    study_name: str
+    storage: str
+    target: int
+    counts: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+    ran: int = 0  # trials this run finished
+    best: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+    stale: list[int] = field(default_factory=list)
+
+    @property
+    def finished(self) -> int:
+        return self.counts.get("COMPLETE", 0) + self.counts.get("PRUNED", 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "finished": self.finished}
+
+
+def default_study_name(space: SearchSpace, data: str) -> str:
+    """``dcgan-digits``: the space's and the dataset's names, safe for any storage."""
+    data_part = re.sub(r"[^A-Za-z0-9_.-]+", "-", data.split(":", 1)[0]).strip("-") or "data"
+    return f"{space.name}-{data_part}"
+
+
+# -- sampler and pruner ------------------------------------------------------------------------
+
+
+def make_sampler(
+    name: str, space: SearchSpace, *, seed: int | None, trials: int, multi: bool
+) -> optuna.samplers.BaseSampler:
+    """The sampler for ``--sampler``; every one is seeded, all see failed trials as infeasible
+    through ``trial.set_constraint`` (TPE and NSGA-II use it; the others need not learn)."""
+    if name == "tpe":
+        # Optuna 5 defaults: multivariate=True, constant_liar=True (parallel workers see each
+        # other's running trials). Fewer startup trials than the default 10 in short searches.
+        startup = max(3, min(10, trials // 3))
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        if not space.is_finite:
+            space.grid()  # raises a SpecError naming the continuous choice
+        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+    if name == "qmc":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(
+                seed=seed,
+                scramble=True,  # categorical choices come from the independent random sampler
+                independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+                warn_independent_sampling=False,
+                warn_asynchronous_seeding=False,
+            )
+    if name == "nsga2":
+        population = max(4, min(50, trials // 3))
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+    raise GanarchError(f"--sampler: unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+
+
+def make_pruner(name: str, settings: TrialSettings, *, multi: bool) -> optuna.pruners.BasePruner:
+    """The pruner for ``--pruner``. Resources are training steps (evaluations report at their
+    step). Optuna does not prune multi-objective studies, so ``multi`` always gets none."""
+    if multi or name == "none":
+        return optuna.pruners.NopPruner()
+    from ganarch.train import default_eval_every
+
+    every = settings.eval_every or default_eval_every(settings.steps)
+    # K seeds train one after another and report on a running step count (see the engine)
+    budget = settings.steps * settings.seeds
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=every, max_resource=budget, reduction_factor=3
+        )
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=every)
+    raise GanarchError(f"--pruner: unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}")
+
+
+def worker_seed(seed: int, worker: int, existing: int) -> int:
+    """Distinct, reproducible sampler seeds per worker and per resume (a resumed random
+    sampler with the first run's seed would propose the first run's trials again)."""
+    text = f"{seed}:{worker}:{existing}".encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:4], "little")
+
+
+# -- the study ---------------------------------------------------------------------------------
+
+
+def _settings_record(config: SearchConfig) -> dict[str, Any]:
+    s, space = config.settings, config.space
+    described = json.dumps([space.template, space.describe()], sort_keys=True, default=str)
+    return {
+        "space": space.name,
+        "space_source": space.source,
+        "space_hash": hashlib.sha256(described.encode()).hexdigest()[:16],
+        "data": s.data,
+        "image_size": s.image_size or space.image_size,
+        "channels": s.channels,
+        "width": s.width or space.width,
+        "latent_dim": s.latent_dim or space.latent_dim,
+        "steps": s.steps,
+        "seeds": s.seeds,
+        "objective": s.objective,
+        "seed": s.seed,
+        "eval_every": s.eval_every,
+        "n_eval": s.n_eval,
+        "out": s.out,
+    }
+
+
+def prepare_study(config: SearchConfig) -> optuna.Study:
+    """Create the study, or load it and check that this run continues the same search."""
+    multi = config.settings.objective == "multi"
+    storage = open_storage(config.storage)
+    names = METRIC_NAMES[config.settings.objective]
+    study = optuna.create_study(
+        storage=storage,
+        study_name=config.study_name,
+        directions=["maximize"] * len(names),
+        load_if_exists=True,
+    )
+    record = _settings_record(config)
+    old = study.user_attrs.get(SETTINGS_ATTR)
+    if len(study.directions) != len(names) and old is None:
+        raise GanarchError(
+            f"study {config.study_name!r} has {len(study.directions)} objective(s) but "
+            f"--objective {config.settings.objective} needs {len(names)}; pick another --study"
+        )
+    if old is not None:
+        diffs = [
+            f"{k}={old.get(k)!r} (now {record[k]!r})"
+            for k in _MUST_MATCH
+            if old.get(k) != record[k]
+        ]
+        if diffs:
+            raise GanarchError(
+                f"study {config.study_name!r} was run with other settings: "
+                + "; ".join(diffs)
+                + ". Run the same command to resume it, or pick a new --study NAME"
+            )
+    else:
+        study.set_user_attr(SETTINGS_ATTR, record)
+        study.set_metric_names(names)
+    study.set_user_attr("sampler", config.sampler)
+    study.set_user_attr("pruner", "none" if multi else config.pruner)
+    return study
+
+
+def _counts(trials: list[FrozenTrial]) -> Counter[str]:
+    return Counter(t.state.name for t in trials)
+
+
+def _load_for_worker(config: SearchConfig, worker: int) -> optuna.Study:
+    storage = open_storage(config.storage)
+    existing = len(
+        storage.get_all_trials(storage.get_study_id_from_name(config.study_name), deepcopy=False)
+    )
+    multi = config.settings.objective == "multi"
+    sampler = make_sampler(
+        config.sampler,
+        config.space,
+        seed=worker_seed(config.settings.seed, worker, existing),
+        trials=config.trials,
+        multi=multi,
+    )
+    pruner = make_pruner(config.pruner, config.settings, multi=multi)
+    return optuna.load_study(
+        study_name=config.study_name, storage=storage, sampler=sampler, pruner=pruner
+    )
+
+
+def run_worker(
+    config: SearchConfig,
+    worker: int = 0,
+    *,
+    on_event: Callable[[str, Any], None] | None = None,
+) -> int:
+    """Run trials until the study holds ``config.trials`` finished ones (or the timeout).
+
+    Returns how many trials this worker finished. ``on_event(kind, payload)`` reports
+    ``("start", trial)``, ``("eval", (trial, step, metrics))``, ``("end", frozen_trial)``,
+    ``("stale", [numbers])`` to a display.
+    """
+    _quiet_optuna()
+    study = _load_for_worker(config, worker)
+    lock = StorageLock(config.storage)
+    emit = on_event or (lambda kind, payload: None)
+
+    def started(trial: optuna.Trial) -> None:
+        lock.release()  # the trial exists and names its worker: others may go on
+        emit("start", trial)
+
+    runner = TrialRunner(
+        config.space,
+        config.settings,
+        on_trial_start=started,
+        on_progress=lambda trial, step, metrics: emit("eval", (trial, step, metrics)),
+    )
+    runner.engine().prepare()  # data and evaluator before any trial exists (bad --data: exit 2)
+    deadline = time.monotonic() + config.timeout if config.timeout else None
+    ran = 0
+    grid = isinstance(study.sampler, optuna.samplers.GridSampler)
+    while deadline is None or time.monotonic() < deadline:
+        lock.acquire()
+        try:
+            stale = fail_stale_trials(study)
+            if stale:
+                emit("stale", stale)
+            counts = _counts(study.get_trials(deepcopy=False))
+            busy = counts["COMPLETE"] + counts["PRUNED"] + counts["RUNNING"]
+            if busy >= config.trials:
+                break
+            if grid and study.sampler.is_exhausted(study):
+                break
+            study.optimize(
+                runner,
+                n_trials=1,
+                callbacks=[lambda st, ft: emit("end", ft)],
+            )
+            ran += 1
+        finally:
+            lock.release()
+    return ran
+
+
+# -- running a search (one process or several) -------------------------------------------------
+
+
+def run_search(
+    config: SearchConfig,
+    *,
+    display: Any = None,
+) -> SearchSummary:
+    """Run (or resume) a search and return its summary.
+
+    ``display`` (see ``ganarch.search.display``) shows live progress; None runs silently.
+    A ``KeyboardInterrupt`` stops the workers after they record their running trial as
+    ``FAIL`` (reason ``interrupted``, queued to run again); the summary then has
+    ``interrupted=True``.
+    """
+    _quiet_optuna()
+    start = time.monotonic()
+    study = prepare_study(config)
+    before = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    summary = SearchSummary(config.study_name, describe_storage(config.storage), config.trials)
+    if display is not None:
+        display.begin(config, study)
+    try:
+        if config.workers <= 1:
+            on_event = display.event if display is not None else None
+            run_worker(config, 0, on_event=on_event)
+        else:
+            _run_processes(config, study, display)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        if display is not None:
+            display.end(study)
+    trials = study.get_trials(deepcopy=False)
+    summary.counts = dict(_counts(trials))
+    summary.failures = dict(failure_counts(trials))
+    summary.ran = sum(
+        1
+        for t in trials
+        if t.state.is_finished() and t.number not in before and t.state != TrialState.FAIL
+    )
+    summary.best = [trial_row(t, study) for t in ranked_trials(study)[:5]]
+    summary.elapsed_s = time.monotonic() - start
+    return summary
+
+
+def _worker_main(config_path: str, worker: int) -> None:
+    """Entry point of a worker process (``python -c`` with a pickled config)."""
+    with open(config_path, "rb") as f:
+        config: SearchConfig = pickle.load(f)
+    if config.settings.device in (None, "cpu", "auto"):
+        import torch
+
+        # N workers on one CPU: split the cores, or their thread pools fight (many times slower)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
+    try:
+        run_worker(config, worker)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+_WORKER_CODE = "import sys; from ganarch.search.study import _worker_main; _worker_main(sys.argv[1], int(sys.argv[2]))"
+
+
+def _run_processes(config: SearchConfig, study: optuna.Study, display: Any) -> None:
+    # Plain subprocesses rather than multiprocessing: no dependence on how the parent's
+    # __main__ was started (a console script, python -m, a notebook). Code-registered plugins
+    # are not seen by the workers; register plugins through entry points to use --workers.
+    with tempfile.TemporaryDirectory(prefix="ganarch-search-") as tmp:
+        path = os.path.join(tmp, "config.pickle")
+        with open(path, "wb") as f:
+            pickle.dump(config, f)
+        procs = [
+            subprocess.Popen([sys.executable, "-c", _WORKER_CODE, path, str(i)])
+            for i in range(config.workers)
+        ]
+        try:
+            while any(p.poll() is None for p in procs):
+                if display is not None:
+                    display.poll(study)
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            _stop(procs)
+            raise
+    bad = [p for p in procs if p.returncode != 0]
+    if any(p.returncode in (130, -signal.SIGINT) for p in bad):
+        raise KeyboardInterrupt
+    if bad:
+        raise RuntimeError(
+            f"{len(bad)} of {len(procs)} worker processes failed (exit codes "
+            + ", ".join(str(p.returncode) for p in bad)
+            + "); their errors are printed above"
+        )
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """Let workers record their interrupted trial (a terminal's Ctrl-C reaches them too)."""
+    deadline = time.monotonic() + 5
+    for p in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 20
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=5)
+
+
+# -- reading results ---------------------------------------------------------------------------
+
+
+def failure_counts(trials: list[FrozenTrial]) -> Counter[str]:
+    """Failures counted by reason (the reason's first clause, so similar ones group)."""
+    out: Counter[str] = Counter()
+    for t in trials:
+        reason = t.user_attrs.get("failure")
+        if reason:
+            out[failure_kind(str(reason))] += 1
+        elif t.state == TrialState.FAIL:
+            out["error (no reason recorded)"] += 1
+    return out
+
+
+def failure_kind(reason: str) -> str:
+    """``"error: ValueError: boom"`` -> ``"error: ValueError"``; ``"invalid spec: ..."`` -> ``"invalid spec"``."""
+    if reason.startswith("error: "):
+        return "error: " + reason[7:].split(":", 1)[0]
+    return reason.split(":", 1)[0]
+
+
+def feasible(t: FrozenTrial) -> bool:
+    return all(v <= 0 for v in t.constraints.values())
+
+
+def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Feasible COMPLETE trials, best first.
+
+    Single objective: by value. Multi-objective: Pareto front first, then by the product
+    quality × stability, ties to the lower trial number (the documented pick of ``best``).
+    """
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if feasible(t) and t.values is not None
+    ]
+    signs = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in study.directions]
+    if len(signs) == 1:
+        return sorted(trials, key=lambda t: (-signs[0] * t.values[0], t.number))
+    front = {t.number for t in study.best_trials}
+    return sorted(
+        trials,
+        key=lambda t: (t.number not in front, -_product(t, signs), t.number),
+    )
+
+
+def _product(t: FrozenTrial, signs: list[int]) -> float:
+    p = 1.0
+    for v, s in zip(t.values, signs, strict=True):
+        p *= v if s > 0 else -v
+    return p
+
+
+def trial_row(t: FrozenTrial, study: optuna.Study | None = None) -> dict[str, Any]:
+    """A trial as plain data for tables and ``--json``."""
+    names = None
+    if study is not None:
+        with contextlib.suppress(Exception):
+            names = study.metric_names
+    values = list(t.values) if t.values is not None else None
+    row: dict[str, Any] = {
+        "number": t.number,
+        "state": t.state.name,
+        "values": values,
+        "value_names": names,
+        "quality": t.user_attrs.get("quality"),
+        "stability": t.user_attrs.get("stability"),
+        "objective": t.user_attrs.get("objective"),
+        "params": dict(t.params),
+        "failure": t.user_attrs.get("failure"),
+        "artifacts": t.user_attrs.get("artifacts"),
+        "duration_s": t.duration.total_seconds() if t.duration is not None else None,
+    }
+    return row
+
+
+def _quiet_optuna() -> None:
+    # The live display reports trials and failures; Optuna's per-trial INFO lines and its
+    # traceback of an interrupted trial would tear it.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def summary_lines(summary: SearchSummary, mapping: Mapping[str, Any] | None = None) -> list[str]:
+    c = summary.counts
+    parts = [
+        f"{c.get(k, 0)} {k.lower()}"
+        for k in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+        if c.get(k)
+    ]
+    lines = [
+        f"study {summary.study_name!r} in {summary.storage}: {summary.finished}/{summary.target} "
+        f"finished ({', '.join(parts) or 'no trials'}); this run finished {summary.ran} "
+        f"in {summary.elapsed_s:.0f}s"
+    ]
+    if summary.failures:
+        lines.append("failures: " + ", ".join(f"{k} ×{n}" for k, n in summary.failures.items()))
+    return lines
