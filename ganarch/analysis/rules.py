@@ -1,0 +1,376 @@
+"""The rediscovery table: for each of the paper's claims, what a study's trials say about it.
+
+Which trials count: only ``COMPLETE`` trials. Trials that failed and were recorded as
+``FAIL`` or ``PRUNED`` are left out (a pruned trial has no final score); a failed trial that
+the search recorded as ``COMPLETE`` with a penalised value (``user_attrs["failure"]`` set)
+counts with that penalised score, because the failure is part of the evidence about the
+configuration (the table counts them in its notes).
+
+The score: a single-objective study's objective value. For a multi-objective study
+(quality and stability), the quality objective (``study.metric_names`` entry ``"quality"``,
+otherwise the first objective), because the paper's claims are mostly about sample quality
+and a single score is needed for an effect; stability remains visible in ``ganarch trials``.
+Whether a higher score is better follows the study's direction for that objective.
+
+Importance: ``optuna.importance.get_param_importances`` with an explicitly named evaluator
+(``PedAnovaImportanceEvaluator`` by default, Optuna 5.0's default too); a claim's importance is
+the sum of the normalised importances of the Optuna parameters it maps to (the template
+choice, or its per-branch names ``choice|branch``). Parameters the study did not search, or a
+study with too few complete trials, give no importance (shown as "-") with a note.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.importance import (
+    BaseImportanceEvaluator,
+    FanovaImportanceEvaluator,
+    MeanDecreaseImpurityImportanceEvaluator,
+    PedAnovaImportanceEvaluator,
+)
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from ganarch.analysis.claims import CLAIMS, Claim
+from ganarch.analysis.stats import N_MIN, Effect, bootstrap_diff, verdict
+
+__all__ = [
+    "EVALUATORS",
+    "EVIDENCE_ABLATION",
+    "EVIDENCE_SEARCH",
+    "MIN_IMPORTANCE_TRIALS",
+    "RuleRow",
+    "RulesTable",
+    "Scored",
+    "make_evaluator",
+    "rules_table",
+    "scored_trials",
+    "study_score",
+    "table_from_scores",
+]
+
+EVIDENCE_SEARCH = "search (sampler-biased)"
+EVIDENCE_ABLATION = "ablation (controlled, paired seeds)"
+#: Fewer complete trials than this: no importance (PED-ANOVA looks at the top 10%).
+MIN_IMPORTANCE_TRIALS = 10
+BRANCH_SEP = "|"  # the search layer's per-branch parameter names: "choice|branch"
+
+#: Importance evaluators by CLI name: (factory, the name printed in every output).
+EVALUATORS: dict[str, tuple[Callable[[], BaseImportanceEvaluator], str]] = {
+    "ped-anova": (
+        lambda: PedAnovaImportanceEvaluator(),
+        "PED-ANOVA (optuna PedAnovaImportanceEvaluator, top 10% of trials vs all)",
+    ),
+    "fanova": (
+        lambda: FanovaImportanceEvaluator(seed=0),
+        "fANOVA (optuna FanovaImportanceEvaluator, seed 0)",
+    ),
+    "mdi": (
+        lambda: MeanDecreaseImpurityImportanceEvaluator(seed=0),
+        "mean decrease impurity (optuna MeanDecreaseImpurityImportanceEvaluator, seed 0)",
+    ),
+}
+
+
+def make_evaluator(name: str) -> tuple[BaseImportanceEvaluator, str]:
+    """``(evaluator, description)`` for ``"ped-anova"``, ``"fanova"`` or ``"mdi"``."""
+    key = name.strip().lower().replace("_", "-")
+    if key not in EVALUATORS:
+        from ganarch.errors import GanarchError
+
+        raise GanarchError(
+            f"unknown importance evaluator {name!r}; choose one of {', '.join(EVALUATORS)}"
+        )
+    factory, description = EVALUATORS[key]
+    return factory(), description
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One trial (or one training run) reduced to what the table needs."""
+
+    number: int
+    choices: Mapping[str, Any]
+    score: float
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class RuleRow:
+    claim: Claim
+    effect: Effect
+    verdict: str
+    importance: float | None = None
+    param_importances: Mapping[str, float] = field(default_factory=dict)
+    importance_note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        e = self.effect
+        return {
+            "claim": self.claim.id,
+            "name": self.claim.name,
+            "paper": self.claim.paper,
+            "paper_side": self.claim.paper_side,
+            "alternative_side": self.claim.alternative_side,
+            "n_paper": e.n_paper,
+            "n_alt": e.n_alt,
+            "mean_paper": e.mean_paper,
+            "mean_alt": e.mean_alt,
+            "effect": e.effect,
+            "ci_low": e.ci_low,
+            "ci_high": e.ci_high,
+            "paired": e.paired,
+            "importance": self.importance,
+            "param_importances": dict(self.param_importances),
+            "importance_note": self.importance_note,
+            "verdict": self.verdict,
+        }
+
+
+@dataclass(frozen=True)
+class RulesTable:
+    """The table of ``ganarch rules`` and ``ganarch ablate``; ``to_dict()`` is its JSON."""
+
+    rows: tuple[RuleRow, ...]
+    evidence: str
+    score: str  # what the effect is measured in, e.g. "objective" or "quality"
+    higher_is_better: bool
+    evaluator: str | None  # the importance evaluator, named; None for an ablation
+    source: str  # the study name, or the ablation's directory
+    n_trials: int  # trials (or runs) counted
+    notes: tuple[str, ...] = ()
+    n_min: int = N_MIN
+    #: Every searched parameter's normalised importance (claims' parameters and the rest).
+    importances: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "evidence": self.evidence,
+            "score": self.score,
+            "higher_is_better": self.higher_is_better,
+            "importance_evaluator": self.evaluator,
+            "n_trials": self.n_trials,
+            "n_min": self.n_min,
+            "notes": list(self.notes),
+            "rules": [row.to_dict() for row in self.rows],
+            "param_importances": dict(self.importances),
+        }
+
+
+# -- reading a study ---------------------------------------------------------------------------
+
+
+def study_score(study: optuna.Study) -> tuple[str, int, bool]:
+    """``(score name, objective index, higher is better)`` for a study (see module docs)."""
+    directions = study.directions
+    if len(directions) == 1:
+        names = _metric_names(study)
+        name = names[0] if names and names[0] else "objective"
+        return name, 0, directions[0] == StudyDirection.MAXIMIZE
+    names = _metric_names(study) or []
+    index = names.index("quality") if "quality" in names else 0
+    name = "quality" if "quality" in names else f"objective {index}"
+    return name, index, directions[index] == StudyDirection.MAXIMIZE
+
+
+def _metric_names(study: optuna.Study) -> list[str] | None:
+    try:
+        return study.metric_names
+    except (AttributeError, ValueError):
+        return None
+
+
+def _choices_of(trial: FrozenTrial) -> dict[str, Any]:
+    choices = trial.user_attrs.get("choices")
+    if isinstance(choices, Mapping):
+        return dict(choices)
+    # No recorded choices: rebuild them from the parameters ("choice|branch" -> "choice").
+    out: dict[str, Any] = {}
+    for name, value in trial.params.items():
+        key = name.split(BRANCH_SEP, 1)[0]
+        if key == "lr":
+            out["lr_g"] = out["lr_d"] = value
+        else:
+            out[key] = value
+    return out
+
+
+def scored_trials(study: optuna.Study) -> tuple[list[Scored], dict[str, int]]:
+    """The ``COMPLETE`` trials with a finite score, and counts of every trial state."""
+    _, index, _ = study_score(study)
+    counts = {"complete": 0, "penalised": 0, "pruned": 0, "fail": 0, "running": 0, "no score": 0}
+    out: list[Scored] = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.PRUNED:
+            counts["pruned"] += 1
+        elif t.state == TrialState.FAIL:
+            counts["fail"] += 1
+        elif t.state != TrialState.COMPLETE:
+            counts["running"] += 1
+        else:
+            value = t.values[index] if t.values else None
+            if value is None or not math.isfinite(value):
+                counts["no score"] += 1
+                continue
+            failed = bool(t.user_attrs.get("failure"))
+            counts["complete"] += 1
+            counts["penalised"] += failed
+            out.append(Scored(t.number, _choices_of(t), float(value), failed))
+    return out, counts
+
+
+def _claim_params(claim: Claim, searched: Iterable[str]) -> list[str]:
+    return [
+        p
+        for p in searched
+        if any(p == key or p.startswith(key + BRANCH_SEP) for key in claim.params)
+    ]
+
+
+def _importances(
+    study: optuna.Study, n_complete: int, evaluator: str
+) -> tuple[dict[str, float] | None, str, str | None]:
+    """All parameter importances, the evaluator's description, and a note when none."""
+    ev, description = make_evaluator(evaluator)
+    if n_complete < MIN_IMPORTANCE_TRIALS:
+        return (
+            None,
+            description,
+            f"too few complete trials ({n_complete} < {MIN_IMPORTANCE_TRIALS})",
+        )
+    _, index, higher = study_score(study)
+    target = None  # single objective: every evaluator reads the value and the direction
+    if len(study.directions) > 1:
+        # PED-ANOVA with a target treats lower as better, so a maximised score is negated.
+        sign = -1.0 if higher and isinstance(ev, PedAnovaImportanceEvaluator) else 1.0
+        target = lambda t: sign * t.values[index]  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # small-sample warnings: the table notes its own limits
+        try:
+            result = optuna.importance.get_param_importances(study, evaluator=ev, target=target)
+        except (ValueError, ZeroDivisionError, IndexError) as exc:
+            return None, description, f"importance failed: {exc}"
+    return dict(result), description, None
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+
+def table_from_scores(
+    scored: Sequence[Scored],
+    *,
+    evidence: str,
+    score: str,
+    higher_is_better: bool,
+    source: str,
+    evaluator: str | None = None,
+    importances: Mapping[str, float] | None = None,
+    importance_note: str | None = None,
+    claims: Sequence[Claim] = CLAIMS,
+    notes: Sequence[str] = (),
+    seed: int = 0,
+    searched: Iterable[str] | None = None,
+) -> RulesTable:
+    """The rules table for independent scored trials (the search case).
+
+    ``searched`` names the Optuna parameters the study varied (default: those with an
+    importance); a claim's parameter that was searched but has no importance is one the
+    evaluator left out (fANOVA and MDI skip conditional parameters).
+    """
+    rows = []
+    searched = list(searched if searched is not None else (importances or {}))
+    for claim in claims:
+        paper = [s.score for s in scored if claim.side(s.choices) == "paper"]
+        alt = [s.score for s in scored if claim.side(s.choices) == "alternative"]
+        effect = bootstrap_diff(paper, alt, seed=seed + claim.id)
+        params = _claim_params(claim, searched)
+        assessed = [p for p in params if importances is not None and p in importances]
+        note = importance_note
+        value, per = None, {}
+        if importances is None:
+            pass
+        elif not params:
+            note = "not searched"
+        elif not assessed:
+            note = "conditional parameter: not assessed by this evaluator"
+        else:
+            per = {p: float(importances[p]) for p in assessed}
+            value = sum(per.values())
+        rows.append(
+            RuleRow(
+                claim,
+                effect,
+                verdict(effect, higher_is_better=higher_is_better),
+                value,
+                per,
+                note,
+            )
+        )
+    return RulesTable(
+        tuple(rows),
+        evidence,
+        score,
+        higher_is_better,
+        evaluator,
+        source,
+        len(scored),
+        tuple(notes),
+        importances=dict(importances or {}),
+    )
+
+
+def rules_table(
+    study: optuna.Study,
+    *,
+    evaluator: str = "ped-anova",
+    claims: Sequence[Claim] = CLAIMS,
+    seed: int = 0,
+) -> RulesTable:
+    """The rediscovery table of ``study`` (see the module docstring for what counts).
+
+    Example::
+
+        study = optuna.load_study(study_name="demo", storage="sqlite:///ganarch.db")
+        table = rules_table(study)
+        for row in table.rows:
+            print(row.claim.name, row.effect.effect, row.verdict)
+    """
+    scored, counts = scored_trials(study)
+    score, _, higher = study_score(study)
+    importances, description, note = _importances(study, len(scored), evaluator)
+    sampler = study.user_attrs.get("sampler") if hasattr(study, "user_attrs") else None
+    evidence = EVIDENCE_SEARCH + (f", sampler {sampler}" if sampler else "")
+    counted = f"{counts['complete']} complete trials counted"
+    if counts["penalised"]:
+        counted += f" ({counts['penalised']} of them failed, with their penalised score)"
+    left = [f"{counts[k]} {k}" for k in ("fail", "pruned", "running", "no score") if counts[k]]
+    if left:
+        counted += "; left out: " + ", ".join(left)
+    notes = [counted, f"score: {score} ({'higher' if higher else 'lower'} is better)"]
+    if note:
+        notes.append(f"importance: {note}")
+    return table_from_scores(
+        scored,
+        evidence=evidence,
+        score=score,
+        higher_is_better=higher,
+        source=study.study_name,
+        evaluator=description,
+        importances=importances,
+        importance_note=note,
+        claims=claims,
+        notes=notes,
+        seed=seed,
+        searched={
+            p
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            for p in t.distributions
+        },
+    )

@@ -1,0 +1,234 @@
+"""Commands that read what searches and ablations found: ``rules``, ``ablate``, ``report``.
+
+``rules`` and ``report`` read a study from storage (the same default as ``ganarch search``);
+``ablate`` trains the paper's DCGAN with one rule flipped at a time and prints the same table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ganarch.analysis.claims import CLAIMS, Claim, get_claim
+from ganarch.analysis.rules import EVALUATORS, RulesTable
+from ganarch.analysis.stats import VERDICT_RULE
+from ganarch.cli._common import fail, note, out, print_json
+
+__all__ = ["print_table", "register"]
+
+_VERDICT_STYLE = {
+    "confirmed": "green",
+    "contradicted": "red",
+    "inconclusive": "yellow",
+    "not enough trials": "dim",
+}
+
+
+def _storage_default() -> str:
+    from ganarch.search.storage import DEFAULT_STORAGE
+
+    return DEFAULT_STORAGE
+
+
+def _load(study: str, storage: str | None):
+    from ganarch.search.storage import load_study, open_storage
+
+    return load_study(study, open_storage(storage))
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value == 0 or 1e-3 <= abs(value) < 1e4:
+        return f"{value:.3f}"
+    return f"{value:.2g}"
+
+
+def print_table(table: RulesTable) -> None:
+    """The rules table for a terminal (stdout), with its evidence kind and evaluator.
+
+    Narrow terminals get the essential columns; the side means show from 110 columns
+    (``--json`` always has everything).
+    """
+    wide = out.width >= 110
+    t = Table(
+        title=f"Rules of Radford et al. (2015) — {table.source}",
+        caption=f"evidence: {table.evidence}. effect on {table.score} = mean(paper) − "
+        f"mean(alternative); {'higher' if table.higher_is_better else 'lower'} is better"
+        + (f". importance: {table.evaluator}" if table.evaluator else ""),
+        caption_justify="left",
+    )
+    t.add_column("#", justify="right")
+    t.add_column("claim", ratio=1, min_width=10)
+    t.add_column("n paper/alt" if wide else "n p/a", justify="right", no_wrap=True)
+    if wide:
+        t.add_column("mean paper", justify="right", no_wrap=True)
+        t.add_column("mean alt", justify="right", no_wrap=True)
+    t.add_column("effect", justify="right", no_wrap=True)
+    t.add_column("95% CI", justify="right")
+    if table.evaluator is not None:
+        t.add_column("importance" if wide else "import.", justify="right", no_wrap=True)
+    t.add_column("verdict", min_width=10)
+    for r in table.rows:
+        e = r.effect
+        ci = "-" if e.ci_low is None else f"[{_fmt(e.ci_low)}, {_fmt(e.ci_high)}]"
+        cells = [str(r.claim.id), r.claim.name, f"{e.n_paper}/{e.n_alt}"]
+        if wide:
+            cells += [_fmt(e.mean_paper), _fmt(e.mean_alt)]
+        cells += [_fmt(e.effect), ci]
+        if table.evaluator is not None:
+            cells.append(_fmt(r.importance))
+        style = _VERDICT_STYLE.get(r.verdict, "")
+        cells.append(f"[{style}]{r.verdict}[/]" if style else r.verdict)
+        t.add_row(*cells)
+    out.print(t)
+    for line in table.notes:
+        note(f"note: {line}")
+
+
+def _claims(text: str | None) -> list[Claim]:
+    if not text:
+        return list(CLAIMS)
+    chosen = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            chosen.append(get_claim(part))
+        except KeyError:
+            fail(f"--claims: no claim {part!r}; the claims are 1..{len(CLAIMS)}")
+    return chosen
+
+
+def _evaluator(name: str) -> str:
+    key = name.strip().lower().replace("_", "-")
+    if key not in EVALUATORS:
+        fail(f"--evaluator: {name!r} is not one of {', '.join(EVALUATORS)}")
+    return key
+
+
+EVALUATOR_HELP = (
+    "Parameter-importance evaluator: ped-anova (Optuna's default), fanova or mdi "
+    "(mean decrease impurity). Named in every output."
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``rules``, ``ablate`` and ``report`` to ``app``."""
+    default_storage = _storage_default()
+    storage_help = (
+        f"Where the study lives: a journal file (default {default_storage}), "
+        "sqlite:///FILE.db or a postgresql:// URL."
+    )
+
+    @app.command("rules")
+    def rules(
+        study: str = typer.Argument(..., help="Study name."),
+        storage: str = typer.Option(None, "--storage", help=storage_help),
+        evaluator: str = typer.Option("ped-anova", "--evaluator", help=EVALUATOR_HELP),
+        json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    ) -> None:
+        """Which of the paper's rules a study's trials confirm, contradict or leave open.
+
+        One row per claim: trials on each side, the effect on the score with a 95% bootstrap
+        CI, the parameter importance and a verdict. Search evidence is sampler-biased; use
+        `ganarch ablate` for the controlled test.
+        """
+        from ganarch.analysis.rules import rules_table
+
+        table = rules_table(_load(study, storage), evaluator=_evaluator(evaluator))
+        if json_out:
+            print_json({**table.to_dict(), "verdict_rule": VERDICT_RULE})
+        else:
+            print_table(table)
+
+    @app.command("ablate")
+    def ablate_cmd(
+        data: str = typer.Option("digits", "--data", help="Dataset to train on."),
+        image_size: int = typer.Option(32, "--image-size", help="Image size (a power of two)."),
+        channels: int = typer.Option(
+            None, "--channels", help="Image channels (default: the dataset's own)."
+        ),
+        width: int = typer.Option(
+            32, "--width", help="D's first channel count (the paper: 64/128)."
+        ),
+        steps: int = typer.Option(500, "--steps", help="Training steps per run."),
+        eval_every: int = typer.Option(
+            None, "--eval-every", help="Evaluate every N steps (default: 5 evaluations per run)."
+        ),
+        seeds: int = typer.Option(3, "--seeds", help="Paired seeds per variant (0..K-1)."),
+        claims: str = typer.Option(
+            None, "--claims", help="Claims to test, e.g. '3,4,7' (default: all seven)."
+        ),
+        out_dir: Path = typer.Option(
+            Path("ganarch-ablation"), "--out", "-o", help="Directory for runs; reruns resume."
+        ),
+        device: str = typer.Option(None, "--device", help="cuda, mps or cpu (default: best)."),
+        force: bool = typer.Option(False, "--force", help="Start over in a used --out."),
+        json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    ) -> None:
+        """Train the paper's DCGAN and, for each claim, the same net with that rule flipped.
+
+        Every variant trains with the same K seeds; the effect is the mean per-seed difference
+        with a paired bootstrap CI. Finished runs are saved to --out, so rerunning the same
+        command resumes an interrupted ablation.
+        """
+        from ganarch.analysis.ablate import ablate
+        from ganarch.search.engine import native_channels  # the same choice as `search`
+        from ganarch.templates import dcgan_spec
+
+        if seeds < 1:
+            fail(f"--seeds must be at least 1, got {seeds}")
+        if steps < 1:
+            fail(f"--steps must be at least 1, got {steps}")
+        base = dcgan_spec(
+            image_size, channels=channels or native_channels(data, image_size), width=width
+        )
+        chosen = _claims(claims)
+        table = ablate(
+            base,
+            data=data,
+            seeds=list(range(seeds)),
+            steps=steps,
+            claims=chosen,
+            out_dir=out_dir,
+            device=device,
+            force=force,
+            eval_every=eval_every,
+        )
+        if json_out:
+            print_json({**table.to_dict(), "verdict_rule": VERDICT_RULE})
+        else:
+            print_table(table)
+        if seeds < 3:
+            note(f"note: {seeds} seed(s) give no verdict; the rule needs 3 paired seeds")
+
+    @app.command("report")
+    def report(
+        study: str = typer.Argument(..., help="Study name."),
+        out_dir: Path = typer.Option(..., "--out", "-o", help="Directory for report.html."),
+        storage: str = typer.Option(None, "--storage", help=storage_help),
+        evaluator: str = typer.Option("ped-anova", "--evaluator", help=EVALUATOR_HELP),
+        top: int = typer.Option(3, "--top", help="How many best trials to show."),
+        ablation: Path = typer.Option(
+            None, "--ablation", help="Add the table of a `ganarch ablate` --out directory."
+        ),
+        force: bool = typer.Option(False, "--force", help="Overwrite an existing report."),
+    ) -> None:
+        """Write one HTML page that opens offline: rules table, importance and effect plots,
+        and the best trials' sample grids and curves."""
+        from ganarch.analysis.report import write_report
+
+        if top < 0:
+            fail(f"--top must be at least 0, got {top}")
+        path = write_report(
+            _load(study, storage),
+            out_dir,
+            force=force,
+            evaluator=_evaluator(evaluator),
+            top=top,
+            ablation=ablation,
+        )
+        out.print(str(path), markup=False, highlight=False)

@@ -1,0 +1,345 @@
+"""Ablation (with a stand-in trainer, and a real tiny one when the trainer exists), the HTML
+report, and the ``rules`` / ``ablate`` / ``report`` commands."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import optuna
+import pytest
+import typer
+from optuna.trial import create_trial
+from test_rules_stats import synthetic_study
+from typer.testing import CliRunner
+
+from ganarch.analysis import get_claim
+from ganarch.analysis.ablate import ablate, ablation_table, load_runs, variants
+from ganarch.analysis.report import REPORT_NAME, best_trials, write_report
+from ganarch.cli import analysis as analysis_cli
+from ganarch.errors import GanarchError
+from ganarch.templates import dcgan_spec
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _engine_ready() -> bool:
+    """The trainer, datasets and scorer are all importable (they land separately)."""
+    try:
+        import ganarch.train  # noqa: F401
+        from ganarch.data import load_dataset  # noqa: F401
+        from ganarch.score import Evaluator  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+HAS_TRAIN = _engine_ready()
+
+
+class FakeTrain:
+    """Objective = 0.5 + 0.05·seed, minus 0.1 with β1 = 0.9; everything else has no effect."""
+
+    def __init__(self, interrupt_after: int | None = None):
+        self.calls = []
+        self.interrupt_after = interrupt_after
+
+    def __call__(self, spec, *, data, steps, seed, device, out_dir):
+        if self.interrupt_after is not None and len(self.calls) >= self.interrupt_after:
+            raise KeyboardInterrupt
+        self.calls.append((spec.meta["choices"].get("g_norm"), spec.training.beta1, seed))
+        objective = 0.5 + 0.05 * seed - 0.1 * (spec.training.beta1 == 0.9)
+        return {"objective": objective, "quality": objective, "stability": 1.0, "metrics": {}}
+
+
+def _base():
+    return dcgan_spec(16, channels=1, width=8, batch_size=32)
+
+
+def _row(table, claim_id):
+    return next(r for r in table.rows if r.claim.id == claim_id)
+
+
+def test_variants_flip_one_rule_each():
+    vs = variants(_base())
+    assert vs[0].name == "paper" and vs[0].claim is None
+    assert len(vs) == 8
+    for v in vs[1:]:
+        assert v.claim.side(v.choices) == "alternative"
+        for other in vs[1:]:  # every other claim still stands with the paper
+            if other.claim is not v.claim and v.claim.id != 3:
+                assert other.claim.side(v.choices) in ("paper", None), (v.name, other.name)
+    assert vs[7].spec.training.beta1 == 0.9
+
+
+def test_ablate_paired_table_and_resume(tmp_path):
+    claims = [get_claim(3), get_claim(7)]
+    fake = FakeTrain(interrupt_after=4)
+    with pytest.raises(KeyboardInterrupt):
+        ablate(
+            _base(),
+            seeds=[0, 1, 2],
+            steps=5,
+            claims=claims,
+            out_dir=tmp_path,
+            train_fn=fake,
+            progress=False,
+        )
+    assert len(fake.calls) == 4
+    done = sum(len(v["runs"]) for v in load_runs(tmp_path).values())
+    assert done == 4  # every finished run was saved before the interruption
+
+    fake2 = FakeTrain()
+    table = ablate(
+        _base(),
+        seeds=[0, 1, 2],
+        steps=5,
+        claims=claims,
+        out_dir=tmp_path,
+        train_fn=fake2,
+        progress=False,
+    )
+    assert len(fake2.calls) == 9 - 4  # only what was missing
+    assert table.evidence == "ablation (controlled, paired seeds)"
+    assert table.evaluator is None
+    r3, r7 = _row(table, 3), _row(table, 7)
+    assert r7.effect.paired and r7.effect.n_paper == 3
+    assert r7.effect.effect == pytest.approx(0.1) and r7.verdict == "confirmed"
+    assert r3.effect.effect == pytest.approx(0.0) and r3.verdict == "inconclusive"
+
+    fake3 = FakeTrain()
+    again = ablate(
+        _base(),
+        seeds=[0, 1, 2],
+        steps=5,
+        claims=claims,
+        out_dir=tmp_path,
+        train_fn=fake3,
+        progress=False,
+    )
+    assert fake3.calls == [] and again.to_dict() == table.to_dict()
+    assert ablation_table(tmp_path, claims=claims).to_dict()["rules"] == table.to_dict()["rules"]
+
+    with pytest.raises(GanarchError, match="other settings"):
+        ablate(
+            _base(),
+            seeds=[0],
+            steps=6,
+            claims=claims,
+            out_dir=tmp_path,
+            train_fn=fake3,
+            progress=False,
+        )
+    two = ablate(
+        _base(),
+        seeds=[0, 1],
+        steps=6,
+        claims=claims,
+        out_dir=tmp_path,
+        train_fn=FakeTrain(),
+        progress=False,
+        force=True,
+    )
+    assert _row(two, 7).verdict == "not enough trials"
+
+
+def test_ablate_rejects_a_base_off_the_paper(tmp_path):
+    with pytest.raises(GanarchError, match="claim 7"):
+        ablate(
+            dcgan_spec(16, channels=1, width=8, beta1=0.9),
+            seeds=[0],
+            steps=1,
+            claims=[get_claim(7)],
+            out_dir=tmp_path,
+            train_fn=FakeTrain(),
+            progress=False,
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TRAIN, reason="the trainer, datasets or scorer are not there yet")
+def test_ablate_real_tiny(tmp_path):
+    table = ablate(
+        dcgan_spec(16, channels=1, width=8, batch_size=32),
+        data="digits",
+        seeds=[0, 1],
+        steps=10,
+        claims=[get_claim(3), get_claim(7)],
+        out_dir=tmp_path,
+        device="cpu",
+        progress=False,
+        eval_every=10,  # one evaluation per run keeps this test short
+    )
+    runs = load_runs(tmp_path)
+    assert set(runs) == {"paper", "claim-3-batchnorm-in-g-and-d", "claim-7-adam-beta1-0-5"}
+    for entry in runs.values():
+        assert set(entry["runs"]) == {"0", "1"}
+    for entry in runs.values():
+        for run in entry["runs"].values():
+            assert 0.0 <= run["objective"] <= 1.0 and "fid" in run["metrics"]
+            assert (tmp_path / "runs" / entry["variant"] / f"seed-{run['seed']}").is_dir()
+    for row in table.rows:  # two seeds: an effect and a CI, but no verdict
+        assert row.effect.n_paper == 2 and row.effect.ci_low is not None
+        assert row.verdict == "not enough trials"
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def _png(path, colour=(200, 30, 30)):
+    from PIL import Image
+
+    Image.new("RGB", (12, 12), colour).save(path)
+
+
+def test_report_is_self_contained(tmp_path):
+    src = synthetic_study(n=40)
+    best = best_trials(src, 1)[0].number
+    art = tmp_path / "trial-art"  # a multi-seed run: the images live per seed
+    (art / "seed-0").mkdir(parents=True)
+    _png(art / "seed-0" / "samples.png")
+    _png(art / "curves.png", (30, 30, 200))
+    study = optuna.create_study(direction="maximize")
+    for t in src.get_trials():
+        attrs = {**t.user_attrs, **({"artifacts": str(art)} if t.number == best else {})}
+        study.add_trial(
+            create_trial(
+                params=t.params, distributions=t.distributions, value=t.value, user_attrs=attrs
+            )
+        )
+
+    path = write_report(study, tmp_path / "rep")
+    assert path.name == REPORT_NAME
+    text = path.read_text()
+    assert "<table>" in text and "LeakyReLU in D" in text and "confirmed" in text
+    assert "PedAnovaImportanceEvaluator" in text
+    assert text.count('<img alt="samples.png" src="data:image/png;base64,') == 1
+    assert 'alt="curves.png"' in text
+    assert text.count("data:image/png;base64,") >= 4  # effect, importance, samples, curves
+    assert not re.search(r"https?://", text)
+    assert not re.search(r"""(src|href)=["'](?!data:)""", text)  # nothing fetched
+
+    with pytest.raises(GanarchError, match="already exists"):
+        write_report(study, tmp_path / "rep")
+    write_report(study, tmp_path / "rep", force=True)
+
+
+def test_report_multi_objective_and_empty(tmp_path):
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    path = write_report(study, tmp_path / "empty")
+    assert "No complete trials" in path.read_text()
+
+
+# -- CLI ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def cli():
+    app = typer.Typer()
+    analysis_cli.register(app)
+    return app
+
+
+def _journal_study(tmp_path):
+    from ganarch.search.storage import open_storage
+
+    storage = str(tmp_path / "s.journal")
+    src = synthetic_study(n=60)
+    dst = optuna.create_study(
+        study_name="synth", storage=open_storage(storage), direction="maximize"
+    )
+    dst.add_trials(src.get_trials())
+    return storage
+
+
+def test_cli_rules_and_report(tmp_path, cli):
+    storage = _journal_study(tmp_path)
+    runner = CliRunner()
+    res = runner.invoke(cli, ["rules", "synth", "--storage", storage, "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["evidence"].startswith("search (sampler-biased)")
+    assert "PED-ANOVA" in data["importance_evaluator"]
+    verdicts = {r["claim"]: r["verdict"] for r in data["rules"]}
+    assert verdicts[6] == "confirmed" and verdicts[7] == "contradicted"
+    assert "verdict_rule" in data
+
+    res = runner.invoke(cli, ["rules", "synth", "--storage", storage, "--evaluator", "fanova"])
+    assert res.exit_code == 0, res.output
+    assert "LeakyReLU" in res.stdout and "FanovaImportanceEvaluator" in res.stdout
+
+    res = runner.invoke(cli, ["report", "synth", "--storage", storage, "-o", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "r" / REPORT_NAME).is_file()
+
+    abl = tmp_path / "abl"
+    ablate(
+        _base(),
+        seeds=[0, 1, 2],
+        steps=2,
+        claims=[get_claim(7)],
+        out_dir=abl,
+        train_fn=FakeTrain(),
+        progress=False,
+    )
+    args = [
+        "report",
+        "synth",
+        "--storage",
+        storage,
+        "-o",
+        str(tmp_path / "r"),
+        "--ablation",
+        str(abl),
+    ]
+    res = runner.invoke(cli, args)
+    assert res.exit_code != 0  # the report exists: refused without --force
+    res = runner.invoke(cli, [*args, "--force"])
+    assert res.exit_code == 0, res.output
+    text = (tmp_path / "r" / REPORT_NAME).read_text()
+    assert "ablation (controlled, paired seeds)" in text and not re.search(r"https?://", text)
+
+
+def test_cli_bad_input(tmp_path, cli):
+    from ganarch.cli import _Group
+
+    storage = _journal_study(tmp_path)
+    app = typer.Typer(cls=_Group)  # the real app's error handling: exit code 2, one line
+    analysis_cli.register(app)
+    runner = CliRunner()
+    res = runner.invoke(app, ["rules", "nope", "--storage", storage])
+    assert res.exit_code == 2 and "no study named 'nope'" in res.output
+    res = runner.invoke(app, ["rules", "synth", "--storage", storage, "--evaluator", "x"])
+    assert res.exit_code == 2 and "--evaluator" in res.output
+    res = runner.invoke(app, ["ablate", "--claims", "9", "--out", str(tmp_path / "a")])
+    assert res.exit_code == 2 and "--claims" in res.output
+
+
+def test_cli_ablate(tmp_path, cli, monkeypatch):
+    import ganarch.analysis.ablate as ablate_module
+
+    monkeypatch.setattr(ablate_module, "_default_train", lambda: FakeTrain())
+    res = CliRunner().invoke(
+        cli,
+        [
+            "ablate",
+            "--image-size",
+            "16",
+            "--width",
+            "8",
+            "--steps",
+            "3",
+            "--seeds",
+            "3",
+            "--claims",
+            "3,7",
+            "--out",
+            str(tmp_path / "abl"),
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["evidence"] == "ablation (controlled, paired seeds)"
+    assert [r["claim"] for r in data["rules"]] == [3, 7]
+    assert data["rules"][1]["verdict"] == "confirmed"

@@ -1,0 +1,272 @@
+"""The rules statistics on synthetic studies with planted effects and planted nulls."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from ganarch.analysis import CLAIMS, get_claim, rules_table
+from ganarch.analysis.claims import resolve
+from ganarch.analysis.stats import (
+    N_MIN,
+    Effect,
+    bootstrap_diff,
+    bootstrap_paired,
+    verdict,
+)
+from ganarch.templates import PAPER_CHOICES
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+DISTS = {
+    "g_norm": CategoricalDistribution(["batchnorm", "none"]),
+    "d_norm": CategoricalDistribution(["batchnorm", "none"]),
+    "d_activation": CategoricalDistribution(["leaky_relu", "relu"]),
+    "beta1": CategoricalDistribution([0.5, 0.9]),
+    "g_dense_layers": IntDistribution(0, 1),
+}
+D6, D7 = 0.3, -0.3  # planted effects of claim 6 (paper better) and claim 7 (paper worse)
+
+
+def synthetic_study(n: int = 120, seed: int = 1, maximize: bool = True) -> optuna.Study:
+    """Claim 6 helps (+0.3), claim 7 hurts (-0.3), claim 3 does nothing, claim 1 is rare."""
+    rng = np.random.default_rng(seed)
+    study = optuna.create_study(direction="maximize" if maximize else "minimize")
+    for i in range(n):
+        params = {
+            "g_norm": str(rng.choice(["batchnorm", "none"])),
+            "d_norm": str(rng.choice(["batchnorm", "none"])),
+            "d_activation": str(rng.choice(["leaky_relu", "relu"])),
+            "beta1": float(rng.choice([0.5, 0.9])),
+            "g_dense_layers": 1 if i < N_MIN - 1 else 0,  # too few on the alternative side
+        }
+        score = 1.0 + rng.normal(0, 0.1)
+        score += D6 * (params["d_activation"] == "leaky_relu")
+        score += D7 * (params["beta1"] == 0.5)
+        value = score if maximize else -score
+        study.add_trial(
+            create_trial(
+                params=params,
+                distributions=DISTS,
+                value=value,
+                user_attrs={"choices": dict(params)},
+            )
+        )
+    return study
+
+
+def _row(table, claim_id):
+    return next(r for r in table.rows if r.claim.id == claim_id)
+
+
+def test_claims_sides():
+    assert [c.id for c in CLAIMS] == list(range(1, 8))
+    for claim in CLAIMS:
+        assert claim.side(PAPER_CHOICES) in ("paper", None)
+        assert claim.side({}) in ("paper", None)  # unnamed choices take the paper's values
+        # the ablation's single change moves a paper DCGAN to the alternative side
+        assert claim.side(claim.alternative) == "alternative"
+        assert claim.params
+    assert get_claim(1).side({"g_dense_layers": 1}) == "alternative"
+    assert get_claim(1).side({"g_project": "project_dense", "d_head": "head_dense"}) == "paper"
+    assert get_claim(2).side({"g_upsample": "pixel_shuffle"}) == "alternative"
+    assert get_claim(2).side({"d_downsample": "conv_maxpool"}) == "alternative"
+    assert get_claim(3).side({"d_norm": "layernorm"}) == "alternative"
+    # claim 4 says nothing about a net without norms
+    assert get_claim(4).side({"g_norm": "none", "d_norm": "none", "g_output_norm": True}) is None
+    assert get_claim(4).side({"g_norm": "none", "d_input_norm": True}) == "alternative"
+    assert get_claim(5).side({"g_output_activation": "sigmoid"}) == "alternative"
+    assert get_claim(6).side({"d_activation": "elu"}) == "alternative"
+    assert get_claim(7).side({"beta1": 0.0}) == "paper"
+    assert get_claim(7).side({"beta1": 0.7}) is None  # a continuous search: neither side
+    assert get_claim(7).side({"beta1": 0.95}) == "alternative"
+    assert resolve({"beta1": 0.9})["beta1"] == 0.9
+    with pytest.raises(KeyError):
+        get_claim(8)
+
+
+def test_bootstrap_ci_covers_true_effect():
+    rng = np.random.default_rng(0)
+    hits = 0
+    reps = 200
+    for r in range(reps):
+        a = rng.normal(0.5, 1.0, 30)
+        b = rng.normal(0.0, 1.0, 30)
+        e = bootstrap_diff(a, b, n_resamples=500, seed=r)
+        hits += e.ci_low <= 0.5 <= e.ci_high
+        assert e.ci_low <= e.effect <= e.ci_high
+    assert 0.88 <= hits / reps <= 0.99  # percentile bootstrap: close to nominal 95%
+
+
+def test_bootstrap_is_seeded_and_drops_nonfinite():
+    a, b = [1.0, 2.0, 3.0, math.nan], [0.0, 0.5, 1.0]
+    e1, e2 = bootstrap_diff(a, b, seed=3), bootstrap_diff(a, b, seed=3)
+    assert e1 == e2
+    assert e1.n_paper == 3 and e1.effect == pytest.approx(2.0 - 0.5)
+    empty = bootstrap_diff([], b)
+    assert empty.effect is None and verdict(empty) == "not enough trials"
+
+
+def test_paired_bootstrap():
+    rng = np.random.default_rng(5)
+    seed_effect = rng.normal(0, 1.0, 8)  # large between-seed variance, shared by both sides
+    paper = 2.0 + seed_effect + rng.normal(0, 0.05, 8)
+    alt = 1.8 + seed_effect + rng.normal(0, 0.05, 8)
+    paired = bootstrap_paired(paper, alt)
+    unpaired = bootstrap_diff(paper, alt)
+    assert paired.paired and paired.n_paper == paired.n_alt == 8
+    assert paired.ci_low <= 0.2 <= paired.ci_high
+    assert verdict(paired) == "confirmed"  # pairing removes the seed variance ...
+    assert verdict(unpaired) == "inconclusive"  # ... that swamps the unpaired comparison
+    dropped = bootstrap_paired([1.0, math.nan, 3.0], [0.0, 1.0, 2.0])
+    assert dropped.n_paper == 2 and dropped.effect == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        bootstrap_paired([1.0], [1.0, 2.0])
+
+
+def test_verdict_rule():
+    def eff(lo, hi, n=5):
+        return Effect(n, n, 0.0, 0.0, (lo + hi) / 2, lo, hi)
+
+    assert verdict(eff(0.1, 0.3)) == "confirmed"
+    assert verdict(eff(-0.3, -0.1)) == "contradicted"
+    assert verdict(eff(-0.1, 0.3)) == "inconclusive"
+    assert verdict(eff(0.0, 0.3)) == "inconclusive"  # touching zero is not "entirely"
+    assert verdict(eff(0.1, 0.3), higher_is_better=False) == "contradicted"
+    assert verdict(eff(0.1, 0.3, n=N_MIN - 1)) == "not enough trials"
+
+
+@pytest.mark.parametrize("maximize", [True, False])
+def test_rules_table_finds_planted_effects(maximize):
+    study = synthetic_study(maximize=maximize)
+    table = rules_table(study)
+    sign = 1 if maximize else -1
+    r6, r7, r3, r1 = (_row(table, i) for i in (6, 7, 3, 1))
+    assert r6.verdict == "confirmed"
+    assert r6.effect.ci_low <= sign * D6 <= r6.effect.ci_high
+    assert r7.verdict == "contradicted"
+    assert r7.effect.ci_low <= sign * D7 <= r7.effect.ci_high
+    assert r3.verdict == "inconclusive"  # planted null
+    assert r1.verdict == "not enough trials" and r1.effect.n_alt == N_MIN - 1
+    for cid in (2, 4, 5):  # never varied: every trial on the paper's side
+        assert _row(table, cid).verdict == "not enough trials"
+    assert table.evidence.startswith("search (sampler-biased)")
+    assert "PED-ANOVA" in table.evaluator and "PedAnovaImportanceEvaluator" in table.evaluator
+    assert table.higher_is_better is maximize
+    assert r6.importance > r3.importance and r7.importance > r3.importance
+    assert _row(table, 2).importance is None and _row(table, 2).importance_note == "not searched"
+    assert set(r3.param_importances) == {"g_norm", "d_norm"}
+    d = table.to_dict()
+    assert d["importance_evaluator"] == table.evaluator and len(d["rules"]) == 7
+
+
+@pytest.mark.parametrize(
+    ("evaluator", "cls"),
+    [("fanova", "FanovaImportanceEvaluator"), ("mdi", "MeanDecreaseImpurityImportanceEvaluator")],
+)
+def test_rules_table_other_evaluators(evaluator, cls):
+    table = rules_table(synthetic_study(n=60), evaluator=evaluator)
+    assert cls in table.evaluator
+    assert _row(table, 6).importance > _row(table, 3).importance
+
+
+def test_failed_pruned_and_penalised_trials():
+    study = synthetic_study(n=30)
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"failure": "oom"}))
+    study.add_trial(
+        create_trial(
+            params={"d_activation": "relu"},
+            distributions={"d_activation": DISTS["d_activation"]},
+            state=TrialState.PRUNED,
+        )
+    )
+    study.add_trial(
+        create_trial(
+            params={"d_activation": "relu"},
+            distributions={"d_activation": DISTS["d_activation"]},
+            value=-10.0,
+            user_attrs={"choices": {"d_activation": "relu"}, "failure": "nan"},
+        )
+    )
+    table = rules_table(study)
+    assert table.n_trials == 31  # the penalised trial counts, FAIL and PRUNED do not
+    assert "1 of them failed" in table.notes[0] and "1 fail" in table.notes[0]
+    assert "1 pruned" in table.notes[0]
+
+
+def test_few_trials_give_no_importance_but_a_note():
+    table = rules_table(synthetic_study(n=6))
+    assert all(r.importance is None for r in table.rows)
+    assert any("too few complete trials" in n for n in table.notes)
+    assert "PED-ANOVA" in table.evaluator
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_multi_objective_uses_quality():
+    rng = np.random.default_rng(2)
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    study.set_metric_names(["stability", "quality"])
+    for _ in range(40):
+        act = str(rng.choice(["leaky_relu", "relu"]))
+        quality = 1.0 + 0.5 * (act == "leaky_relu") + rng.normal(0, 0.05)
+        stability = 1.0 - 0.5 * (act == "leaky_relu") + rng.normal(0, 0.05)
+        study.add_trial(
+            create_trial(
+                params={"d_activation": act},
+                distributions={"d_activation": DISTS["d_activation"]},
+                values=[stability, quality],
+                user_attrs={"choices": {"d_activation": act}},
+            )
+        )
+    table = rules_table(study)
+    assert table.score == "quality"
+    assert _row(table, 6).verdict == "confirmed"
+    assert _row(table, 6).importance == pytest.approx(1.0)
+
+
+def test_choices_fall_back_to_params():
+    study = optuna.create_study(direction="maximize")
+    dist = CategoricalDistribution(["leaky_relu", "relu"])
+    for i in range(8):
+        act = "leaky_relu" if i % 2 else "relu"
+        study.add_trial(
+            create_trial(
+                params={"d_activation|x": act}, distributions={"d_activation|x": dist}, value=i % 2
+            )
+        )
+    row = _row(rules_table(study), 6)
+    assert row.effect.n_paper == row.effect.n_alt == 4
+
+
+def test_conditional_parameters_and_evaluators():
+    """A per-branch parameter ("g_output_norm|batchnorm") maps to its claim; PED-ANOVA assesses
+    it, fANOVA leaves conditional parameters out and the row says so."""
+    rng = np.random.default_rng(3)
+    norm = CategoricalDistribution(["batchnorm", "none"])
+    flag = CategoricalDistribution([False, True])
+    study = optuna.create_study(direction="maximize")
+    for _ in range(40):
+        g_norm = str(rng.choice(["batchnorm", "none"]))
+        params = {"g_norm": g_norm}
+        dists = {"g_norm": norm}
+        if g_norm == "batchnorm":
+            params["g_output_norm|batchnorm"] = bool(rng.integers(2))
+            dists["g_output_norm|batchnorm"] = flag
+        choices = {"g_norm": g_norm, "g_output_norm": params.get("g_output_norm|batchnorm", False)}
+        value = 1.0 - 0.3 * choices["g_output_norm"] + rng.normal(0, 0.05)
+        study.add_trial(
+            create_trial(
+                params=params, distributions=dists, value=value, user_attrs={"choices": choices}
+            )
+        )
+    ped = _row(rules_table(study), 4)
+    assert ped.verdict == "confirmed"
+    assert list(ped.param_importances) == ["g_output_norm|batchnorm"]
+    fan = _row(rules_table(study, evaluator="fanova"), 4)
+    assert fan.importance is None and "conditional" in fan.importance_note
+    assert fan.verdict == "confirmed"  # the effect does not depend on the evaluator
