@@ -16,22 +16,55 @@ from ganarch.templates import PAPER_CHOICES, dcgan_spec
 
 __version__ = "0.1.0"
 
+# Heavier layers load on first use, so `import ganarch` stays quick and never imports optuna.
+_LAZY = {
+    "load_dataset": "ganarch.data",
+    "ImageDataset": "ganarch.data",
+    "Evaluator": "ganarch.score",
+    "train": "ganarch.train",
+    "train_seeds": "ganarch.train",
+    "TrainResult": "ganarch.train",
+    "best_spec": "ganarch.search.results",
+    "rules_table": "ganarch.analysis",
+    "ablate": "ganarch.analysis",
+    "write_report": "ganarch.analysis",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ganarch' has no attribute {name!r}")
+
+
 __all__ = [
     "BLOCK_KINDS",
     "PAPER_CHOICES",
     "BlockInfo",
+    "Evaluator",
     "GANSpec",
     "GanarchError",
+    "ImageDataset",
     "LayerSpec",
     "PluginError",
     "Shape",
     "SpecError",
+    "TrainResult",
     "TrainingSpec",
     "__version__",
+    "ablate",
+    "best_spec",
     "blocks",
     "dcgan_spec",
     "hookimpl",
+    "load_dataset",
     "load_spec",
     "register_plugin",
+    "rules_table",
+    "train",
+    "train_seeds",
     "unregister_plugin",
+    "write_report",
 ]

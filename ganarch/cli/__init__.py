@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 import ganarch
-from ganarch.cli import _common, blocks, data
+from ganarch.cli import _common, analysis, blocks, data, search, train
 from ganarch.errors import GanarchError
 
 __all__ = ["COMMAND_MODULES", "app", "main"]
@@ -24,7 +24,7 @@ __all__ = ["COMMAND_MODULES", "app", "main"]
 DEBUG_ENV = "GANARCH_DEBUG"
 
 #: The command modules, each with ``register(app: typer.Typer) -> None``, in help order.
-COMMAND_MODULES = (blocks, data)
+COMMAND_MODULES = (blocks, data, train, search, analysis)
 
 
 class _Group(TyperGroup):
