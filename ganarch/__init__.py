@@ -6,6 +6,7 @@ Public API::
     G, D = spec.build()
 """
 
+from ganarch._version import __version__
 from ganarch.errors import GanarchError, PluginError, SpecError
 from ganarch.hookspecs import hookimpl
 from ganarch.plugins import register as register_plugin
@@ -14,16 +15,14 @@ from ganarch.registry import BLOCK_KINDS, BlockInfo, Shape, blocks
 from ganarch.spec import GANSpec, LayerSpec, TrainingSpec, load_spec
 from ganarch.templates import PAPER_CHOICES, dcgan_spec
 
-__version__ = "0.1.0"
-
 # Heavier layers load on first use, so `import ganarch` stays quick and never imports optuna.
 _LAZY = {
     "load_dataset": "ganarch.data",
     "ImageDataset": "ganarch.data",
     "Evaluator": "ganarch.score",
-    "train": "ganarch.train",
-    "train_seeds": "ganarch.train",
-    "TrainResult": "ganarch.train",
+    "train": "ganarch.run",
+    "train_seeds": "ganarch.run",
+    "TrainResult": "ganarch.run",
     "best_spec": "ganarch.search.results",
     "rules_table": "ganarch.analysis",
     "ablate": "ganarch.analysis",
@@ -35,7 +34,9 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later look-ups skip __getattr__
+        return value
     raise AttributeError(f"module 'ganarch' has no attribute {name!r}")
 
 

@@ -14,7 +14,7 @@ from test_rules_stats import synthetic_study
 from typer.testing import CliRunner
 
 from ganarch.analysis import get_claim
-from ganarch.analysis.ablate import ablate, ablation_table, load_runs, variants
+from ganarch.analysis.ablation import ablate, ablation_table, load_runs, variants
 from ganarch.analysis.report import REPORT_NAME, best_trials, write_report
 from ganarch.cli import analysis as analysis_cli
 from ganarch.errors import GanarchError
@@ -26,7 +26,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 def _engine_ready() -> bool:
     """The trainer, datasets and scorer are all importable (they land separately)."""
     try:
-        import ganarch.train  # noqa: F401
+        import ganarch.run  # noqa: F401
         from ganarch.data import load_dataset  # noqa: F401
         from ganarch.score import Evaluator  # noqa: F401
     except ImportError:
@@ -316,7 +316,7 @@ def test_cli_bad_input(tmp_path, cli):
 
 
 def test_cli_ablate(tmp_path, cli, monkeypatch):
-    import ganarch.analysis.ablate as ablate_module
+    import ganarch.analysis.ablation as ablate_module
 
     monkeypatch.setattr(ablate_module, "_default_train", lambda: FakeTrain())
     res = CliRunner().invoke(

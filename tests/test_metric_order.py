@@ -10,7 +10,7 @@ from torch import nn
 
 from ganarch import dcgan_spec
 from ganarch.data import load_dataset
-from ganarch.train import train
+from ganarch.run import train
 
 SIZE = 16
 N = 1000  # generated images per evaluation

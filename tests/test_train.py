@@ -18,10 +18,10 @@ from ganarch import dcgan_spec, hookimpl
 from ganarch.cli import train as train_cli
 from ganarch.data import load_dataset
 from ganarch.errors import GanarchError
+from ganarch.run import default_eval_every, train, train_seeds
 from ganarch.score import stability as st
 from ganarch.score.objective import objective
 from ganarch.spec import load_spec
-from ganarch.train import default_eval_every, train, train_seeds
 
 SIZE = 16
 TINY = {"batch_size": 32}

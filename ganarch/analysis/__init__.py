@@ -42,7 +42,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:  # torch and matplotlib load only when these are used
     if name == "ablate":
-        from ganarch.analysis.ablate import ablate
+        from ganarch.analysis.ablation import ablate
 
         return ablate
     if name == "write_report":

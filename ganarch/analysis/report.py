@@ -395,7 +395,7 @@ def write_report(
         raise GanarchError(f"{path} already exists; pass --force to overwrite it")
     ablation_table = None
     if ablation is not None:
-        from ganarch.analysis.ablate import ablation_table as read_ablation
+        from ganarch.analysis.ablation import ablation_table as read_ablation
 
         if not (Path(ablation) / "variants").is_dir():
             raise GanarchError(f"{ablation} is not a `ganarch ablate` output directory")

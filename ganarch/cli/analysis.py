@@ -175,7 +175,7 @@ def register(app: typer.Typer) -> None:
         with a paired bootstrap CI. Finished runs are saved to --out, so rerunning the same
         command resumes an interrupted ablation.
         """
-        from ganarch.analysis.ablate import ablate
+        from ganarch.analysis.ablation import ablate
         from ganarch.search.engine import native_channels  # the same choice as `search`
         from ganarch.templates import dcgan_spec
 

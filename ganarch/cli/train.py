@@ -121,7 +121,7 @@ def train_command(
     if training:
         gan = gan.replace(training=training)  # validated here: a bad key is bad input
 
-    from ganarch.train import train
+    from ganarch.run import train
 
     result = train(
         gan,

@@ -1,4 +1,4 @@
-"""Training stability from a run's evaluation history: pure functions, no torch.
+"""Training stability from a run's evaluation history: pure functions of plain numbers.
 
 A history is a list of evaluation records, one per evaluation point, each a mapping with at
 least ``step``, ``loss_d``, ``loss_g``, ``d_real`` (mean D(x)), ``d_fake`` (mean D(G(z))) and
@@ -37,6 +37,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+# The trainer stops a run by this rule; histories are read by the same one.
+from ganarch.training import EXPLODING_LOSS
+
 __all__ = [
     "EXPLODING_LOSS",
     "WEIGHTS",
@@ -51,8 +54,6 @@ __all__ = [
     "stability",
 ]
 
-#: A mean loss above this is an explosion (BCE of a logit of −100: D is beyond any use).
-EXPLODING_LOSS = 100.0
 #: D(x) above this and D(G(z)) below ``1 − SATURATED_D`` means D has won.
 SATURATED_D = 0.95
 #: A D loss below this means D has won, whatever its outputs.

@@ -114,7 +114,7 @@ class Engine:
         With K seeds the runs are sequential and the reported step runs on across them
         (seed i's step s is ``i * steps + s``), so pruners compare trials at equal effort.
         """
-        from ganarch.train import train, train_seeds
+        from ganarch.run import train, train_seeds
 
         s = self.settings
         common: dict[str, Any] = dict(

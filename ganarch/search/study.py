@@ -160,7 +160,7 @@ def make_pruner(name: str, settings: TrialSettings, *, multi: bool) -> optuna.pr
     step). Optuna does not prune multi-objective studies, so ``multi`` always gets none."""
     if multi or name == "none":
         return optuna.pruners.NopPruner()
-    from ganarch.train import default_eval_every
+    from ganarch.run import default_eval_every
 
     every = settings.eval_every or default_eval_every(settings.steps)
     # K seeds train one after another and report on a running step count (see the engine)

@@ -176,8 +176,8 @@ def _finite_or_none(value: Any) -> float | None:
 
 
 def _default_train() -> TrainFn:
-    """``ganarch.train.train`` with one dataset and one evaluator shared by every run."""
-    from ganarch.train import train
+    """``ganarch.run.train`` with one dataset and one evaluator shared by every run."""
+    from ganarch.run import train
 
     shared: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
 
@@ -286,7 +286,7 @@ def ablate(
     ``base_spec`` defaults to ``dcgan_spec(32, channels=1, width=32)`` (the paper's choices);
     it must come from the dcgan template. Runs already saved in ``out_dir`` are not trained
     again. ``eval_every`` is passed to the trainer (default: its own, about 5 evaluations per
-    run; the stability score needs several). ``train_fn`` replaces ``ganarch.train.train``
+    run; the stability score needs several). ``train_fn`` replaces ``ganarch.run.train``
     (tests, custom trainers); it is called as ``train_fn(spec, data=, steps=, seed=, device=,
     out_dir=)`` plus ``eval_every=`` when given.
 

@@ -1,0 +1,420 @@
+"""Train one spec and score it: the GAN loop (``ganarch.training``) plus the scorer.
+
+``train(spec, data="digits", steps=1000, seed=0)`` returns a :class:`TrainResult` with the
+trained networks, the final metrics, quality, stability and the single objective; with
+``out_dir`` it also writes a run directory (spec, metrics, sample grids, curves, checkpoints).
+``train_seeds`` trains several seeds of one spec and combines them.
+
+The loop hands each evaluation's samples to a ``ganarch.score.Evaluator``; this module turns
+the history into stability (``ganarch.score.stability``) and the objective
+(``ganarch.score.objective``), and keeps ``metrics.json`` current after every evaluation, so
+a run stopped in ``on_eval`` (a pruned trial) leaves its history so far.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganarch import artifacts
+from ganarch._version import __version__
+from ganarch.builder import Discriminator, Generator
+from ganarch.device import choose_device
+from ganarch.errors import GanarchError
+from ganarch.score.objective import objective as combine_objective
+from ganarch.score.stability import aggregate_seeds, stability
+from ganarch.spec import GANSpec
+from ganarch.training import (
+    DEFAULT_N_EVAL,
+    FitContext,
+    default_eval_every,
+    fit,
+    resolve_data,
+    resolve_spec,
+)
+
+__all__ = ["SeedsResult", "TrainResult", "default_eval_every", "train", "train_seeds"]
+
+OnEval = Callable[[int, Mapping[str, Any]], None]
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    ``metrics`` are the final evaluation's metrics (FID, KID, precision, recall, ...);
+    ``stability`` holds every stability component and the combined ``stability["stability"]``;
+    ``history`` has one record per evaluation (step, losses, D(x), D(G(z)), quality, metrics).
+    ``result["objective"]`` works too (mapping-style access to the same fields).
+    """
+
+    spec: GANSpec
+    generator: Generator
+    discriminator: Discriminator
+    metrics: dict[str, Any]
+    quality: float
+    stability: float
+    stability_components: dict[str, Any]
+    objective: float
+    diverged: bool
+    failure: str | None
+    history: list[dict[str, Any]]
+    seed: int
+    steps: int  # steps asked for
+    steps_done: int
+    device: str
+    seconds: float
+    data: str
+    out_dir: Path | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def summary(self) -> dict[str, Any]:
+        """Plain data (what ``metrics.json`` holds, without the history and versions)."""
+        return {
+            "objective": self.objective,
+            "quality": self.quality,
+            "stability": self.stability,
+            "diverged": self.diverged,
+            "failure": self.failure,
+            "metrics": self.metrics,
+            "stability_components": self.stability_components,
+            "seed": self.seed,
+            "steps": self.steps,
+            "steps_done": self.steps_done,
+            "device": self.device,
+            "data": self.data,
+            "seconds": self.seconds,
+            "out_dir": str(self.out_dir) if self.out_dir else None,
+        }
+
+
+@dataclass
+class SeedsResult:
+    """Several seeds of one spec: the runs, and quality/stability/objective across them."""
+
+    results: list[TrainResult]
+    quality: float
+    stability: float
+    stability_components: dict[str, Any]
+    objective: float
+    diverged: bool
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "objective": self.objective,
+            "quality": self.quality,
+            "stability": self.stability,
+            "diverged": self.diverged,
+            "metrics": self.metrics,
+            "stability_components": self.stability_components,
+            "seeds": [r.seed for r in self.results],
+            "runs": [r.summary() for r in self.results],
+        }
+
+
+# --- the pieces --------------------------------------------------------------------------------
+
+
+def _make_evaluator(dataset: Any, device: torch.device):
+    from ganarch.score import Evaluator
+
+    return Evaluator(dataset, device=device)
+
+
+def _score(evaluator: Any, images: torch.Tensor) -> tuple[dict[str, Any], float]:
+    metrics = dict(evaluator.evaluate(images))
+    q = metrics.get("quality")
+    if q is None:
+        q = evaluator.quality(metrics)
+    q = float(q)
+    metrics["quality"] = q
+    return metrics, q
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "ganarch": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _metrics_file(
+    spec: GANSpec, summary: Mapping[str, Any], history: Sequence[Mapping[str, Any]], finished: bool
+) -> dict[str, Any]:
+    """What ``metrics.json`` holds: the summary, the training settings, versions, history."""
+    return {
+        "finished": finished,
+        **summary,
+        "training": spec.training.to_dict(),
+        "versions": _versions(),
+        "history": list(history),
+    }
+
+
+def _unscored(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record of the evaluation point where the run diverged: no quality was measured."""
+    rest = {k: v for k, v in record.items() if k != "failure"}
+    return {**rest, "quality": None, "failure": record["failure"]}
+
+
+# --- one run -----------------------------------------------------------------------------------
+
+
+def train(
+    spec: GANSpec | str | Path,
+    data: Any = "digits",
+    steps: int = 1000,
+    *,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    out_dir: str | Path | None = None,
+    overwrite: bool = False,
+    eval_every: int | None = None,
+    evaluator: Any = None,
+    on_eval: OnEval | None = None,
+    progress: bool = True,
+    training: Mapping[str, Any] | None = None,
+    n_eval: int = DEFAULT_N_EVAL,
+) -> TrainResult:
+    """Train ``spec`` on ``data`` for ``steps`` generator updates and score it.
+
+    :param spec: a ``GANSpec`` or the path of a spec file.
+    :param data: a dataset reference (``"digits"``, ``"shapes:2048"``, ...) or an
+        ``ImageDataset`` of the spec's image size and channels.
+    :param steps: generator updates (each after ``spec.training.d_steps`` D updates).
+    :param seed: seeds the initial weights, the batches and the noise.
+    :param device: ``None``/``"auto"`` (CUDA, then MPS, then CPU), or a device name.
+    :param out_dir: write the run directory here (refused when it is a non-empty directory,
+        unless ``overwrite``).
+    :param eval_every: evaluate every so many steps (default: 5 evaluations per run); the
+        last step is always evaluated.
+    :param evaluator: a ``ganarch.score.Evaluator`` for this dataset and device, to reuse its
+        feature network across runs (built here when ``None``).
+    :param on_eval: called as ``on_eval(step, record)`` after each evaluation, where
+        ``record`` holds ``quality``, ``stability`` and ``objective`` so far, the losses,
+        ``d_real``, ``d_fake`` and the evaluator's ``metrics``. Its exceptions propagate
+        (a search raises ``optuna.TrialPruned`` there).
+    :param progress: show a progress bar on stderr (default on).
+    :param training: overrides of ``spec.training`` (``{"lr_d": 1e-4}``); the result's spec
+        and the saved ``spec.json`` carry the settings actually used.
+    :param n_eval: images generated per evaluation (fewer is faster, noisier).
+
+    A run whose losses become NaN/inf or explode stops early and is reported with
+    ``diverged=True``, stability 0 and objective 0; it does not raise.
+
+    Example::
+
+        import ganarch
+
+        result = ganarch.train(ganarch.dcgan_spec(32, 1, width=32), "digits", steps=800)
+        result.objective, result.metrics["fid"]
+    """
+    state: dict[str, Any] = {"metrics": {}, "quality": 0.0}
+
+    def prepare(ctx: FitContext) -> None:
+        state["ctx"] = ctx
+        state["evaluator"] = (
+            evaluator if evaluator is not None else _make_evaluator(ctx.dataset, ctx.device)
+        )
+
+    def evaluate(step: int, samples: torch.Tensor) -> dict[str, Any]:
+        state["metrics"], state["quality"] = _score(state["evaluator"], samples)
+        return {"quality": state["quality"], "metrics": state["metrics"]}
+
+    def after_eval(step: int, history: list[dict[str, Any]]) -> None:
+        ctx: FitContext = state["ctx"]
+        quality, metrics = state["quality"], state["metrics"]
+        stab = stability(history)
+        obj = combine_objective(quality, stab["stability"])
+        if ctx.out_dir is not None:
+            # metrics.json so far, so a run stopped in ``on_eval`` (pruned) keeps its history
+            summary = {
+                "objective": obj,
+                "quality": quality,
+                "stability": stab["stability"],
+                "diverged": False,
+                "failure": None,
+                "metrics": metrics,
+                "stability_components": stab,
+                "seed": seed,
+                "steps": steps,
+                "steps_done": step,
+                "device": str(ctx.device),
+                "data": ctx.data,
+                "seconds": time.perf_counter() - ctx.started,
+            }
+            artifacts.write_json(
+                ctx.out_dir / "metrics.json", _metrics_file(ctx.spec, summary, history, False)
+            )
+        if on_eval is not None:
+            record = {k: v for k, v in history[-1].items() if k != "metrics"}
+            on_eval(
+                step,
+                {**record, "stability": stab["stability"], "objective": obj, "metrics": metrics},
+            )
+
+    fitted = fit(
+        spec,
+        data,
+        steps,
+        seed=seed,
+        device=device,
+        out_dir=out_dir,
+        overwrite=overwrite,
+        eval_every=eval_every,
+        n_eval=n_eval,
+        prepare=prepare,
+        evaluate=evaluate,
+        after_eval=after_eval,
+        progress=progress,
+        training=training,
+    )
+    history = fitted.history
+    diverged = fitted.diverged
+    if history and "failure" in history[-1]:
+        history[-1] = _unscored(history[-1])
+    quality = state["quality"]
+    stab = stability(history, diverged=diverged)
+    if diverged:
+        stab["failure"] = fitted.failure
+        quality = 0.0
+    result = TrainResult(
+        spec=fitted.spec,
+        generator=fitted.generator,
+        discriminator=fitted.discriminator,
+        metrics=state["metrics"] if not diverged else {},
+        quality=quality,
+        stability=stab["stability"],
+        stability_components=stab,
+        objective=combine_objective(quality, stab["stability"], diverged=diverged),
+        diverged=diverged,
+        failure=fitted.failure,
+        history=history,
+        seed=fitted.seed,
+        steps=fitted.steps,
+        steps_done=fitted.steps_done,
+        device=fitted.device,
+        seconds=fitted.seconds,
+        data=fitted.data,
+        out_dir=fitted.out_dir,
+    )
+    if fitted.out_dir is not None:
+        summary = result.summary()
+        summary.pop("out_dir")
+        artifacts.write_json(
+            fitted.out_dir / "metrics.json",
+            _metrics_file(result.spec, summary, result.history, True),
+        )
+    return result
+
+
+# --- several seeds -----------------------------------------------------------------------------
+
+
+def train_seeds(
+    spec: GANSpec | str | Path,
+    data: Any = "digits",
+    steps: int = 1000,
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    device: str | torch.device | None = None,
+    out_dir: str | Path | None = None,
+    overwrite: bool = False,
+    evaluator: Any = None,
+    on_eval: Callable[[int, int, Mapping[str, Any]], None] | None = None,
+    progress: bool = True,
+    training: Mapping[str, Any] | None = None,
+    eval_every: int | None = None,
+    n_eval: int = DEFAULT_N_EVAL,
+) -> SeedsResult:
+    """Train ``spec`` once per seed and combine: quality is the mean final quality,
+    stability adds the spread across seeds (see ``ganarch.score.stability.aggregate_seeds``).
+
+    Runs go to ``out_dir/seed-{S}``; ``out_dir/metrics.json`` holds the combined scores.
+    ``on_eval(seed, step, record)`` is called after each evaluation of each seed.
+    """
+    seeds = list(seeds)
+    if not seeds:
+        raise GanarchError("train_seeds needs at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise GanarchError(f"seeds must be distinct, got {seeds}")
+    dev = choose_device(device)
+    spec = resolve_spec(spec, training)
+    root = artifacts.prepare_run_dir(out_dir, overwrite) if out_dir is not None else None
+    dataset, data_name = resolve_data(data, spec, dev)
+    if evaluator is None:
+        evaluator = _make_evaluator(dataset, dev)
+    results = []
+    for s in seeds:
+        cb = (lambda step, rec, _s=s: on_eval(_s, step, rec)) if on_eval is not None else None
+        results.append(
+            train(
+                spec,
+                dataset,
+                steps,
+                seed=s,
+                device=dev,
+                out_dir=root / f"seed-{s}" if root is not None else None,
+                overwrite=overwrite,
+                eval_every=eval_every,
+                n_eval=n_eval,
+                evaluator=evaluator,
+                on_eval=cb,
+                progress=progress,
+            )
+        )
+    agg = aggregate_seeds([{**r.stability_components, "quality": r.quality} for r in results])
+    obj = combine_objective(agg["quality"], agg["stability"], diverged=agg["diverged"])
+    metrics = _mean_metrics([r.metrics for r in results if not r.diverged])
+    combined = SeedsResult(
+        results=results,
+        quality=agg["quality"],
+        stability=agg["stability"],
+        stability_components=agg,
+        objective=obj,
+        diverged=agg["diverged"],
+        metrics=metrics,
+    )
+    if root is not None:
+        artifacts.write_json(
+            root / "metrics.json",
+            {**combined.summary(), "data": data_name, "steps": steps, "versions": _versions()},
+        )
+    return combined
+
+
+def _mean_metrics(all_metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The mean of each numeric metric over runs (``None`` when no run has it)."""
+    keys = {k for m in all_metrics for k, v in m.items() if isinstance(v, int | float)}
+    out: dict[str, Any] = {}
+    for k in sorted(keys):
+        vals = [float(m[k]) for m in all_metrics if isinstance(m.get(k), int | float)]
+        vals = [v for v in vals if math.isfinite(v)]
+        out[k] = sum(vals) / len(vals) if vals else None
+    return out

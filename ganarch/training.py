@@ -1,0 +1,435 @@
+"""The GAN loop: train a spec's generator and discriminator on a dataset (no scoring here).
+
+``fit(spec, data, steps, seed=0)`` returns a :class:`FitResult`: the trained networks, the
+history of losses and D outputs at each evaluation point, and whether the run diverged. At
+an evaluation point the loop generates images from fixed noise and hands them to the
+caller's ``evaluate(step, samples)``, whose values are merged into the record: the loop
+never knows what quality means (``ganarch.run.train`` plugs the scorer in here). With
+``out_dir`` it writes ``spec.json``, the sample grids, ``curves.png`` and the checkpoints;
+``metrics.json`` is the caller's (it holds scores).
+
+The loss is the paper's non-saturating GAN loss computed from logits (a final sigmoid in D
+is folded into ``BCEWithLogits``: same math, safe under bf16); real and fake batches pass
+through D separately. The dataset is one tensor on the device and batches are drawn by
+index from a generator seeded with ``seed``, so a CPU run is reproducible bit for bit.
+On CUDA the step loop never waits for the GPU: running sums stay on the device and are read
+only at evaluation points, where NaN/inf and exploding losses are detected too.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ganarch import artifacts
+from ganarch.builder import Discriminator, Generator
+from ganarch.device import choose_device
+from ganarch.errors import GanarchError
+from ganarch.spec import GANSpec, load_spec
+
+__all__ = [
+    "DEFAULT_EVALUATIONS",
+    "DEFAULT_N_EVAL",
+    "EXPLODING_LOSS",
+    "GRID_SAMPLES",
+    "FitContext",
+    "FitResult",
+    "default_eval_every",
+    "fit",
+    "resolve_data",
+    "resolve_spec",
+]
+
+#: Size of the fixed-noise sample grid (8 × 8).
+GRID_SAMPLES = 64
+#: Images generated per evaluation.
+DEFAULT_N_EVAL = 1000
+#: Evaluations in a run when ``eval_every`` is not given.
+DEFAULT_EVALUATIONS = 5
+#: A mean loss above this is an explosion (BCE of a logit of −100: D is beyond any use).
+#: ``ganarch.score.stability`` re-exports it: the scorer reads histories by the same rule.
+EXPLODING_LOSS = 100.0
+
+#: ``evaluate(step, samples) -> values`` merged into the evaluation's record.
+Evaluate = Callable[[int, torch.Tensor], Mapping[str, Any]]
+#: ``after_eval(step, history)``: the record is stored and the samples written; may raise.
+AfterEval = Callable[[int, list[dict[str, Any]]], None]
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What a run resolved before its first step (handed to ``fit``'s ``prepare``)."""
+
+    spec: GANSpec
+    dataset: Any  # an ImageDataset on ``device``
+    data: str  # the dataset reference or name, for reports
+    device: torch.device
+    out_dir: Path | None
+    seed: int
+    steps: int
+    started: float  # ``time.perf_counter()`` when ``fit`` was called
+
+
+@dataclass
+class FitResult:
+    """What the loop produced.
+
+    ``history`` has one record per evaluation point: ``step``, ``loss_d``, ``loss_g``,
+    ``d_real`` (mean D(x)), ``d_fake`` (mean D(G(z))) — means since the previous evaluation —
+    plus what ``evaluate`` returned, or ``failure`` for the point where the run diverged.
+    """
+
+    spec: GANSpec
+    generator: Generator
+    discriminator: Discriminator
+    history: list[dict[str, Any]]
+    diverged: bool
+    failure: str | None  # "nan", "exploding loss" or None
+    seed: int
+    steps: int  # steps asked for
+    steps_done: int
+    device: str
+    seconds: float  # from the call to the end of the loop (before the final artifacts)
+    data: str
+    dataset: Any
+    out_dir: Path | None = None
+
+
+def default_eval_every(steps: int) -> int:
+    """About ``DEFAULT_EVALUATIONS`` evaluations per run."""
+    return max(1, math.ceil(steps / DEFAULT_EVALUATIONS))
+
+
+# --- the pieces --------------------------------------------------------------------------------
+
+
+def resolve_spec(spec: GANSpec | str | Path, training: Mapping[str, Any] | None) -> GANSpec:
+    """A ``GANSpec`` from a spec or a spec file, with ``training`` overrides applied."""
+    if isinstance(spec, str | Path):
+        spec = load_spec(spec)
+    if not isinstance(spec, GANSpec):
+        raise GanarchError(f"train needs a GANSpec or a spec file, got {type(spec).__name__}")
+    if training:
+        spec = spec.replace(training=dict(training))
+    return spec
+
+
+def resolve_data(data: Any, spec: GANSpec, device: torch.device) -> tuple[Any, str]:
+    """The dataset on ``device`` (loaded when ``data`` is a reference) and its name."""
+    if isinstance(data, str):
+        from ganarch.data import load_dataset
+
+        return load_dataset(data, spec.image_size, spec.channels, device=device), data
+    images = getattr(data, "images", None)
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise GanarchError(
+            f"data must be a dataset name or an ImageDataset, got {type(data).__name__}"
+        )
+    want = (spec.channels, spec.image_size, spec.image_size)
+    if tuple(images.shape[1:]) != want:
+        raise GanarchError(
+            f"the dataset's images are {'×'.join(map(str, images.shape[1:]))} but the spec "
+            f"makes {'×'.join(map(str, want))}"
+        )
+    name = str(getattr(data, "name", "") or "dataset")
+    return (data.to(device) if hasattr(data, "to") else data), name
+
+
+@torch.no_grad()
+def _generate(G: Generator, z: torch.Tensor, batch: int, autocast) -> torch.Tensor:
+    """Images for noise ``z`` as float32, in batches, with G in eval mode (norm layers use
+    their running statistics, as ``Evaluator.evaluate_generator`` does); G's mode is restored."""
+    was_training = G.training
+    G.eval()
+    try:
+        out = []
+        for chunk in z.split(batch):
+            with autocast():
+                out.append(G(chunk).float())
+        return torch.cat(out)
+    finally:
+        G.train(was_training)
+
+
+def _shown(values: Mapping[str, Any]) -> str:
+    """The plain numbers among an evaluation's values, for the progress bar."""
+    parts = []
+    for key, value in values.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            parts.append(f"  {key} {value:.3f}")
+    return "".join(parts)
+
+
+class _Progress:
+    """A rich progress bar on stderr (or nothing)."""
+
+    def __init__(self, enabled: bool, steps: int, label: str) -> None:
+        self.bar = None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self.task = self.bar.add_task(label, total=steps, info="")
+        self.bar.start()
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, n)
+
+    def info(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, info=text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+
+def fit(
+    spec: GANSpec | str | Path,
+    data: Any = "digits",
+    steps: int = 1000,
+    *,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    out_dir: str | Path | None = None,
+    overwrite: bool = False,
+    eval_every: int | None = None,
+    n_eval: int = DEFAULT_N_EVAL,
+    prepare: Callable[[FitContext], None] | None = None,
+    evaluate: Evaluate | None = None,
+    after_eval: AfterEval | None = None,
+    progress: bool = True,
+    training: Mapping[str, Any] | None = None,
+) -> FitResult:
+    """Train ``spec`` on ``data`` for ``steps`` generator updates.
+
+    :param spec: a ``GANSpec`` or the path of a spec file.
+    :param data: a dataset reference (``"digits"``, ``"shapes:2048"``, ...) or an
+        ``ImageDataset`` of the spec's image size and channels.
+    :param steps: generator updates (each after ``spec.training.d_steps`` D updates).
+    :param seed: seeds the initial weights, the batches and the noise.
+    :param device: ``None``/``"auto"`` (CUDA, then MPS, then CPU), or a device name.
+    :param out_dir: write the run directory here (refused when it is a non-empty directory,
+        unless ``overwrite``).
+    :param eval_every: an evaluation point every so many steps (default: 5 per run); the
+        last step is always one.
+    :param n_eval: images generated from fixed noise at each evaluation point.
+    :param prepare: called once with the :class:`FitContext` after the networks are built
+        and the run directory is made, before the first step (build a scorer here: a spec
+        that fails to build then costs nothing). The global RNG is seeded again after it.
+    :param evaluate: ``evaluate(step, samples)`` with the ``(n_eval, C, H, W)`` float32
+        samples on the device; the mapping it returns is merged into the step's record, and
+        its plain numbers are shown on the progress bar.
+    :param after_eval: ``after_eval(step, history)`` once the record is in ``history`` and
+        ``samples_step{step}.png`` is written. Its exceptions propagate (the run stops).
+    :param progress: show a progress bar on stderr (default on).
+    :param training: overrides of ``spec.training`` (``{"lr_d": 1e-4}``).
+
+    A run whose losses or samples become NaN/inf, or whose losses exceed ``EXPLODING_LOSS``,
+    stops at that evaluation point with ``diverged=True``; it does not raise.
+    """
+    t0 = time.perf_counter()
+    spec = resolve_spec(spec, training)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise GanarchError(f"steps must be a positive integer, got {steps!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise GanarchError(f"seed must be an integer, got {seed!r}")
+    if isinstance(n_eval, bool) or not isinstance(n_eval, int) or n_eval < 6:
+        raise GanarchError(f"n_eval must be an integer of at least 6, got {n_eval!r}")
+    if eval_every is None:
+        eval_every = default_eval_every(steps)
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
+        raise GanarchError(f"eval_every must be a positive integer, got {eval_every!r}")
+    dev = choose_device(device)
+    dataset, data_name = resolve_data(data, spec, dev)
+    cuda = dev.type == "cuda"
+    tr = spec.training
+    torch.manual_seed(seed)  # the initial weights
+    G, D = spec.build(init=True)  # before any file is written: a bad spec leaves no run dir
+    G.to(dev).train()
+    D.to(dev).train()
+
+    out = artifacts.prepare_run_dir(out_dir, overwrite) if out_dir is not None else None
+    if out is not None:
+        spec.save(out / "spec.json")
+    if prepare is not None:
+        prepare(FitContext(spec, dataset, data_name, dev, out, seed, steps, t0))
+    # Seeded again so any random op inside a plugin block (dropout, noise) sees the same
+    # stream whatever ``prepare`` did (an evaluator built there trains a feature net).
+    torch.manual_seed(seed)
+    images = dataset.images
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        G.to(memory_format=torch.channels_last)
+        D.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+
+    def autocast():
+        if cuda:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    fused = {"fused": True} if cuda else {}  # one kernel per step on the GPU
+    opt_g = torch.optim.Adam(G.parameters(), lr=tr.lr_g, betas=(tr.beta1, tr.beta2), **fused)
+    opt_d = torch.optim.Adam(D.parameters(), lr=tr.lr_d, betas=(tr.beta1, tr.beta2), **fused)
+
+    gen = torch.Generator(device=dev).manual_seed(seed)  # batches and training noise
+    # Evaluation noise comes from its own CPU generator: the same on every device, and
+    # evaluating never shifts the training stream.
+    eval_gen = torch.Generator().manual_seed(seed)
+    grid_z = torch.randn(GRID_SAMPLES, spec.latent_dim, generator=eval_gen).to(dev)
+    eval_z = torch.randn(n_eval, spec.latent_dim, generator=eval_gen).to(dev)
+
+    n_images = images.shape[0]
+    bs = tr.batch_size
+    ones = torch.ones(bs, device=dev)
+    zeros = torch.zeros(bs, device=dev)
+    # Running sums since the last evaluation, on the device (no sync in the loop).
+    sums = torch.zeros(4, device=dev)  # loss_d, loss_g, d_real, d_fake
+    count = 0
+
+    history: list[dict[str, Any]] = []
+    failure: str | None = None
+    step = 0
+    bar = _Progress(progress, steps, f"train {data_name}")
+    try:
+        for step in range(1, steps + 1):
+            for _ in range(tr.d_steps):
+                idx = torch.randint(n_images, (bs,), device=dev, generator=gen)
+                real = images[idx]
+                z = torch.randn(bs, spec.latent_dim, device=dev, generator=gen)
+                with autocast():
+                    fake = G(z)
+                    logit_real = D.logits(real).float()
+                    logit_fake = D.logits(fake.detach()).float()
+                loss_d = F.binary_cross_entropy_with_logits(
+                    logit_real, ones
+                ) + F.binary_cross_entropy_with_logits(logit_fake, zeros)
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+            with autocast():
+                logit_g = D.logits(fake).float()
+            loss_g = F.binary_cross_entropy_with_logits(logit_g, ones)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+
+            with torch.no_grad():
+                sums += torch.stack(
+                    (
+                        loss_d.detach(),
+                        loss_g.detach(),
+                        torch.sigmoid(logit_real.detach()).mean(),
+                        torch.sigmoid(logit_fake.detach()).mean(),
+                    )
+                )
+            count += 1
+            bar.advance()
+
+            if step % eval_every and step != steps:
+                continue
+            # -- evaluation point: the only place the loop reads device values --------------
+            loss_d_m, loss_g_m, d_real_m, d_fake_m = (sums / count).tolist()
+            sums.zero_()
+            count = 0
+            record: dict[str, Any] = {
+                "step": step,
+                "loss_d": loss_d_m,
+                "loss_g": loss_g_m,
+                "d_real": d_real_m,
+                "d_fake": d_fake_m,
+            }
+            if not all(math.isfinite(v) for v in (loss_d_m, loss_g_m, d_real_m, d_fake_m)):
+                failure = "nan"
+            elif max(loss_d_m, loss_g_m) > EXPLODING_LOSS:
+                failure = "exploding loss"
+            if failure is None:
+                samples = _generate(G, eval_z, max(bs, 256), autocast)
+                if not bool(torch.isfinite(samples).all()):
+                    failure = "nan"
+            if failure is not None:
+                record["failure"] = failure
+                history.append(record)
+                break
+            values = dict(evaluate(step, samples)) if evaluate is not None else {}
+            record.update(values)
+            history.append(record)
+            bar.info(f"D {loss_d_m:.3f}  G {loss_g_m:.3f}{_shown(values)}")
+            if out is not None:
+                artifacts.save_grid(
+                    _generate(G, grid_z, GRID_SAMPLES, autocast), out / f"samples_step{step}.png"
+                )
+            if after_eval is not None:
+                after_eval(step, history)
+    finally:
+        bar.close()
+
+    # A final check on the weights: a NaN may hide in the networks after the last evaluation.
+    if failure is None and not all(
+        bool(torch.isfinite(p).all()) for p in (*G.parameters(), *D.parameters())
+    ):
+        failure = "nan"
+    result = FitResult(
+        spec=spec,
+        generator=G,
+        discriminator=D,
+        history=history,
+        diverged=failure is not None,
+        failure=failure,
+        seed=seed,
+        steps=steps,
+        steps_done=step,
+        device=str(dev),
+        seconds=time.perf_counter() - t0,
+        data=data_name,
+        dataset=dataset,
+        out_dir=out,
+    )
+    if out is not None:
+        _write_run(result, out, autocast, grid_z)
+    return result
+
+
+def _write_run(result: FitResult, out: Path, autocast, grid_z: torch.Tensor) -> None:
+    """The final sample grid, the curves and the checkpoints (``metrics.json`` is the
+    caller's: it holds scores)."""
+    G = result.generator
+    artifacts.save_grid(_generate(G, grid_z, GRID_SAMPLES, autocast), out / "samples.png")
+    artifacts.save_curves(
+        result.history,
+        out / "curves.png",
+        title=f"{result.data} · seed {result.seed} · {result.steps_done} steps",
+    )
+    artifacts.save_state_dict(G, out / "generator.pt")
+    artifacts.save_state_dict(result.discriminator, out / "discriminator.pt")
