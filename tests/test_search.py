@@ -464,7 +464,10 @@ def test_pruned_trials_report_to_the_pruner_and_keep_their_last_metrics(
         return {"quality": value, "stability": 1.0, "objective": value, "metrics": {}}
 
     monkeypatch.setattr(engine_module.Engine, "train", scripted)
-    cfg = config(tmp_path, space_file, trials=5, pruner="median", eval_every=4)
+    # a continuous choice, so no configuration repeats (a repeat would reuse, not train)
+    space = tmp_path / "continuous.toml"
+    space.write_text(space_file.read_text() + "lr = { low = 1e-4, high = 1e-3, log = true }\n")
+    cfg = config(tmp_path, space, trials=5, pruner="median", eval_every=4)
     summary = run_search(cfg)
     study = load(cfg)
     assert summary.counts == {"COMPLETE": 4, "PRUNED": 1}
@@ -473,3 +476,29 @@ def test_pruned_trials_report_to_the_pruner_and_keep_their_last_metrics(
     assert max(pruned.intermediate_values) < 12  # stopped before its last evaluation
     assert pruned.user_attrs["quality"] == 0.1 and pruned.user_attrs["metrics"] == {"fid": 0.9}
     assert study.trials[0].intermediate_values == {4: 0.9, 8: 0.9, 12: 0.9}
+
+
+def test_a_repeated_configuration_reuses_the_earlier_result(tmp_path):
+    # one possible configuration: every trial after the first is the same one again
+    path = tmp_path / "one.toml"
+    path.write_text(
+        SPACE.replace('["tconv", "nearest_conv"]', '["tconv"]')
+        .replace('d_norm = ["batchnorm", "none"]', 'd_norm = ["none"]')
+        .replace("[0.5, 0.9]", "[0.5]")
+    )
+    cfg = config(tmp_path, path, trials=3)
+    run_search(cfg)
+    first, *repeats = sorted(load(cfg).trials, key=lambda t: t.number)
+    assert first.state.name == "COMPLETE" and "duplicate_of" not in first.user_attrs
+    for t in repeats:
+        assert t.state.name == "COMPLETE"
+        assert t.user_attrs["duplicate_of"] == first.number
+        assert t.value == first.value
+        assert t.user_attrs["artifacts"] == first.user_attrs["artifacts"]
+        assert not (tmp_path / "runs" / f"trial-{t.number}").exists()  # nothing retrained
+
+    # the rules table counts the configuration once
+    from ganarch.analysis.rules import scored_trials
+
+    scored, counts = scored_trials(load(cfg))
+    assert [s.number for s in scored] == [first.number] and counts["repeats"] == 2

@@ -205,7 +205,15 @@ def _choices_of(trial: FrozenTrial) -> dict[str, Any]:
 def scored_trials(study: optuna.Study) -> tuple[list[Scored], dict[str, int]]:
     """The ``COMPLETE`` trials with a finite score, and counts of every trial state."""
     _, index, _ = study_score(study)
-    counts = {"complete": 0, "penalised": 0, "pruned": 0, "fail": 0, "running": 0, "no score": 0}
+    counts = {
+        "complete": 0,
+        "penalised": 0,
+        "pruned": 0,
+        "fail": 0,
+        "running": 0,
+        "no score": 0,
+        "repeats": 0,
+    }
     out: list[Scored] = []
     for t in study.get_trials(deepcopy=False):
         if t.state == TrialState.PRUNED:
@@ -218,6 +226,9 @@ def scored_trials(study: optuna.Study) -> tuple[list[Scored], dict[str, int]]:
             value = t.values[index] if t.values else None
             if value is None or not math.isfinite(value):
                 counts["no score"] += 1
+                continue
+            if t.user_attrs.get("duplicate_of") is not None:
+                counts["repeats"] += 1  # a reused result is not new evidence: count it once
                 continue
             failed = bool(t.user_attrs.get("failure"))
             counts["complete"] += 1
@@ -350,7 +361,8 @@ def rules_table(
     counted = f"{counts['complete']} complete trials counted"
     if counts["penalised"]:
         counted += f" ({counts['penalised']} of them failed, with their penalised score)"
-    left = [f"{counts[k]} {k}" for k in ("fail", "pruned", "running", "no score") if counts[k]]
+    kinds = ("fail", "pruned", "running", "no score", "repeats")
+    left = [f"{counts[k]} {k}" for k in kinds if counts[k]]
     if left:
         counted += "; left out: " + ", ".join(left)
     notes = [counted, f"score: {score} ({'higher' if higher else 'lower'} is better)"]

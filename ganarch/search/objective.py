@@ -16,6 +16,11 @@ feasible one, so they learn to avoid them; ``study.best_trial(s)`` skip them. A 
 diverged (NaN/inf) is a real outcome of its configuration: ``COMPLETE`` with its (zero)
 score, ``failure = "diverged"``, and feasible. Only interruptions (Ctrl-C) and stale trials
 of killed workers end as ``FAIL``: they say nothing about the configuration and are retried.
+
+A configuration the sampler proposes again (same parameters as a finished trial of the same
+study, whose settings resume refuses to change) is not retrained: training is deterministic
+for a seed, so the earlier result is copied and ``duplicate_of`` names the earlier trial. The
+sampler still sees the value; ``ganarch rules`` counts the configuration once.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from ganarch.errors import SpecError
 from ganarch.search.space import SearchSpace, resolve_choices
 from ganarch.search.storage import WORKER_ATTR, worker_identity
 
-__all__ = ["FAILED_CONSTRAINT", "PENALTY", "TrialRunner", "TrialSettings"]
+__all__ = ["DUPLICATE_ATTR", "FAILED_CONSTRAINT", "PENALTY", "TrialRunner", "TrialSettings"]
 
 #: The value a failed configuration gets for each objective (scores are higher-is-better,
 #: in [0, 1]; 0 is the worst).
@@ -44,6 +49,8 @@ PENALTY = 0.0
 #: The constraint that marks a trial infeasible (> 0) for the samplers.
 FAILED_CONSTRAINT = "failed"
 INTERRUPTED = "interrupted"
+#: user attr naming the earlier trial whose result a repeated configuration reused.
+DUPLICATE_ATTR = "duplicate_of"
 #: Objective names per ``--objective``; they become the study's metric names.
 METRIC_NAMES = {"score": ["objective"], "multi": ["quality", "stability"]}
 
@@ -107,6 +114,9 @@ class TrialRunner:
     def _run(self, trial: optuna.Trial) -> float | tuple[float, float]:
         s = self.settings
         choices = self.space.suggest(trial)
+        earlier = _finished_twin(trial)
+        if earlier is not None:
+            return self._copy(trial, earlier)
         trial.set_user_attr("choices", _jsonable(resolve_choices(choices)))
         engine = self.engine()
         out_dir = Path(s.out) / f"trial-{trial.number}"
@@ -194,6 +204,19 @@ class TrialRunner:
         names = METRIC_NAMES[self.settings.objective]
         return tuple(PENALTY if out.get(n) is None else out[n] for n in names)
 
+    def _copy(
+        self, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial
+    ) -> float | tuple[float, ...]:
+        """Finish ``trial`` with ``earlier``'s outcome (same configuration, same settings)."""
+        for key, value in earlier.user_attrs.items():
+            if key not in (WORKER_ATTR, "retry_of", DUPLICATE_ATTR):
+                trial.set_user_attr(key, value)
+        trial.set_user_attr(DUPLICATE_ATTR, earlier.number)
+        infeasible = earlier.constraints.get(FAILED_CONSTRAINT, 0.0)
+        trial.set_constraint(FAILED_CONSTRAINT, float(infeasible or 0.0))
+        values = tuple(earlier.values)
+        return values if self.settings.objective == "multi" else values[0]
+
     def _penalise(self, trial: optuna.Trial, reason: str) -> float | tuple[float, ...]:
         trial.set_user_attr("failure", reason[:2000])
         trial.set_constraint(FAILED_CONSTRAINT, 1.0)
@@ -201,6 +224,15 @@ class TrialRunner:
             trial.set_user_attr(key, PENALTY)
         n = len(METRIC_NAMES[self.settings.objective])
         return PENALTY if n == 1 else tuple([PENALTY] * n)
+
+
+def _finished_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
+    """The first COMPLETE trial of the study with exactly ``trial``'s parameters, if any."""
+    params = trial.params
+    for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if t.number != trial.number and t.params == params and t.values:
+            return t
+    return None
 
 
 def _requeue(trial: optuna.Trial) -> None:
