@@ -487,8 +487,10 @@ def test_a_repeated_configuration_reuses_the_earlier_result(tmp_path):
         .replace("[0.5, 0.9]", "[0.5]")
     )
     cfg = config(tmp_path, path, trials=3)
-    run_search(cfg)
+    summary = run_search(cfg)
     first, *repeats = sorted(load(cfg).trials, key=lambda t: t.number)
+    # repeats do not use up --trials, but a space with nothing new to offer still ends
+    assert len(repeats) == 3 and summary.repeats == 3 and summary.finished == 1
     assert first.state.name == "COMPLETE" and "duplicate_of" not in first.user_attrs
     for t in repeats:
         assert t.state.name == "COMPLETE"
@@ -501,4 +503,4 @@ def test_a_repeated_configuration_reuses_the_earlier_result(tmp_path):
     from ganarch.analysis.rules import scored_trials
 
     scored, counts = scored_trials(load(cfg))
-    assert [s.number for s in scored] == [first.number] and counts["repeats"] == 2
+    assert [s.number for s in scored] == [first.number] and counts["repeats"] == 3

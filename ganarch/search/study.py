@@ -2,7 +2,8 @@
 
 Resuming is running the same command again: the study is loaded (``load_if_exists``), trials
 left RUNNING by a killed process are failed and queued again, and only the trials missing to
-reach ``trials`` finished ones (``COMPLETE`` + ``PRUNED``) are run. Local workers (``workers``)
+reach ``trials`` finished ones (``COMPLETE`` + ``PRUNED``; a configuration proposed again
+reuses its earlier result and does not count) are run. Local workers (``workers``)
 are spawned processes sharing the storage; a file lock makes them count and start trials one
 at a time, so together they run exactly the missing trials.
 """
@@ -30,7 +31,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ganarch.errors import GanarchError
-from ganarch.search.objective import METRIC_NAMES, TrialRunner, TrialSettings
+from ganarch.search.objective import DUPLICATE_ATTR, METRIC_NAMES, TrialRunner, TrialSettings
 from ganarch.search.space import SearchSpace
 from ganarch.search.storage import (
     StorageLock,
@@ -105,10 +106,12 @@ class SearchSummary:
     interrupted: bool = False
     elapsed_s: float = 0.0
     stale: list[int] = field(default_factory=list)
+    repeats: int = 0  # COMPLETE trials that reused an earlier configuration's result
 
     @property
     def finished(self) -> int:
-        return self.counts.get("COMPLETE", 0) + self.counts.get("PRUNED", 0)
+        """Distinct trained configurations: repeats do not count toward ``--trials``."""
+        return self.counts.get("COMPLETE", 0) + self.counts.get("PRUNED", 0) - self.repeats
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "finished": self.finished}
@@ -165,12 +168,16 @@ def make_pruner(name: str, settings: TrialSettings, *, multi: bool) -> optuna.pr
     every = settings.eval_every or default_eval_every(settings.steps)
     # K seeds train one after another and report on a running step count (see the engine)
     budget = settings.steps * settings.seeds
+    # A GAN's quality early in training predicts its final quality poorly (slow starters such
+    # as the paper's own DCGAN would be cut first), so no trial is pruned before half its
+    # budget: the first rung, or the warm-up, is the first evaluation at or after budget / 2.
+    half = max(every, -(-(budget // 2) // every) * every)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(
-            min_resource=every, max_resource=budget, reduction_factor=3
+            min_resource=half, max_resource=budget, reduction_factor=3
         )
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=every)
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=half - 1)
     raise GanarchError(f"--pruner: unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}")
 
 
@@ -248,6 +255,10 @@ def _counts(trials: list[FrozenTrial]) -> Counter[str]:
     return Counter(t.state.name for t in trials)
 
 
+def _repeats(trials: list[FrozenTrial]) -> int:
+    return sum(1 for t in trials if DUPLICATE_ATTR in t.user_attrs)
+
+
 def _load_for_worker(config: SearchConfig, worker: int) -> optuna.Study:
     storage = open_storage(config.storage)
     existing = len(
@@ -304,9 +315,12 @@ def run_worker(
             stale = fail_stale_trials(study)
             if stale:
                 emit("stale", stale)
-            counts = _counts(study.get_trials(deepcopy=False))
-            busy = counts["COMPLETE"] + counts["PRUNED"] + counts["RUNNING"]
-            if busy >= config.trials:
+            trials = study.get_trials(deepcopy=False)
+            counts, repeats = _counts(trials), _repeats(trials)
+            # a repeat costs nothing (its result is reused), so it does not use up a trial;
+            # but a space too small to offer new configurations must still end
+            busy = counts["COMPLETE"] - repeats + counts["PRUNED"] + counts["RUNNING"]
+            if busy >= config.trials or repeats >= config.trials:
                 break
             if grid and study.sampler.is_exhausted(study):
                 break
@@ -356,6 +370,7 @@ def run_search(
             display.end(study)
     trials = study.get_trials(deepcopy=False)
     summary.counts = dict(_counts(trials))
+    summary.repeats = _repeats(trials)
     summary.failures = dict(failure_counts(trials))
     summary.ran = sum(
         1
@@ -529,7 +544,9 @@ def summary_lines(summary: SearchSummary, mapping: Mapping[str, Any] | None = No
     ]
     lines = [
         f"study {summary.study_name!r} in {summary.storage}: {summary.finished}/{summary.target} "
-        f"finished ({', '.join(parts) or 'no trials'}); this run finished {summary.ran} "
+        f"finished ({', '.join(parts) or 'no trials'}"
+        + (f", {summary.repeats} of them repeats reused" if summary.repeats else "")
+        + f"); this run finished {summary.ran} "
         f"in {summary.elapsed_s:.0f}s"
     ]
     if summary.failures:
