@@ -45,6 +45,7 @@ batch_size = 32
 g_upsample = ["tconv", "nearest_conv"]
 d_norm = ["batchnorm", "none"]
 beta1 = [0.5, 0.9]
+lr = { low = 1e-4, high = 1e-3, log = true }  # continuous: no configuration repeats by chance
 """
 
 
@@ -295,9 +296,11 @@ def test_failing_trials_are_penalised_and_the_study_goes_on(tmp_path, plugin_sta
     plugin_state(FailingBlocks(), name="failing-blocks")
     path = tmp_path / "failing.toml"
     path.write_text(
-        SPACE.replace('["tconv", "nearest_conv"]', '["tconv", "boom_up"]').replace(
-            'd_norm = ["batchnorm", "none"]', 'd_downsample = ["strided_conv", "picky_down"]'
-        )
+        SPACE.replace('["tconv", "nearest_conv"]', '["tconv", "boom_up"]')
+        .replace('d_norm = ["batchnorm", "none"]', 'd_downsample = ["strided_conv", "picky_down"]')
+        .replace(
+            "lr = { low = 1e-4, high = 1e-3, log = true }", ""
+        )  # the grid needs a finite space
     )
     cfg = config(tmp_path, path, trials=8, sampler="grid")
     summary = run_search(cfg)
@@ -389,7 +392,7 @@ def test_cli_search_studies_trials_best(tmp_path, space_file, cli, monkeypatch):
     r = cli("trials", "tiny-digits", *common, "--json")
     rows = json.loads(r.stdout)
     assert [x["number"] for x in rows] == [0, 1] and all(x["state"] == "COMPLETE" for x in rows)
-    assert set(rows[0]["params"]) == {"g_upsample", "d_norm", "beta1"}
+    assert set(rows[0]["params"]) == {"g_upsample", "d_norm", "beta1", "lr"}
     assert cli("trials", "tiny-digits", *common).exit_code == 0
 
     r = cli("best", "tiny-digits", *common, "-o", "best.json")
@@ -464,10 +467,7 @@ def test_pruned_trials_report_to_the_pruner_and_keep_their_last_metrics(
         return {"quality": value, "stability": 1.0, "objective": value, "metrics": {}}
 
     monkeypatch.setattr(engine_module.Engine, "train", scripted)
-    # a continuous choice, so no configuration repeats (a repeat would reuse, not train)
-    space = tmp_path / "continuous.toml"
-    space.write_text(space_file.read_text() + "lr = { low = 1e-4, high = 1e-3, log = true }\n")
-    cfg = config(tmp_path, space, trials=5, pruner="median", eval_every=4)
+    cfg = config(tmp_path, space_file, trials=5, pruner="median", eval_every=4)
     summary = run_search(cfg)
     study = load(cfg)
     assert summary.counts == {"COMPLETE": 4, "PRUNED": 1}
@@ -485,6 +485,7 @@ def test_a_repeated_configuration_reuses_the_earlier_result(tmp_path):
         SPACE.replace('["tconv", "nearest_conv"]', '["tconv"]')
         .replace('d_norm = ["batchnorm", "none"]', 'd_norm = ["none"]')
         .replace("[0.5, 0.9]", "[0.5]")
+        .replace("lr = { low = 1e-4, high = 1e-3, log = true }", "")
     )
     cfg = config(tmp_path, path, trials=3)
     summary = run_search(cfg)
