@@ -34,7 +34,10 @@ PAPER_CHOICES: dict[str, Any] = {
     "g_wrap": "none",
 }
 
-_KINDS = {
+#: Kinds whose choices may be "none" (no layer at all).
+NONE_KINDS = ("norm", "wrap", "activation")
+#: Choices whose value is a registered block, and the kind it must be.
+CHOICE_KINDS: dict[str, str] = {
     "g_upsample": "upsample",
     "d_downsample": "downsample",
     "g_norm": "norm",
@@ -95,8 +98,8 @@ def dcgan_spec(
             key, f"not a dcgan_spec choice; {closest(key, [*PAPER_CHOICES, *_TRAINING])}"
         )
     c = {**PAPER_CHOICES, **choices}
-    for key, kind in _KINDS.items():
-        if not (_is_none(c[key]) and kind in ("norm", "wrap", "activation")):
+    for key, kind in CHOICE_KINDS.items():
+        if not (_is_none(c[key]) and kind in NONE_KINDS):
             get_block(c[key], key, kind=kind)
     for key in ("image_size", "channels", "latent_dim", "width"):
         v = locals()[key]

@@ -15,6 +15,7 @@ from rich.table import Table
 from ganarch.cli._common import err, fail, note, out, print_json, write_new_file
 from ganarch.errors import GanarchError
 from ganarch.search import results
+from ganarch.search.display import fmt_value
 from ganarch.search.objective import TrialSettings
 from ganarch.search.space import load_space
 from ganarch.search.storage import DEFAULT_STORAGE, describe_storage, resolve_url
@@ -40,14 +41,6 @@ STORAGE_OPTION = typer.Option(
     "or postgresql://... for workers on many machines.",
 )
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
 
 
 def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
@@ -242,16 +235,16 @@ def _best_table(rows: list[dict[str, Any]], title: str) -> Table:
     for r in rows:
         t.add_row(
             str(r["number"]),
-            "/".join(_fmt(v) for v in r["values"] or []),
-            _fmt(r["quality"]),
-            _fmt(r["stability"]),
+            "/".join(fmt_value(v) for v in r["values"] or []),
+            fmt_value(r["quality"]),
+            fmt_value(r["stability"]),
             _params_text(r["params"]),
         )
     return t
 
 
 def _params_text(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+    return ", ".join(f"{k}={fmt_value(v)}" for k, v in params.items())
 
 
 # --- studies / trials / best -----------------------------------------------------------------
@@ -280,11 +273,11 @@ def studies_command(storage: str | None = STORAGE_OPTION, as_json: bool = JSON_O
             r["name"],
             str(r["n_trials"]),
             states,
-            _fmt(r["best_trial"]),
-            "/".join(_fmt(v) for v in r["best_values"] or []) or "-",
+            fmt_value(r["best_trial"]),
+            "/".join(fmt_value(v) for v in r["best_values"] or []) or "-",
             dirs,
-            _fmt(r["space"]),
-            _fmt(r["data"]),
+            fmt_value(r["space"]),
+            fmt_value(r["data"]),
         )
     out.print(t)
 
@@ -312,11 +305,11 @@ def trials_command(
         t.add_row(
             str(r["number"]),
             r["state"].lower(),
-            "/".join(_fmt(v) for v in r["values"] or []) or "-",
-            _fmt(r["quality"]),
-            _fmt(r["stability"]),
+            "/".join(fmt_value(v) for v in r["values"] or []) or "-",
+            fmt_value(r["quality"]),
+            fmt_value(r["stability"]),
             _params_text(r["params"]),
-            _fmt(r["failure"]) if r["failure"] else "",
+            fmt_value(r["failure"]) if r["failure"] else "",
             style=style,
         )
     out.print(t)
@@ -349,8 +342,8 @@ def best_command(
     changed.update({k: v for k, v in choices.items() if k not in PAPER_CHOICES})
     out.print(
         f"best trial {info.get('trial')} of {study}: value(s) "
-        + "/".join(_fmt(v) for v in info.get("values", []))
-        + f" (quality {_fmt(info.get('quality'))}, stability {_fmt(info.get('stability'))})",
+        + "/".join(fmt_value(v) for v in info.get("values", []))
+        + f" (quality {fmt_value(info.get('quality'))}, stability {fmt_value(info.get('stability'))})",
         markup=False,
     )
     out.print(

@@ -23,7 +23,8 @@ from ganarch.search.study import failure_counts, failure_kind, ranked_trials
 __all__ = ["SearchDisplay"]
 
 
-def _fmt(v: Any) -> str:
+def fmt_value(v: Any) -> str:
+    """A value for a table cell: ``-`` for none, 4 significant digits for floats."""
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -98,7 +99,7 @@ class SearchDisplay:
             trial, step, metrics = payload
             if self._trial_task is not None:
                 q = metrics.get("quality") if isinstance(metrics, Mapping) else None
-                desc = f"trial {trial.number}" + (f" q={_fmt(q)}" if q is not None else "")
+                desc = f"trial {trial.number}" + (f" q={fmt_value(q)}" if q is not None else "")
                 self._progress.update(self._trial_task, completed=step, description=desc)
         elif kind == "end":
             if self._trial_task is not None:
@@ -134,10 +135,10 @@ class SearchDisplay:
         return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in self._trials)
 
     def _line(self, t: FrozenTrial) -> str:
-        values = "/".join(_fmt(v) for v in t.values) if t.values else "-"
+        values = "/".join(fmt_value(v) for v in t.values) if t.values else "-"
         text = f"trial {t.number} {t.state.name.lower()}: value {values}"
         if t.user_attrs.get("quality") is not None:
-            text += f" (quality {_fmt(t.user_attrs['quality'])}, stability {_fmt(t.user_attrs.get('stability'))})"
+            text += f" (quality {fmt_value(t.user_attrs['quality'])}, stability {fmt_value(t.user_attrs.get('stability'))})"
         if t.user_attrs.get("failure"):
             text += f" [{failure_kind(str(t.user_attrs['failure']))}]"
         return f"{text}  ({self._done()}/{self._target})"
@@ -157,9 +158,9 @@ class SearchDisplay:
             for t in top:
                 table.add_row(
                     str(t.number),
-                    "/".join(_fmt(v) for v in t.values or []),
-                    _fmt(t.user_attrs.get("quality")),
-                    _fmt(t.user_attrs.get("stability")),
+                    "/".join(fmt_value(v) for v in t.values or []),
+                    fmt_value(t.user_attrs.get("quality")),
+                    fmt_value(t.user_attrs.get("stability")),
                     _short_params(t.params),
                 )
             parts.append(table)
@@ -175,5 +176,5 @@ class SearchDisplay:
 
 
 def _short_params(params: Mapping[str, Any], width: int = 70) -> str:
-    text = ", ".join(f"{k.split('|')[0]}={_fmt(v)}" for k, v in params.items())
+    text = ", ".join(f"{k.split('|')[0]}={fmt_value(v)}" for k, v in params.items())
     return text if len(text) <= width else text[: width - 1] + "…"

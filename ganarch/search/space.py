@@ -39,7 +39,7 @@ from typing import Any
 from ganarch.errors import SpecError, closest
 from ganarch.registry import BLOCK_KINDS, blocks
 from ganarch.spec import TrainingSpec, read_data_file
-from ganarch.templates import PAPER_CHOICES, dcgan_spec
+from ganarch.templates import CHOICE_KINDS, NONE_KINDS, PAPER_CHOICES, dcgan_spec
 
 __all__ = [
     "Choice",
@@ -59,22 +59,8 @@ TRAINING_KEYS: tuple[str, ...] = tuple(f.name for f in fields(TrainingSpec))
 #: Aliases a space may use: ``lr`` sets the learning rate of both networks.
 ALIASES: dict[str, tuple[str, ...]] = {"lr": ("lr_g", "lr_d")}
 #: Choices whose value is a block of a kind (``"none"`` allowed where the template allows it).
-BLOCK_CHOICES: dict[str, str] = {
-    "g_upsample": "upsample",
-    "d_downsample": "downsample",
-    "g_norm": "norm",
-    "d_norm": "norm",
-    "g_activation": "activation",
-    "g_output_activation": "activation",
-    "d_activation": "activation",
-    "d_output_activation": "activation",
-    "g_project": "project",
-    "d_head": "head",
-    "g_wrap": "wrap",
-    "d_wrap": "wrap",
-}
+BLOCK_CHOICES = CHOICE_KINDS
 PARAM_CHOICES = ("g_activation_params", "d_activation_params")
-NONE_KINDS = ("norm", "wrap", "activation")  # kinds for which the template accepts "none"
 BRANCH_SEP = "|"
 
 _TOP_KEYS = ["template", "description", *GEOMETRY, "fixed", "choices"]
