@@ -45,8 +45,22 @@ __all__ = ["SeedsResult", "TrainResult", "default_eval_every", "train", "train_s
 OnEval = Callable[[int, Mapping[str, Any]], None]
 
 
+class _ReadsLikeADict:
+    """``result["objective"]`` and ``result.get("failure")`` as well as attribute access, so
+    code written against plain metric dicts keeps working."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+
 @dataclass
-class TrainResult:
+class TrainResult(_ReadsLikeADict):
     """What a training run produced.
 
     ``metrics`` are the final evaluation's metrics (FID, KID, precision, recall, ...);
@@ -74,15 +88,6 @@ class TrainResult:
     data: str
     out_dir: Path | None = None
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key, default)
-
-    def __getitem__(self, key: str) -> Any:
-        try:
-            return getattr(self, key)
-        except AttributeError:
-            raise KeyError(key) from None
-
     def summary(self) -> dict[str, Any]:
         """Plain data (what ``metrics.json`` holds, without the history and versions)."""
         return {
@@ -104,7 +109,7 @@ class TrainResult:
 
 
 @dataclass
-class SeedsResult:
+class SeedsResult(_ReadsLikeADict):
     """Several seeds of one spec: the runs, and quality/stability/objective across them."""
 
     results: list[TrainResult]
@@ -114,15 +119,6 @@ class SeedsResult:
     objective: float
     diverged: bool
     metrics: dict[str, Any] = field(default_factory=dict)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key, default)
-
-    def __getitem__(self, key: str) -> Any:
-        try:
-            return getattr(self, key)
-        except AttributeError:
-            raise KeyError(key) from None
 
     def summary(self) -> dict[str, Any]:
         return {
