@@ -505,3 +505,55 @@ def test_a_repeated_configuration_reuses_the_earlier_result(tmp_path):
 
     scored, counts = scored_trials(load(cfg))
     assert [s.number for s in scored] == [first.number] and counts["repeats"] == 3
+
+
+# -- bad input never leaves a study or folder behind ---------------------------------------------
+
+
+def test_bad_input_fails_before_the_study_or_any_file_exists(
+    tmp_path, space_file, cli, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    base = ["search", "--space", space_file, "--trials", 1, "--steps", STEPS, "--device", "cpu"]
+    base += ["--quiet", "--storage", "b.journal"]
+    for extra, words in (
+        (["--data", "nosuch"], "'nosuch' is not a registered dataset"),
+        (["--image-size", 12], "image_size: must be a power of two"),
+        (["--image-size", 12, "--workers", 2], "image_size: must be a power of two"),
+    ):
+        r = cli(*base, *extra)
+        lines = r.output.strip().splitlines()
+        assert r.exit_code == 2 and len(lines) == 1 and words in lines[0], r.output
+    assert not (tmp_path / "b.journal").exists()
+    assert not (tmp_path / "ganarch-runs").exists()
+
+
+def test_resume_refuses_other_eval_settings_and_a_folder_of_another_study(tmp_path, space_file):
+    import dataclasses
+
+    cfg = config(tmp_path, space_file, trials=1)
+    run_search(cfg)
+    owner = json.loads((tmp_path / "runs" / "study.json").read_text())
+    assert owner["study"] == "tiny"
+
+    # a changed evaluation schedule changes what a trial's value means
+    for key, value in (("eval_every", STEPS // 2), ("n_eval", 50)):
+        other = dataclasses.replace(cfg, settings=dataclasses.replace(cfg.settings, **{key: value}))
+        with pytest.raises(GanarchError, match=f"{key}="):
+            run_search(other)
+
+    # the same study name in another storage must not overwrite this one's trial folders
+    elsewhere = dataclasses.replace(cfg, storage=str(tmp_path / "other.journal"))
+    before = (tmp_path / "runs" / "trial-0" / "metrics.json").read_bytes()
+    with pytest.raises(GanarchError, match="belongs to study 'tiny'"):
+        run_search(elsewhere)
+    assert not (tmp_path / "other.journal").exists()
+    assert (tmp_path / "runs" / "trial-0" / "metrics.json").read_bytes() == before
+    assert states(load(cfg)) == {"COMPLETE": 1}
+
+
+def test_cli_names_match_the_search_layer():
+    from ganarch.search.defaults import OBJECTIVES
+    from ganarch.search.objective import METRIC_NAMES
+
+    assert tuple(METRIC_NAMES) == OBJECTIVES

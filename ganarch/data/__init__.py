@@ -25,6 +25,7 @@ from ganarch.data.registry import (
     datasets,
     get_dataset,
     load_dataset,
+    native_channels,
     parse_ref,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "datasets",
     "get_dataset",
     "load_dataset",
+    "native_channels",
     "parse_ref",
     "prepare_images",
     "resize",

@@ -27,6 +27,7 @@ __all__ = [
     "datasets",
     "get_dataset",
     "load_dataset",
+    "native_channels",
     "parse_ref",
 ]
 
@@ -179,6 +180,17 @@ def load_dataset(
     if data is not cpu:
         _remember((*key, str(dev)), data)
     return data
+
+
+def native_channels(ref: str, image_size: int, seed: int = 0) -> int:
+    """The dataset's own channel count: 1 when every image is grey (digits, MNIST), else 3.
+
+    Judged from the pixels rather than from a list of names, so a plugin's dataset or a
+    folder of grey scans gets one channel without being declared anywhere.
+    """
+    rgb = load_dataset(ref, image_size, 3, seed=seed).images
+    grey = bool((rgb[:, :1] == rgb[:, 1:2]).all() and (rgb[:, :1] == rgb[:, 2:3]).all())
+    return 1 if grey else 3
 
 
 def _call_loader(

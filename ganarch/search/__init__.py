@@ -1,39 +1,41 @@
 """The search layer, the only part of ganarch that talks to Optuna.
 
 ``load_space`` reads a search-space file; ``run_search`` runs or resumes a study;
-``best_spec`` reads the best trial's spec back.
+``best_spec`` reads the best trial's spec back. Names load on first use, so importing
+``ganarch.search.defaults`` (the command line's help) does not import Optuna.
 """
 
-from ganarch.search.objective import TrialSettings
-from ganarch.search.results import best_spec, best_trial, list_studies, list_trials, open_study
-from ganarch.search.space import Choice, SearchSpace, available_spaces, load_space
-from ganarch.search.storage import DEFAULT_STORAGE, open_storage
-from ganarch.search.study import (
-    PRUNERS,
-    SAMPLERS,
-    SearchConfig,
-    SearchSummary,
-    default_study_name,
-    run_search,
-)
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_STORAGE",
-    "PRUNERS",
-    "SAMPLERS",
-    "Choice",
-    "SearchConfig",
-    "SearchSpace",
-    "SearchSummary",
-    "TrialSettings",
-    "available_spaces",
-    "best_spec",
-    "best_trial",
-    "default_study_name",
-    "list_studies",
-    "list_trials",
-    "load_space",
-    "open_storage",
-    "open_study",
-    "run_search",
-]
+from ganarch.search.defaults import DEFAULT_STORAGE, PRUNERS, SAMPLERS
+
+_LAZY = {
+    "TrialSettings": "ganarch.search.objective",
+    "best_spec": "ganarch.search.results",
+    "best_trial": "ganarch.search.results",
+    "list_studies": "ganarch.search.results",
+    "list_trials": "ganarch.search.results",
+    "open_study": "ganarch.search.results",
+    "Choice": "ganarch.search.space",
+    "SearchSpace": "ganarch.search.space",
+    "available_spaces": "ganarch.search.space",
+    "load_space": "ganarch.search.space",
+    "open_storage": "ganarch.search.storage",
+    "SearchConfig": "ganarch.search.study",
+    "SearchSummary": "ganarch.search.study",
+    "default_study_name": "ganarch.search.study",
+    "run_search": "ganarch.search.study",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later look-ups skip __getattr__
+        return value
+    raise AttributeError(f"module 'ganarch.search' has no attribute {name!r}")
+
+
+__all__ = ["DEFAULT_STORAGE", "PRUNERS", "SAMPLERS", *_LAZY]

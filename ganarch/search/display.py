@@ -62,7 +62,7 @@ class SearchDisplay:
     def begin(self, config: Any, study: optuna.Study) -> None:
         self._study = study
         self._target = config.trials
-        self._steps = config.settings.steps
+        self._steps = config.settings.steps * config.settings.seeds  # seeds run in turn
         s = config.settings
         self._header = (
             f"study {config.study_name} · space {config.space.name} · data {s.data} · "

@@ -7,39 +7,17 @@ This is the only module of ``ganarch.search`` that knows the trainer's API.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ganarch.data.registry import native_channels
+
 __all__ = ["Engine", "native_channels"]
 
 OnEval = Callable[[int, Mapping[str, Any]], None]
-
-
-def native_channels(data: str, image_size: int) -> int:
-    """The dataset's own channel count: 1 when its images are grey (digits), else 3."""
-    from ganarch import data as data_module
-
-    for name in ("channels", "dataset_channels"):
-        fn = getattr(data_module, name, None)
-        if callable(fn):
-            return int(fn(data))
-    from ganarch.data.registry import load_dataset
-
-    rgb = load_dataset(data, image_size, 3).images
-    grey = bool((rgb[:, :1] == rgb[:, 1:2]).all() and (rgb[:, :1] == rgb[:, 2:3]).all())
-    return 1 if grey else 3
-
-
-def _accepts(fn: Any, name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
 
 _EVALUATORS: dict[tuple[Any, ...], Any] = {}
 
@@ -51,7 +29,7 @@ class Engine:
         self.settings = settings
         self.space = space
         self.image_size: int = settings.image_size or space.image_size
-        self._channels: int | None = getattr(settings, "channels", None)
+        self._channels: int | None = settings.channels
         self._data: Any = None
         self._evaluator: Any = None
         self._device: torch.device | None = None
@@ -93,19 +71,20 @@ class Engine:
                 _EVALUATORS.clear()  # one dataset per search: keep memory flat
                 _EVALUATORS[key] = evaluator
             self._evaluator = evaluator
-        n_eval = getattr(self.settings, "n_eval", None)
-        ev = self._evaluator
-        if n_eval is not None:
-            # the trainer asks the evaluator how many images to generate per evaluation
-            ev.n_samples = n_eval
-            ev._n_samples_from_search = True
-        elif getattr(ev, "_n_samples_from_search", False):  # a cached one from another run
-            del ev.n_samples
-            ev._n_samples_from_search = False
-        return ev
+        return self._evaluator
 
     def prepare(self) -> None:
-        """Load the data and build the evaluator before the first trial (errors show early)."""
+        """Check the settings before any trial exists, so bad input is an error (exit 2), not
+        a study of failed trials: the space's first point must build at this image size,
+        width and latent size; then load the data and build the evaluator."""
+        s = self.settings
+        self.space.spec(
+            self.space.first_choices(),
+            channels=s.channels or 1,  # channels cannot make a template invalid
+            image_size=self.image_size,
+            width=s.width,
+            latent_dim=s.latent_dim,
+        )
         self.evaluator()
 
     def train(self, spec: Any, *, out_dir: Path, on_eval: OnEval) -> dict[str, Any]:
@@ -120,14 +99,13 @@ class Engine:
         common: dict[str, Any] = dict(
             device=self.device,
             out_dir=out_dir,
-            overwrite=True,  # a trial number is unique in its study; a new study may reuse it
+            overwrite=True,  # the artifacts folder belongs to this study (see study.py)
             evaluator=self.evaluator(),
             eval_every=s.eval_every,
             progress=False,  # the search's live display shows progress
         )
-        n_eval = getattr(s, "n_eval", None)
-        if n_eval is not None and _accepts(train, "n_eval"):
-            common["n_eval"] = n_eval
+        if s.n_eval is not None:
+            common["n_eval"] = s.n_eval
         if s.seeds == 1:
             result = train(spec, self.data(), s.steps, seed=s.seed, on_eval=on_eval, **common)
         else:
@@ -145,7 +123,7 @@ class Engine:
             "stability": result.stability,
             "objective": result.objective,
             "metrics": dict(result.metrics),
-            "stability_components": dict(getattr(result, "stability_components", {}) or {}),
+            "stability_components": dict(result.get("stability_components") or {}),
             "diverged": bool(result.diverged),
-            "failure": getattr(result, "failure", None),
+            "failure": result.get("failure"),
         }

@@ -72,7 +72,6 @@ class TrialSettings:
     channels: int | None = None  # None: the dataset's own
     width: int | None = None
     latent_dim: int | None = None
-    prune: bool = True
 
 
 class TrialRunner:
@@ -90,12 +89,13 @@ class TrialRunner:
         *,
         on_trial_start: Callable[[optuna.Trial], None] | None = None,
         on_progress: Callable[[optuna.Trial, int, Mapping[str, Any]], None] | None = None,
+        engine: Any = None,
     ) -> None:
         self.space = space
         self.settings = settings
         self.on_trial_start = on_trial_start
         self.on_progress = on_progress
-        self._engine: Any = None
+        self._engine: Any = engine
 
     # -- the objective --------------------------------------------------------------------
 
@@ -128,7 +128,7 @@ class TrialRunner:
             last.update(metrics)
             if self.on_progress is not None:
                 self.on_progress(trial, step, metrics)
-            if multi or not s.prune:
+            if multi:
                 return  # Optuna cannot prune multi-objective studies
             value = metrics.get("objective")
             if value is None or not math.isfinite(float(value)):
@@ -137,6 +137,7 @@ class TrialRunner:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at step {step}")
 
+        out_of_memory = False
         try:
             spec = self.space.spec(
                 choices,
@@ -156,10 +157,7 @@ class TrialRunner:
             self._record(trial, last, last.get("metrics", {}))
             raise
         except torch.cuda.OutOfMemoryError:
-            spec = None
-            gc.collect()
-            torch.cuda.empty_cache()
-            return self._penalise(trial, "out of memory (CUDA)")
+            out_of_memory = True  # free memory below, once the traceback's frames are gone
         except SpecError as exc:  # the template or a block's shape rule rejects the choices
             return self._penalise(trial, f"invalid spec: {exc}")
         except (KeyboardInterrupt, SystemExit):
@@ -169,6 +167,11 @@ class TrialRunner:
             trial.set_user_attr("traceback", "".join(tb[-6:])[-4000:])
             return self._penalise(trial, f"error: {type(exc).__name__}: {exc}")
 
+        if out_of_memory:
+            result = None
+            gc.collect()
+            torch.cuda.empty_cache()
+            return self._penalise(trial, "out of memory (CUDA)")
         values = self._record(trial, result, result.get("metrics", {}))
         if result.get("stability_components"):
             trial.set_user_attr("stability_components", _jsonable(result["stability_components"]))

@@ -246,6 +246,15 @@ class SearchSpace:
         rows += [(k, f"{_fmt(v)} (fixed)") for k, v in self.fixed.items()]
         return rows
 
+    def first_choices(self) -> dict[str, Any]:
+        """The first value of every active choice: one buildable point to check settings on."""
+        flat: dict[str, Any] = dict(self.fixed)
+        for c in self.choices:
+            if self._branch(c, flat) is None:
+                continue
+            flat[c.name] = c.values[0] if c.values is not None else c.low
+        return _expand(flat)
+
     def spec(
         self,
         choices: Mapping[str, Any],
@@ -679,13 +688,8 @@ def _check_values(space: SearchSpace, err) -> None:
 def _check_representative(space: SearchSpace, err) -> None:
     """Build the spec for the first value of every choice so template errors show at load."""
     _check_values(space, err)
-    flat: dict[str, Any] = dict(space.fixed)
-    for c in space.choices:
-        if space._branch(c, flat) is None:
-            continue
-        flat[c.name] = c.values[0] if c.values is not None else c.low
     try:
-        space.spec(_expand(flat), channels=1)
+        space.spec(space.first_choices(), channels=1)
     except SpecError as exc:
         raise err("choices", f"the template rejects these choices: {exc}") from exc
 

@@ -34,10 +34,12 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from ganarch.errors import GanarchError
+from ganarch.search.defaults import DEFAULT_STORAGE, STORAGE_ENV
 
 __all__ = [
     "DEFAULT_STORAGE",
     "STALE_REASON",
+    "STORAGE_ENV",
     "WORKER_ATTR",
     "StorageLock",
     "describe_storage",
@@ -46,7 +48,6 @@ __all__ = [
     "worker_identity",
 ]
 
-DEFAULT_STORAGE = "ganarch.journal"
 WORKER_ATTR = "worker"
 STALE_REASON = "stale: left running by a killed process"
 #: A RUNNING trial that never recorded its worker (killed in the instant after it was created,
@@ -58,9 +59,12 @@ _cache: dict[str, BaseStorage] = {}
 
 
 def resolve_url(storage: str | os.PathLike | None) -> str:
-    """A canonical storage string: an RDB URL as given, a journal file as an absolute path."""
+    """A canonical storage string: an RDB URL as given, a journal file as an absolute path.
+
+    ``None`` means ``$GANARCH_STORAGE``, else the journal file in the working directory, the
+    same in Python as on the command line."""
     if storage is None or str(storage).strip() == "":
-        storage = DEFAULT_STORAGE
+        storage = os.environ.get(STORAGE_ENV, "").strip() or DEFAULT_STORAGE
     text = str(storage)
     if text.startswith(_RDB_PREFIXES):
         return text

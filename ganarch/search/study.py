@@ -25,12 +25,15 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ganarch.errors import GanarchError
+from ganarch.search.defaults import PRUNERS, SAMPLERS
+from ganarch.search.engine import Engine
 from ganarch.search.objective import DUPLICATE_ATTR, METRIC_NAMES, TrialRunner, TrialSettings
 from ganarch.search.space import SearchSpace
 from ganarch.search.storage import (
@@ -56,9 +59,6 @@ __all__ = [
     "trial_row",
 ]
 
-SAMPLERS = ("tpe", "random", "grid", "qmc", "nsga2")
-PRUNERS = ("hyperband", "median", "none")
-OBJECTIVES = tuple(METRIC_NAMES)
 #: The study user attribute holding the settings a resumed run must match.
 SETTINGS_ATTR = "ganarch"
 #: Settings that change what a trial's value means: a resumed run must keep them.
@@ -74,7 +74,11 @@ _MUST_MATCH = (
     "seeds",
     "objective",
     "seed",
+    "eval_every",
+    "n_eval",
 )
+#: The file in a study's artifacts folder that names the study owning it.
+OWNER_FILE = "study.json"
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ def default_study_name(space: SearchSpace, data: str) -> str:
 
 
 def make_sampler(
-    name: str, space: SearchSpace, *, seed: int | None, trials: int, multi: bool
+    name: str, space: SearchSpace, *, seed: int | None, trials: int
 ) -> optuna.samplers.BaseSampler:
     """The sampler for ``--sampler``; every one is seeded, all see failed trials as infeasible
     through ``trial.set_constraint`` (TPE and NSGA-II use it; the others need not learn)."""
@@ -192,6 +196,8 @@ def worker_seed(seed: int, worker: int, existing: int) -> int:
 
 
 def _settings_record(config: SearchConfig) -> dict[str, Any]:
+    from ganarch.run import default_eval_every
+
     s, space = config.settings, config.space
     described = json.dumps([space.template, space.describe()], sort_keys=True, default=str)
     return {
@@ -207,7 +213,7 @@ def _settings_record(config: SearchConfig) -> dict[str, Any]:
         "seeds": s.seeds,
         "objective": s.objective,
         "seed": s.seed,
-        "eval_every": s.eval_every,
+        "eval_every": s.eval_every or default_eval_every(s.steps),
         "n_eval": s.n_eval,
         "out": s.out,
     }
@@ -235,7 +241,7 @@ def prepare_study(config: SearchConfig) -> optuna.Study:
         diffs = [
             f"{k}={old.get(k)!r} (now {record[k]!r})"
             for k in _MUST_MATCH
-            if old.get(k) != record[k]
+            if k in old and old[k] != record[k]  # a key older versions did not record: skip
         ]
         if diffs:
             raise GanarchError(
@@ -249,6 +255,39 @@ def prepare_study(config: SearchConfig) -> optuna.Study:
     study.set_user_attr("sampler", config.sampler)
     study.set_user_attr("pruner", "none" if multi else config.pruner)
     return study
+
+
+def _owner(config: SearchConfig) -> dict[str, str]:
+    return {"study": config.study_name, "storage": describe_storage(config.storage)}
+
+
+def check_artifacts_owner(config: SearchConfig) -> None:
+    """Refuse an artifacts folder that another study (same name, other storage) writes to:
+    trials overwrite ``trial-N`` folders, which must only ever be this study's own."""
+    out = Path(config.settings.out)
+    marker = out / OWNER_FILE
+    if out.exists() and not out.is_dir():
+        raise GanarchError(f"--out: {out} is a file, not a folder")
+    if not marker.exists():
+        return
+    try:
+        owner = json.loads(marker.read_text())
+    except (OSError, ValueError) as exc:
+        raise GanarchError(f"--out: cannot read {marker}: {exc}") from None
+    if owner != _owner(config):
+        raise GanarchError(
+            f"--out: {out} belongs to study {owner.get('study')!r} in "
+            f"{owner.get('storage')}; pass another --out for this study"
+        )
+
+
+def claim_artifacts(config: SearchConfig) -> None:
+    """Write the owner marker of the artifacts folder (once)."""
+    out = Path(config.settings.out)
+    marker = out / OWNER_FILE
+    if not marker.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(_owner(config), indent=2) + "\n")
 
 
 def _counts(trials: list[FrozenTrial]) -> Counter[str]:
@@ -270,7 +309,6 @@ def _load_for_worker(config: SearchConfig, worker: int) -> optuna.Study:
         config.space,
         seed=worker_seed(config.settings.seed, worker, existing),
         trials=config.trials,
-        multi=multi,
     )
     pruner = make_pruner(config.pruner, config.settings, multi=multi)
     return optuna.load_study(
@@ -283,6 +321,7 @@ def run_worker(
     worker: int = 0,
     *,
     on_event: Callable[[str, Any], None] | None = None,
+    engine: Engine | None = None,
 ) -> int:
     """Run trials until the study holds ``config.trials`` finished ones (or the timeout).
 
@@ -304,8 +343,10 @@ def run_worker(
         config.settings,
         on_trial_start=started,
         on_progress=lambda trial, step, metrics: emit("eval", (trial, step, metrics)),
+        engine=engine,
     )
-    runner.engine().prepare()  # data and evaluator before any trial exists (bad --data: exit 2)
+    if engine is None:
+        runner.engine().prepare()  # data and evaluator before any trial exists
     deadline = time.monotonic() + config.timeout if config.timeout else None
     ran = 0
     grid = isinstance(study.sampler, optuna.samplers.GridSampler)
@@ -352,7 +393,13 @@ def run_search(
     """
     _quiet_optuna()
     start = time.monotonic()
+    # Bad input (a dataset, an image size the template rejects, a folder owned by another
+    # study) must fail before the study is created or anything is written.
+    engine = Engine(config.settings, config.space)
+    engine.prepare()
+    check_artifacts_owner(config)
     study = prepare_study(config)
+    claim_artifacts(config)
     before = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     summary = SearchSummary(config.study_name, describe_storage(config.storage), config.trials)
     if display is not None:
@@ -360,7 +407,7 @@ def run_search(
     try:
         if config.workers <= 1:
             on_event = display.event if display is not None else None
-            run_worker(config, 0, on_event=on_event)
+            run_worker(config, 0, on_event=on_event, engine=engine)
         else:
             _run_processes(config, study, display)
     except KeyboardInterrupt:
@@ -395,6 +442,9 @@ def _worker_main(config_path: str, worker: int) -> None:
         run_worker(config, worker)
     except KeyboardInterrupt:
         sys.exit(130)
+    except GanarchError as exc:  # bad input: one line, exit 2, as the command itself does
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        sys.exit(2)
 
 
 _WORKER_CODE = "import sys; from ganarch.search.study import _worker_main; _worker_main(sys.argv[1], int(sys.argv[2]))"
@@ -423,6 +473,8 @@ def _run_processes(config: SearchConfig, study: optuna.Study, display: Any) -> N
     bad = [p for p in procs if p.returncode != 0]
     if any(p.returncode in (130, -signal.SIGINT) for p in bad):
         raise KeyboardInterrupt
+    if bad and all(p.returncode == 2 for p in bad):
+        raise GanarchError(f"{len(bad)} worker process(es) rejected the input (see above)")
     if bad:
         raise RuntimeError(
             f"{len(bad)} of {len(procs)} worker processes failed (exit codes "
