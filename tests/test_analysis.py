@@ -343,3 +343,29 @@ def test_cli_ablate(tmp_path, cli, monkeypatch):
     assert data["evidence"] == "ablation (controlled, paired seeds)"
     assert [r["claim"] for r in data["rules"]] == [3, 7]
     assert data["rules"][1]["verdict"] == "confirmed"
+
+
+def test_cli_reads_the_storage_from_the_environment_and_never_creates_one(tmp_path, monkeypatch):
+    from ganarch.cli import _Group
+
+    storage = _journal_study(tmp_path)
+    app = typer.Typer(cls=_Group)
+    analysis_cli.register(app)
+    runner = CliRunner()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GANARCH_STORAGE", storage)
+    res = runner.invoke(app, ["rules", "synth", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["rules"]
+
+    monkeypatch.setenv("GANARCH_STORAGE", str(tmp_path / "missing.journal"))
+    for args in (["rules", "synth"], ["report", "synth", "-o", str(tmp_path / "r")]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and "no study storage" in res.output, res.output
+    assert not (tmp_path / "missing.journal").exists() and not (tmp_path / "r").exists()
+
+
+def test_evaluator_names_match_the_analysis():
+    from ganarch.analysis.rules import EVALUATORS
+
+    assert tuple(EVALUATORS) == analysis_cli.EVALUATOR_NAMES

@@ -67,9 +67,32 @@ def test_blocks_bad_kind_exits_2_with_closest() -> None:
     assert "unknown block kind 'norms'" in line and "'norm'" in line
 
 
-def test_usage_errors_exit_2() -> None:
-    _bad("blocks", "--no-such-option")
-    _bad("no-such-command")
+def test_usage_errors_exit_2_with_one_line() -> None:
+    line = _one_line_error(_bad("blocks", "--no-such-option"))
+    assert "--no-such-option" in line and "'ganarch blocks --help'" in line
+    line = _one_line_error(_bad("blokcs"))
+    assert "'blokcs'" in line and "blocks" in line
+    line = _one_line_error(_bad("inspect"))
+    assert "Missing argument 'spec' (see" in line
+
+
+def test_template_refs_mean_the_same_everywhere() -> None:
+    from ganarch.cli._common import template_spec
+
+    paper = template_spec("dcgan")
+    assert (paper.image_size, paper.channels, paper.meta["width"]) == (64, 3, 64)
+    bare = json.loads(_ok("inspect", "dcgan", "--json").stdout)
+    sized = json.loads(_ok("inspect", "dcgan:64", "--json").stdout)
+    assert {**bare, "spec": "dcgan:64"} == sized
+    grey = template_spec("dcgan:32", data="digits", width=16)
+    assert (grey.image_size, grey.channels, grey.meta["width"]) == (32, 1, 16)
+    assert template_spec("dcgan:32", data="shapes").channels == 3
+
+
+def test_the_command_line_starts_without_torch_or_optuna() -> None:
+    code = "import sys, ganarch.cli; print(sorted({'torch', 'optuna'} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
 
 
 def test_plugins_json() -> None:
@@ -209,7 +232,7 @@ def test_unexpected_errors_exit_1(monkeypatch, capsys) -> None:
     def explode(ref):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(blocks_module, "resolve_spec", explode)
+    monkeypatch.setattr(blocks_module, "template_spec", explode)
     monkeypatch.delenv("GANARCH_DEBUG", raising=False)
     with pytest.raises(SystemExit) as exc:
         ganarch.cli.main(["validate", "dcgan"])

@@ -13,6 +13,7 @@ import warnings
 from typing import Any
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
 import ganarch
@@ -42,8 +43,29 @@ class _Group(TyperGroup):
             _report(exc)
             raise typer.Exit(2) from None
 
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Usage errors (an unknown option, a bad value) as one line and exit code 2, and
+        Ctrl-C as exit code 130, for the console script and ``CliRunner`` alike."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as exc:  # bare `ganarch`: the help, as click prints it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "ganarch"
+            _report(f"{exc.format_message().rstrip('.')} (see '{where} --help')")
+            sys.exit(2)
+        except ClickException as exc:
+            _report(exc.format_message())
+            sys.exit(exc.exit_code)
+        except (typer.Abort, KeyboardInterrupt):
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
 
-def _report(exc: BaseException) -> None:
+
+def _report(exc: BaseException | str) -> None:
     message = " ".join(str(exc).split()) or type(exc).__name__  # always one line
     _common.err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
 

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
+import typer
 from rich.console import Console
 
 from ganarch.errors import GanarchError
+from ganarch.search.defaults import DEFAULT_STORAGE, STORAGE_ENV
 
 __all__ = [
+    "JSON_OPTION",
+    "STORAGE_OPTION",
     "echo",
     "err",
     "fail",
@@ -29,8 +34,21 @@ __all__ = [
     "parse_value",
     "print_json",
     "print_table",
+    "require_storage",
+    "template_spec",
     "write_new_file",
 ]
+
+#: ``--storage`` of every command that reads or writes a study.
+STORAGE_OPTION = typer.Option(
+    None,
+    "--storage",
+    envvar=STORAGE_ENV,
+    show_envvar=True,
+    help=f"Study storage: a journal file (default ./{DEFAULT_STORAGE}), sqlite:///FILE.db, "
+    "or postgresql://... for workers on many machines.",
+)
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 #: Results (tables, JSON) go here; ``highlight=False`` keeps numbers in tables uncoloured.
 out = Console(highlight=False, soft_wrap=False)
@@ -109,3 +127,50 @@ def write_new_file(path: Path, write: Any, force: bool = False) -> Path:
     if not path.parent.exists():
         fail(f"{path.parent} does not exist")
     return write(path)
+
+
+def require_storage(storage: str | None) -> str:
+    """The resolved storage of a command that only reads: ``fail`` when the file is missing
+    (opening it would create an empty one)."""
+    from ganarch.search.storage import describe_storage, is_journal, resolve_url
+
+    url = resolve_url(storage)
+    path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
+    if (is_journal(url) or url.startswith("sqlite:///")) and not Path(path).exists():
+        fail(
+            f"no study storage at {describe_storage(url)}; run `ganarch search` first "
+            f"or pass --storage (or set {STORAGE_ENV})"
+        )
+    return url
+
+
+#: ``dcgan`` or ``dcgan:SIZE``: the paper's template, in place of a spec file.
+_TEMPLATE_REF = re.compile(r"^dcgan(?::(\d+))?$")
+#: The template's size when ``dcgan`` names none: the paper's 64×64.
+TEMPLATE_SIZE = 64
+
+
+def template_spec(
+    ref: str, *, width: int | None = None, channels: int | None = None, data: str | None = None
+):
+    """The spec a command argument names: a spec file, or ``dcgan[:SIZE]`` for the paper's
+    DCGAN (SIZE default 64, ``width`` default the paper's 64; channels ``channels``, else
+    the dataset's own when ``data`` is given, else 3). Every command reads refs this way."""
+    from ganarch.spec import load_spec
+    from ganarch.templates import dcgan_spec
+
+    path = Path(ref)
+    if path.exists():
+        if width is not None or channels is not None:
+            fail("--width and --channels apply to the built-in template only, not a spec file")
+        return load_spec(path)
+    m = _TEMPLATE_REF.match(ref)
+    if not m:
+        fail(f"{ref}: no such file (or name the built-in template: 'dcgan' or 'dcgan:SIZE')")
+    size = int(m.group(1)) if m.group(1) else TEMPLATE_SIZE
+    if channels is None and data is not None:
+        from ganarch.data import native_channels
+
+        channels = native_channels(data, size)
+    kwargs = {} if width is None else {"width": width}
+    return dcgan_spec(image_size=size, channels=3 if channels is None else channels, **kwargs)

@@ -7,16 +7,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from ganarch.analysis.claims import CLAIMS, Claim, get_claim
-from ganarch.analysis.rules import EVALUATORS, RulesTable
-from ganarch.analysis.stats import VERDICT_RULE
-from ganarch.cli._common import fail, note, out, print_json
+from ganarch.cli._common import STORAGE_OPTION, fail, note, out, print_json, require_storage
+
+if TYPE_CHECKING:  # the analysis imports Optuna: load it when a command runs
+    from ganarch.analysis.claims import Claim
+    from ganarch.analysis.rules import RulesTable
 
 __all__ = ["print_table", "register"]
+
+#: The parameter-importance evaluators of ``--evaluator`` (``ganarch.analysis.rules``).
+EVALUATOR_NAMES = ("ped-anova", "fanova", "mdi")
 
 _VERDICT_STYLE = {
     "confirmed": "green",
@@ -26,16 +31,10 @@ _VERDICT_STYLE = {
 }
 
 
-def _storage_default() -> str:
-    from ganarch.search.storage import DEFAULT_STORAGE
-
-    return DEFAULT_STORAGE
-
-
 def _load(study: str, storage: str | None):
     from ganarch.search.storage import load_study, open_storage
 
-    return load_study(study, open_storage(storage))
+    return load_study(study, open_storage(require_storage(storage)))
 
 
 def _fmt(value: float | None) -> str:
@@ -89,6 +88,8 @@ def print_table(table: RulesTable) -> None:
 
 
 def _claims(text: str | None) -> list[Claim]:
+    from ganarch.analysis.claims import CLAIMS, get_claim
+
     if not text:
         return list(CLAIMS)
     chosen = []
@@ -104,8 +105,8 @@ def _claims(text: str | None) -> list[Claim]:
 
 def _evaluator(name: str) -> str:
     key = name.strip().lower().replace("_", "-")
-    if key not in EVALUATORS:
-        fail(f"--evaluator: {name!r} is not one of {', '.join(EVALUATORS)}")
+    if key not in EVALUATOR_NAMES:
+        fail(f"--evaluator: {name!r} is not one of {', '.join(EVALUATOR_NAMES)}")
     return key
 
 
@@ -117,16 +118,11 @@ EVALUATOR_HELP = (
 
 def register(app: typer.Typer) -> None:
     """Add ``rules``, ``ablate`` and ``report`` to ``app``."""
-    default_storage = _storage_default()
-    storage_help = (
-        f"Where the study lives: a journal file (default {default_storage}), "
-        "sqlite:///FILE.db or a postgresql:// URL."
-    )
 
     @app.command("rules")
     def rules(
         study: str = typer.Argument(..., help="Study name."),
-        storage: str = typer.Option(None, "--storage", help=storage_help),
+        storage: str | None = STORAGE_OPTION,
         evaluator: str = typer.Option("ped-anova", "--evaluator", help=EVALUATOR_HELP),
         json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     ) -> None:
@@ -137,6 +133,7 @@ def register(app: typer.Typer) -> None:
         `ganarch ablate` for the controlled test.
         """
         from ganarch.analysis.rules import rules_table
+        from ganarch.analysis.stats import VERDICT_RULE
 
         table = rules_table(_load(study, storage), evaluator=_evaluator(evaluator))
         if json_out:
@@ -176,7 +173,8 @@ def register(app: typer.Typer) -> None:
         command resumes an interrupted ablation.
         """
         from ganarch.analysis.ablation import ablate
-        from ganarch.search.engine import native_channels  # the same choice as `search`
+        from ganarch.analysis.stats import VERDICT_RULE
+        from ganarch.data import native_channels  # the same choice as `search`
         from ganarch.templates import dcgan_spec
 
         if seeds < 1:
@@ -209,7 +207,7 @@ def register(app: typer.Typer) -> None:
     def report(
         study: str = typer.Argument(..., help="Study name."),
         out_dir: Path = typer.Option(..., "--out", "-o", help="Directory for report.html."),
-        storage: str = typer.Option(None, "--storage", help=storage_help),
+        storage: str | None = STORAGE_OPTION,
         evaluator: str = typer.Option("ped-anova", "--evaluator", help=EVALUATOR_HELP),
         top: int = typer.Option(3, "--top", help="How many best trials to show."),
         ablation: Path = typer.Option(

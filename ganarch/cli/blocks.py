@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect as pyinspect
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,7 @@ from rich.table import Table
 
 from ganarch import plugins as plugin_manager
 from ganarch.cli._common import (
+    JSON_OPTION,
     echo,
     fail,
     fmt_count,
@@ -23,38 +23,19 @@ from ganarch.cli._common import (
     parse_value,
     print_json,
     print_table,
+    template_spec,
     write_new_file,
 )
 from ganarch.errors import closest
 from ganarch.registry import BLOCK_KINDS, BlockInfo, blocks
-from ganarch.spec import GANSpec, load_spec
 from ganarch.templates import dcgan_spec
 
 if TYPE_CHECKING:  # the builder imports torch: load it only when a command needs it
     from ganarch.builder import NetPlan
 
-__all__ = ["register", "resolve_spec"]
+__all__ = ["register"]
 
-#: ``dcgan`` or ``dcgan:32``: the paper's template instead of a file.
-_TEMPLATE_REF = re.compile(r"^dcgan(?::(\d+))?$")
 TEMPLATES = ("dcgan",)
-
-JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
-
-
-def resolve_spec(ref: str) -> GANSpec:
-    """Load a spec file, or build the paper's template for ``dcgan`` / ``dcgan:SIZE``.
-
-    A file of that name wins over the template name.
-    """
-    path = Path(ref)
-    if path.exists():
-        return load_spec(path)
-    m = _TEMPLATE_REF.match(ref)
-    if m:
-        size = int(m.group(1)) if m.group(1) else 64
-        return dcgan_spec(image_size=size, channels=3)
-    fail(f"{ref}: no such file (or name the built-in template: 'dcgan' or 'dcgan:SIZE')")
 
 
 # --- blocks ----------------------------------------------------------------------------------
@@ -168,7 +149,7 @@ def validate_command(
     """Check a spec against the registered blocks and infer every shape; exit 2 if invalid."""
     from ganarch.builder import plan
 
-    p = plan(resolve_spec(spec))
+    p = plan(template_spec(spec))
     echo(
         f"ok: {spec} — G {fmt_count(p.generator.n_params)} params, "
         f"D {fmt_count(p.discriminator.n_params)} params"
@@ -231,7 +212,7 @@ def inspect_command(
     """
     from ganarch.builder import plan
 
-    s = resolve_spec(spec)
+    s = template_spec(spec)
     p = plan(s)
     total = p.generator.n_params + p.discriminator.n_params
     if as_json:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from ganarch.cli._common import print_json, print_table
-from ganarch.data import datasets
+from ganarch.cli._common import JSON_OPTION, print_json, print_table
 
 __all__ = ["datasets_command", "register"]
 
 
-def datasets_command(
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-) -> None:
+def datasets_command(as_json: bool = JSON_OPTION) -> None:
     """List the registered datasets: name, plugin, whether it takes NAME:ARG, description."""
+    from ganarch.data import datasets  # imports torch: only when the command runs
+
     table = datasets()
     if as_json:
         print_json(

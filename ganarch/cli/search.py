@@ -7,40 +7,29 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
-from ganarch.cli._common import err, fail, note, out, print_json, write_new_file
-from ganarch.errors import GanarchError
-from ganarch.search import results
-from ganarch.search.display import fmt_value
-from ganarch.search.objective import TrialSettings
-from ganarch.search.space import load_space
-from ganarch.search.storage import DEFAULT_STORAGE, describe_storage, resolve_url
-from ganarch.search.study import (
-    OBJECTIVES,
-    PRUNERS,
-    SAMPLERS,
-    SearchConfig,
-    default_study_name,
-    run_search,
-    summary_lines,
+from ganarch.cli._common import (
+    JSON_OPTION,
+    STORAGE_OPTION,
+    err,
+    fail,
+    note,
+    out,
+    print_json,
+    require_storage,
+    write_new_file,
 )
+from ganarch.search.defaults import OBJECTIVES, PRUNERS, SAMPLERS
 from ganarch.templates import PAPER_CHOICES
 
-__all__ = ["register"]
+if TYPE_CHECKING:  # the search layer imports Optuna and torch: load it when a command runs
+    from ganarch.search.study import SearchConfig
 
-STORAGE_ENV = "GANARCH_STORAGE"
-STORAGE_OPTION = typer.Option(
-    None,
-    "--storage",
-    envvar=STORAGE_ENV,
-    help=f"Study storage: a journal file (default ./{DEFAULT_STORAGE}), sqlite:///FILE.db, "
-    "or postgresql://... for workers on many machines.",
-)
-JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+__all__ = ["register"]
 
 
 def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
@@ -112,6 +101,11 @@ def search_command(
     _choice(sampler, SAMPLERS, "--sampler")
     _choice(pruner, PRUNERS, "--pruner")
     _choice(objective, OBJECTIVES, "--objective")
+    from ganarch.search.objective import TrialSettings
+    from ganarch.search.space import load_space
+    from ganarch.search.storage import resolve_url
+    from ganarch.search.study import SearchConfig, default_study_name, run_search, summary_lines
+
     sp = load_space(space)
     name = study or default_study_name(sp, data)
     url = resolve_url(storage)
@@ -225,6 +219,12 @@ def _resume_command(
     return shlex.join(args)
 
 
+def fmt_value(value: Any) -> str:
+    from ganarch.search.display import fmt_value as fmt
+
+    return fmt(value)
+
+
 def _best_table(rows: list[dict[str, Any]], title: str) -> Table:
     t = Table(title=title, title_justify="left")
     t.add_column("#", justify="right")
@@ -252,15 +252,18 @@ def _params_text(params: dict[str, Any]) -> str:
 
 def studies_command(storage: str | None = STORAGE_OPTION, as_json: bool = JSON_OPTION) -> None:
     """List the studies in the storage: trials by state, best value(s), direction(s)."""
-    _require_storage(storage)
-    rows = results.list_studies(storage)
+    from ganarch.search import results
+    from ganarch.search.storage import describe_storage
+
+    url = require_storage(storage)
+    rows = results.list_studies(url)
     if as_json:
         print_json(rows)
         return
     if not rows:
-        note(f"no studies in {describe_storage(storage)}")
+        note(f"no studies in {describe_storage(url)}")
         return
-    t = Table(title=f"{len(rows)} studies in {describe_storage(storage)}", title_justify="left")
+    t = Table(title=f"{len(rows)} studies in {describe_storage(url)}", title_justify="left")
     for col in ("study", "trials", "states", "best", "value(s)", "direction(s)", "space", "data"):
         t.add_column(col, justify="right" if col in ("trials", "best", "value(s)") else "left")
     for r in rows:
@@ -288,8 +291,9 @@ def trials_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List a study's trials: number, state, value(s), key choices, failure reason."""
-    _require_storage(storage)
-    rows = results.list_trials(study, storage)
+    from ganarch.search import results
+
+    rows = results.list_trials(study, require_storage(storage))
     if as_json:
         print_json(rows)
         return
@@ -328,8 +332,9 @@ def best_command(
 ) -> None:
     """The best trial's spec with its training settings (multi-objective: the Pareto-front
     trial with the highest quality × stability, ties to the lower trial number)."""
-    _require_storage(storage)
-    spec = results.best_spec(study, storage)
+    from ganarch.search import results
+
+    spec = results.best_spec(study, require_storage(storage))
     if output is not None:
         write_new_file(output, spec.save, force=force)
         note(f"wrote {output}")
@@ -358,17 +363,6 @@ def best_command(
     out.print("training: " + _params_text(spec.training.to_dict()), markup=False)
     if output is None:
         note(f"save it with: ganarch best {shlex.quote(study)} -o best.json")
-
-
-def _require_storage(storage: str | None) -> None:
-    url = resolve_url(storage)
-    if url.startswith("sqlite:///"):
-        url = url.removeprefix("sqlite:///")
-    if not url.startswith(("sqlite:", "postgres", "mysql")) and not Path(url).exists():
-        raise GanarchError(
-            f"no study storage at {describe_storage(storage)}; run `ganarch search` first "
-            "or pass --storage"
-        )
 
 
 def register(app: typer.Typer) -> None:
