@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import torch
@@ -156,6 +157,10 @@ class Discriminator(Network):
         super().__init__(layers, plan)
         last = plan.layers[-1].block
         self.ends_in_sigmoid = last.folds_into_loss
+        # How many leading layers ``logits`` runs. A count, not a slice or module list: slicing
+        # ``self.layers`` builds a new Sequential per call, and a stored module list would
+        # register the layers twice (state_dict keys, parameter counts).
+        self._n_logit_layers = len(layers) - 1 if self.ends_in_sigmoid else len(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x).reshape(x.shape[0])
@@ -164,7 +169,10 @@ class Discriminator(Network):
         """Pre-sigmoid scores when D ends in a sigmoid (else the same as ``forward``)."""
         if not self.ends_in_sigmoid:
             return self.forward(x)
-        return self.layers[:-1](x).reshape(x.shape[0])
+        h = x
+        for layer in islice(self.layers, self._n_logit_layers):
+            h = layer(h)
+        return h.reshape(x.shape[0])
 
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)

@@ -127,6 +127,20 @@ def test_kid_is_near_zero_for_one_distribution_and_positive_for_two():
     assert float(diff) > 10 * float(diff_std) and float(diff) > 50 * abs(float(same))
 
 
+def test_kid_with_a_cache_of_the_real_side_gives_identical_results():
+    real = _gauss(300, 8, seed=1).float()
+    cache: dict = {}
+    for n, shift, seed in [(200, 0.2, 2), (200, 0.5, 3), (100, 0.2, 4), (200, 0.2, 2)]:
+        fake = _gauss(n, 8, shift, seed=seed).float()
+        fresh = kid(real, fake, subsets=7, subset_size=150, seed=5)
+        cached = kid(real, fake, subsets=7, subset_size=150, seed=5, cache=cache)
+        assert all(torch.equal(x, y) for x, y in zip(fresh, cached, strict=True))
+    assert len(cache) == 2  # one entry per subset size m (150 and 100)
+    # Another real set through the same cache is recomputed, not served the stale entry.
+    other = _gauss(300, 8, 1.0, seed=9).float()
+    assert torch.equal(kid(other, fake, 7, 150, 5, cache=cache)[0], kid(other, fake, 7, 150, 5)[0])
+
+
 # --- precision / recall, density / coverage ----------------------------------------------------
 
 
@@ -372,6 +386,16 @@ def test_evaluate_generator_is_seeded_and_restores_training_mode(evaluator):
     assert not G.training
     assert a == b
     assert evaluator.evaluate_generator(G, n=200, seed=4)["fid"] != a["fid"]
+
+
+def test_evaluator_kid_reuses_its_real_side_and_matches_a_fresh_computation(evaluator):
+    fakes = torch.rand(300, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    first, second = evaluator.evaluate(fakes), evaluator.evaluate(fakes)
+    assert (first["kid"], first["kid_std"]) == (second["kid"], second["kid_std"])
+    assert any(k[0] == "kid" for k in evaluator._memo["kid.real"])
+    feats, _ = evaluator.net.embed(fakes)
+    mean, std = kid(evaluator.real_features, feats, seed=evaluator.seed)  # no cache
+    assert (float(mean), float(std)) == (first["kid"], first["kid_std"])
 
 
 def test_quality_formula(evaluator):

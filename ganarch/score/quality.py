@@ -97,12 +97,30 @@ def fid(feats_a: torch.Tensor, feats_b: torch.Tensor) -> torch.Tensor:
 # --- KID --------------------------------------------------------------------------------------
 
 
+def _kid_indicators(n: int, subsets: int, m: int, gen: torch.Generator) -> torch.Tensor:
+    idx = torch.rand(subsets, n, generator=gen).argsort(1)[:, :m]
+    s = torch.zeros(subsets, n, dtype=torch.float64)
+    s.scatter_(1, idx, 1.0)
+    return s
+
+
+def _kid_real(a: torch.Tensor, subsets: int, m: int, seed: int):
+    """The part of ``kid`` that depends only on the first set: its subset indicators, their
+    within-set kernel sums, and the RNG state the second set's draw continues from."""
+    gen = torch.Generator().manual_seed(seed)
+    sa = _kid_indicators(a.shape[0], subsets, m, gen).to(a.device)
+    kaa = (a @ a.T / a.shape[1] + 1) ** 3
+    sum_aa = ((sa @ kaa) * sa).sum(1) - sa @ kaa.diagonal()
+    return sa, sum_aa, gen.get_state()
+
+
 def kid(
     feats_a: torch.Tensor,
     feats_b: torch.Tensor,
     subsets: int = 50,
     subset_size: int = 1000,
     seed: int = 0,
+    cache: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Kernel Inception Distance: unbiased MMD² with the kernel ``k(x, y) = (x·y/d + 1)³``.
 
@@ -110,27 +128,32 @@ def kid(
     without replacement from each set (as in Bińkowski et al.). Returns ``(mean, std)`` over
     subsets. The three kernel matrices are computed once; each subset's sums are read off
     them with indicator vectors (``s·K·s``), so many subsets cost little.
+
+    ``cache``: a dict kept across calls that share ``feats_a`` (the real features); the
+    ``feats_a``-only work (its kernel matrix and subset sums) is then done once per
+    ``(subsets, m, seed)``. Results are identical with or without it.
     """
     _check_2d("feats_a", feats_a, 2)
     _check_2d("feats_b", feats_b, 2)
-    a, b = _f64(feats_a), _f64(feats_b).to(_f64(feats_a).device)
-    d = a.shape[1]
-    m = min(subset_size, a.shape[0], b.shape[0])
+    m = min(subset_size, feats_a.shape[0], feats_b.shape[0])
     if m < 2:
         raise ValueError("KID needs at least two samples in each set")
-    kaa = (a @ a.T / d + 1) ** 3
+    key = ("kid", subsets, m, seed)
+    entry = cache.get(key) if cache is not None else None
+    if entry is None or entry[0] is not feats_a:  # the entry holds feats_a: `is` is safe
+        a = _f64(feats_a)
+        entry = (feats_a, a, *_kid_real(a, subsets, m, seed))
+        if cache is not None:
+            cache[key] = entry
+    _, a, sa, sum_aa, state = entry
+    b = _f64(feats_b).to(a.device)
+    d = a.shape[1]
     kbb = (b @ b.T / d + 1) ** 3
     kab = (a @ b.T / d + 1) ** 3
-    gen = torch.Generator().manual_seed(seed)
-
-    def indicators(n: int) -> torch.Tensor:
-        idx = torch.rand(subsets, n, generator=gen).argsort(1)[:, :m]
-        s = torch.zeros(subsets, n, dtype=torch.float64)
-        s.scatter_(1, idx, 1.0)
-        return s.to(a.device)
-
-    sa, sb = indicators(a.shape[0]), indicators(b.shape[0])
-    sum_aa = ((sa @ kaa) * sa).sum(1) - sa @ kaa.diagonal()
+    # The fakes' subsets continue the same random stream as when both were drawn together.
+    gen = torch.Generator()
+    gen.set_state(state)
+    sb = _kid_indicators(b.shape[0], subsets, m, gen).to(a.device)
     sum_bb = ((sb @ kbb) * sb).sum(1) - sb @ kbb.diagonal()
     sum_ab = ((sa @ kab) * sb).sum(1)
     mmd = (sum_aa + sum_bb) / (m * (m - 1)) - 2 * sum_ab / (m * m)
