@@ -528,13 +528,19 @@ def test_bad_input_fails_before_the_study_or_any_file_exists(
     assert not (tmp_path / "ganarch-runs").exists()
 
 
-def test_resume_refuses_other_eval_settings_and_a_folder_of_another_study(tmp_path, space_file):
+def test_resume_refuses_other_eval_settings_and_a_folder_of_another_study(
+    tmp_path, space_file, monkeypatch
+):
     import dataclasses
 
+    monkeypatch.chdir(tmp_path)
     cfg = config(tmp_path, space_file, trials=1)
     run_search(cfg)
     owner = json.loads((tmp_path / "runs" / "study.json").read_text())
     assert owner["study"] == "tiny"
+    # the same study and storage, resumed from another working directory, is the owner
+    monkeypatch.chdir(tmp_path / "runs")
+    assert run_search(cfg).ran == 0
 
     # a changed evaluation schedule changes what a trial's value means
     for key, value in (("eval_every", STEPS // 2), ("n_eval", 50)):

@@ -45,6 +45,7 @@ __all__ = [
     "describe_storage",
     "fail_stale_trials",
     "open_storage",
+    "storage_identity",
     "worker_identity",
 ]
 
@@ -130,6 +131,12 @@ def describe_storage(storage: str | os.PathLike | None) -> str:
         with contextlib.suppress(ValueError):
             return str(Path(url).relative_to(Path.cwd()))
     return _hide_password(url)
+
+
+def storage_identity(storage: str | os.PathLike | None) -> str:
+    """The same text for the same storage from any working directory (absolute journal
+    path, or the URL without its password): what a study's artifacts folder records."""
+    return _hide_password(resolve_url(storage))
 
 
 def _hide_password(url: str) -> str:

@@ -41,6 +41,7 @@ from ganarch.search.storage import (
     describe_storage,
     fail_stale_trials,
     open_storage,
+    storage_identity,
 )
 
 __all__ = [
@@ -258,7 +259,7 @@ def prepare_study(config: SearchConfig) -> optuna.Study:
 
 
 def _owner(config: SearchConfig) -> dict[str, str]:
-    return {"study": config.study_name, "storage": describe_storage(config.storage)}
+    return {"study": config.study_name, "storage": storage_identity(config.storage)}
 
 
 def check_artifacts_owner(config: SearchConfig) -> None:
