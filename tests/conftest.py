@@ -9,6 +9,12 @@ import pytest
 import ganarch.plugins
 
 
+@pytest.fixture(autouse=True)
+def _no_outside_storage(monkeypatch) -> None:
+    """A developer's GANARCH_STORAGE must never be read or written by a test."""
+    monkeypatch.delenv("GANARCH_STORAGE", raising=False)
+
+
 @pytest.fixture
 def plugin_state() -> Iterator[Callable[..., str]]:
     """Register plugins in code for one test; all plugin state is reloaded afterwards.

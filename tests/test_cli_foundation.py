@@ -76,7 +76,15 @@ def test_usage_errors_exit_2_with_one_line() -> None:
     assert "Missing argument 'spec' (see" in line
 
 
+def test_bare_command_prints_the_help_only() -> None:
+    result = _bad()
+    assert "Usage" in result.stdout and result.stderr == ""
+
+
 def test_template_refs_mean_the_same_everywhere() -> None:
+    assert json.loads(_ok("spec", "dcgan:32").stdout)["image_size"] == 32
+    line = _one_line_error(_bad("spec", "dcgan:32", "--image-size", "16"))
+    assert "disagree" in line
     from ganarch.cli._common import template_spec
 
     paper = template_spec("dcgan")

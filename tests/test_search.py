@@ -563,3 +563,33 @@ def test_cli_names_match_the_search_layer():
     from ganarch.search.objective import METRIC_NAMES
 
     assert tuple(METRIC_NAMES) == OBJECTIVES
+
+
+def test_a_study_of_an_earlier_version_resumes(tmp_path, space_file):
+    # earlier versions recorded eval_every unresolved (None: the trainer's default)
+    cfg = config(tmp_path, space_file, trials=1, eval_every=None)
+    study = optuna.create_study(
+        study_name=cfg.study_name, storage=open_storage(cfg.storage), direction="maximize"
+    )
+    from ganarch.search.study import SETTINGS_ATTR, _settings_record
+
+    old = {**_settings_record(cfg), "eval_every": None}
+    old.pop("n_eval")
+    study.set_user_attr(SETTINGS_ATTR, old)
+    assert run_search(cfg).ran == 1
+
+
+def test_reading_never_creates_a_storage(tmp_path, monkeypatch):
+    from ganarch.search.storage import resolve_url, storage_identity
+
+    monkeypatch.chdir(tmp_path)
+    for storage in ("missing.journal", "sqlite:///missing.db"):
+        with pytest.raises(GanarchError, match="no study storage at .*missing"):
+            best_spec("x", storage=storage)
+        with pytest.raises(GanarchError, match="no study storage"):
+            list_studies(storage)
+    assert list(tmp_path.iterdir()) == []
+    # one file, one identity, wherever the command runs
+    assert resolve_url("sqlite:///missing.db") == f"sqlite:///{tmp_path / 'missing.db'}"
+    assert resolve_url("missing.db") == resolve_url("sqlite:///missing.db")
+    assert storage_identity("sqlite:///:memory:") == "sqlite:///:memory:"

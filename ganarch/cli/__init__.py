@@ -13,7 +13,11 @@ import warnings
 from typing import Any
 
 import typer
-from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+try:  # typer vendors click since 0.2x; older releases use click itself
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
 import ganarch
@@ -50,8 +54,9 @@ class _Group(TyperGroup):
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
-        except NoArgsIsHelpError as exc:  # bare `ganarch`: the help, as click prints it
-            exc.show()
+        except NoArgsIsHelpError as exc:  # bare `ganarch`: typer has printed the help
+            if exc.format_message():
+                exc.show()
             sys.exit(exc.exit_code)
         except UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else "ganarch"
@@ -60,9 +65,13 @@ class _Group(TyperGroup):
         except ClickException as exc:
             _report(exc.format_message())
             sys.exit(exc.exit_code)
-        except (typer.Abort, KeyboardInterrupt):
+        except KeyboardInterrupt:
             sys.exit(130)
-        sys.exit(code if isinstance(code, int) else 0)
+        except typer.Abort:  # end of input at a prompt, or a command that aborts
+            _report("aborted")
+            sys.exit(1)
+        # a command's return value is not an exit code; typer.Exit(code) arrives as an int
+        sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
 
 
 def _report(exc: BaseException | str) -> None:

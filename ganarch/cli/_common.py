@@ -24,6 +24,7 @@ from ganarch.search.defaults import DEFAULT_STORAGE, STORAGE_ENV
 __all__ = [
     "JSON_OPTION",
     "STORAGE_OPTION",
+    "TEMPLATE_SIZE",
     "echo",
     "err",
     "fail",
@@ -130,18 +131,11 @@ def write_new_file(path: Path, write: Any, force: bool = False) -> Path:
 
 
 def require_storage(storage: str | None) -> str:
-    """The resolved storage of a command that only reads: ``fail`` when the file is missing
-    (opening it would create an empty one)."""
-    from ganarch.search.storage import describe_storage, is_journal, resolve_url
+    """The resolved storage of a command that only reads; a missing file is bad input (exit 2),
+    never an empty storage created by the look."""
+    from ganarch.search.storage import require_existing
 
-    url = resolve_url(storage)
-    path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
-    if (is_journal(url) or url.startswith("sqlite:///")) and not Path(path).exists():
-        fail(
-            f"no study storage at {describe_storage(url)}; run `ganarch search` first "
-            f"or pass --storage (or set {STORAGE_ENV})"
-        )
-    return url
+    return str(require_existing(storage))
 
 
 #: ``dcgan`` or ``dcgan:SIZE``: the paper's template, in place of a spec file.
@@ -171,6 +165,6 @@ def template_spec(
     if channels is None and data is not None:
         from ganarch.data import native_channels
 
-        channels = native_channels(data, size)
+        channels = native_channels(data)
     kwargs = {} if width is None else {"width": width}
     return dcgan_spec(image_size=size, channels=3 if channels is None else channels, **kwargs)

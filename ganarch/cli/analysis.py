@@ -181,9 +181,7 @@ def register(app: typer.Typer) -> None:
             fail(f"--seeds must be at least 1, got {seeds}")
         if steps < 1:
             fail(f"--steps must be at least 1, got {steps}")
-        base = dcgan_spec(
-            image_size, channels=channels or native_channels(data, image_size), width=width
-        )
+        base = dcgan_spec(image_size, channels=channels or native_channels(data), width=width)
         chosen = _claims(claims)
         table = ablate(
             base,

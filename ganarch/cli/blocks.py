@@ -15,6 +15,7 @@ from rich.table import Table
 from ganarch import plugins as plugin_manager
 from ganarch.cli._common import (
     JSON_OPTION,
+    TEMPLATE_SIZE,
     echo,
     fail,
     fmt_count,
@@ -253,8 +254,10 @@ def _parse_choices(choices: list[str]) -> dict[str, Any]:
 
 
 def spec_command(
-    template: str = typer.Argument("dcgan", help="The template: 'dcgan'."),
-    image_size: int = typer.Option(64, "--image-size", "-s", help="Image height and width."),
+    template: str = typer.Argument("dcgan", help="The template: 'dcgan' or 'dcgan:SIZE'."),
+    image_size: int | None = typer.Option(
+        None, "--image-size", "-s", help="Image height and width (default 64, or SIZE)."
+    ),
     channels: int = typer.Option(3, "--channels", "-c", help="Image channels (1 or 3)."),
     latent_dim: int = typer.Option(100, "--latent-dim", help="Length of the noise vector."),
     width: int = typer.Option(64, "--width", "-w", help="D's first channel count."),
@@ -270,10 +273,13 @@ def spec_command(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
 ) -> None:
     """Write a template spec (the paper's DCGAN unless --choice says otherwise)."""
-    if template not in TEMPLATES:
-        fail(f"unknown template {template!r}; {closest(template, TEMPLATES)}")
+    name, _, size = template.partition(":")
+    if name not in TEMPLATES or (size and not size.isdigit()):
+        fail(f"unknown template {template!r}; {closest(name, TEMPLATES)} (or 'dcgan:SIZE')")
+    if size and image_size is not None and int(size) != image_size:
+        fail(f"{template} and --image-size {image_size} disagree; give one of them")
     s = dcgan_spec(
-        image_size=image_size,
+        image_size=int(size) if size else image_size or TEMPLATE_SIZE,
         channels=channels,
         latent_dim=latent_dim,
         width=width,

@@ -182,13 +182,14 @@ def load_dataset(
     return data
 
 
-def native_channels(ref: str, image_size: int, seed: int = 0) -> int:
+def native_channels(ref: str, seed: int = 0) -> int:
     """The dataset's own channel count: 1 when every image is grey (digits, MNIST), else 3.
 
     Judged from the pixels rather than from a list of names, so a plugin's dataset or a
-    folder of grey scans gets one channel without being declared anywhere.
+    folder of grey scans gets one channel without being declared anywhere. Read at 8×8:
+    resizing keeps equal channels equal, and a large dataset costs little memory there.
     """
-    rgb = load_dataset(ref, image_size, 3, seed=seed).images
+    rgb = load_dataset(ref, 8, 3, seed=seed).images
     grey = bool((rgb[:, :1] == rgb[:, 1:2]).all() and (rgb[:, :1] == rgb[:, 2:3]).all())
     return 1 if grey else 3
 

@@ -13,13 +13,25 @@ from typing import Any
 
 import torch
 
+from ganarch.data.dataset import DatasetError
 from ganarch.data.registry import native_channels
+from ganarch.errors import GanarchError, SpecError
 
 __all__ = ["Engine", "native_channels"]
 
 OnEval = Callable[[int, Mapping[str, Any]], None]
 
 _EVALUATORS: dict[tuple[Any, ...], Any] = {}
+
+
+def release() -> None:
+    """Drop this process's cached evaluator and datasets (a parent whose workers train)."""
+    from ganarch.data.registry import clear_cache
+
+    _EVALUATORS.clear()
+    clear_cache()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 class Engine:
@@ -45,7 +57,7 @@ class Engine:
     @property
     def channels(self) -> int:
         if self._channels is None:
-            self._channels = native_channels(self.settings.data, self.image_size)
+            self._channels = native_channels(self.settings.data)
         return self._channels
 
     def data(self) -> Any:
@@ -78,14 +90,23 @@ class Engine:
         a study of failed trials: the space's first point must build at this image size,
         width and latent size; then load the data and build the evaluator."""
         s = self.settings
-        self.space.spec(
-            self.space.first_choices(),
-            channels=s.channels or 1,  # channels cannot make a template invalid
-            image_size=self.image_size,
-            width=s.width,
-            latent_dim=s.latent_dim,
-        )
-        self.evaluator()
+        try:
+            self.space.spec(
+                self.space.first_choices(),
+                channels=s.channels or 1,  # channels cannot make a template invalid
+                image_size=self.image_size,
+                width=s.width,
+                latent_dim=s.latent_dim,
+            )
+        except SpecError as exc:
+            raise GanarchError(
+                f"--image-size/--width: the space's template rejects image size "
+                f"{self.image_size}, width {s.width or self.space.width}: {exc}"
+            ) from None
+        try:
+            self.evaluator()
+        except DatasetError as exc:
+            raise GanarchError(f"--data {s.data}: {exc}") from None
 
     def train(self, spec: Any, *, out_dir: Path, on_eval: OnEval) -> dict[str, Any]:
         """Train ``spec`` with the search's seeds; ``on_eval(step, record)`` at evaluations.

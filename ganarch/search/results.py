@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from ganarch.errors import GanarchError
-from ganarch.search.storage import load_study, open_storage
+from ganarch.search.storage import load_study, open_storage, require_existing
 from ganarch.search.study import ranked_trials, trial_row
 from ganarch.spec import GANSpec
 
@@ -28,7 +28,7 @@ def open_study(study: StudyLike, storage: str | os.PathLike | None = None) -> op
     """A study object from a study or a name in ``storage`` (default ``ganarch.journal``)."""
     if isinstance(study, optuna.Study):
         return study
-    return load_study(study, open_storage(storage))
+    return load_study(study, open_storage(require_existing(storage)))
 
 
 def best_trial(study: StudyLike, storage: str | os.PathLike | None = None) -> FrozenTrial:
@@ -72,7 +72,7 @@ def best_spec(study: StudyLike, storage: str | os.PathLike | None = None) -> GAN
 
 def list_studies(storage: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Every study in the storage: name, trial counts by state, directions, best value(s)."""
-    store = open_storage(storage)
+    store = open_storage(require_existing(storage))
     out = []
     for summary in sorted(store.get_all_studies(), key=lambda s: s.study_name):
         st = optuna.load_study(study_name=summary.study_name, storage=store)

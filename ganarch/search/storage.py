@@ -45,6 +45,8 @@ __all__ = [
     "describe_storage",
     "fail_stale_trials",
     "open_storage",
+    "require_existing",
+    "storage_file",
     "storage_identity",
     "worker_identity",
 ]
@@ -67,6 +69,8 @@ def resolve_url(storage: str | os.PathLike | None) -> str:
     if storage is None or str(storage).strip() == "":
         storage = os.environ.get(STORAGE_ENV, "").strip() or DEFAULT_STORAGE
     text = str(storage)
+    if text.startswith("sqlite:///"):
+        return _absolute_sqlite(text)
     if text.startswith(_RDB_PREFIXES):
         return text
     if "://" in text:
@@ -83,6 +87,40 @@ def resolve_url(storage: str | os.PathLike | None) -> str:
             f"--storage: {text} is a directory; give a file such as {text}/ganarch.journal"
         )
     return str(path.resolve())
+
+
+def _absolute_sqlite(url: str) -> str:
+    """``sqlite:///x.db`` names a file relative to the working directory: make it absolute, so
+    one file has one URL wherever a command runs (``:memory:`` and ``?query`` kept)."""
+    path, sep, query = url.removeprefix("sqlite:///").partition("?")
+    if path in ("", ":memory:") or path.startswith("/"):
+        return url
+    return f"sqlite:///{Path(path).expanduser().resolve()}{sep}{query}"
+
+
+def storage_file(url: str) -> Path | None:
+    """The file behind a journal or SQLite URL (None for a server or an in-memory database)."""
+    if is_journal(url):
+        return Path(url)
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///").partition("?")[0]
+        return None if path in ("", ":memory:") else Path(path)
+    return None
+
+
+def require_existing(storage: str | os.PathLike | BaseStorage | None) -> str | BaseStorage:
+    """The resolved storage of a caller that only reads: a missing journal or SQLite file is
+    an error (opening it would create an empty one)."""
+    if isinstance(storage, BaseStorage):
+        return storage
+    url = resolve_url(storage)
+    path = storage_file(url)
+    if path is not None and not path.exists():
+        how = f"set {STORAGE_ENV} or pass --storage" if storage is None else "check --storage"
+        raise GanarchError(
+            f"no study storage at {describe_storage(url)}; run `ganarch search` first, or {how}"
+        )
+    return url
 
 
 def is_journal(url: str) -> bool:

@@ -32,6 +32,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ganarch.errors import GanarchError
+from ganarch.search import engine as engine_module
 from ganarch.search.defaults import PRUNERS, SAMPLERS
 from ganarch.search.engine import Engine
 from ganarch.search.objective import DUPLICATE_ATTR, METRIC_NAMES, TrialRunner, TrialSettings
@@ -239,6 +240,7 @@ def prepare_study(config: SearchConfig) -> optuna.Study:
             f"--objective {config.settings.objective} needs {len(names)}; pick another --study"
         )
     if old is not None:
+        old = _resolved_record(old)
         diffs = [
             f"{k}={old.get(k)!r} (now {record[k]!r})"
             for k in _MUST_MATCH
@@ -258,6 +260,17 @@ def prepare_study(config: SearchConfig) -> optuna.Study:
     return study
 
 
+def _resolved_record(old: Mapping[str, Any]) -> dict[str, Any]:
+    """A record as this version writes it: studies of earlier versions stored ``eval_every``
+    unresolved (None for the trainer's default)."""
+    from ganarch.run import default_eval_every
+
+    out = dict(old)
+    if out.get("eval_every") is None and isinstance(out.get("steps"), int):
+        out["eval_every"] = default_eval_every(out["steps"])
+    return out
+
+
 def _owner(config: SearchConfig) -> dict[str, str]:
     return {"study": config.study_name, "storage": storage_identity(config.storage)}
 
@@ -266,29 +279,48 @@ def check_artifacts_owner(config: SearchConfig) -> None:
     """Refuse an artifacts folder that another study (same name, other storage) writes to:
     trials overwrite ``trial-N`` folders, which must only ever be this study's own."""
     out = Path(config.settings.out)
+    for folder in (out, *out.parents):
+        if folder.exists() and not folder.is_dir():
+            raise GanarchError(f"--out: {folder} is a file, not a folder")
     marker = out / OWNER_FILE
-    if out.exists() and not out.is_dir():
-        raise GanarchError(f"--out: {out} is a file, not a folder")
-    if not marker.exists():
-        return
+    if marker.exists():
+        _check_owner(marker, config)
+
+
+def _check_owner(marker: Path, config: SearchConfig) -> None:
     try:
         owner = json.loads(marker.read_text())
     except (OSError, ValueError) as exc:
         raise GanarchError(f"--out: cannot read {marker}: {exc}") from None
-    if owner != _owner(config):
+    if not isinstance(owner, dict):
+        raise GanarchError(f"--out: {marker} is not a study marker; pass another --out")
+    mine = _owner(config)
+    if any(owner.get(k) != v for k, v in mine.items()):
         raise GanarchError(
-            f"--out: {out} belongs to study {owner.get('study')!r} in "
+            f"--out: {marker.parent} belongs to study {owner.get('study')!r} in "
             f"{owner.get('storage')}; pass another --out for this study"
         )
 
 
 def claim_artifacts(config: SearchConfig) -> None:
-    """Write the owner marker of the artifacts folder (once)."""
+    """Write the owner marker of the artifacts folder, atomically: of two searches started
+    together, one writes it and the other reads it back and is checked against it."""
     out = Path(config.settings.out)
     marker = out / OWNER_FILE
-    if not marker.exists():
+    try:
         out.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps(_owner(config), indent=2) + "\n")
+        fd, tmp = tempfile.mkstemp(prefix=".study-", dir=out)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(_owner(config), indent=2) + "\n")
+        try:
+            os.link(tmp, marker)  # fails if the marker exists: never replaces another's
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    except OSError as exc:
+        raise GanarchError(f"--out: cannot write {marker}: {exc}") from None
+    _check_owner(marker, config)
 
 
 def _counts(trials: list[FrozenTrial]) -> Counter[str]:
@@ -396,11 +428,11 @@ def run_search(
     start = time.monotonic()
     # Bad input (a dataset, an image size the template rejects, a folder owned by another
     # study) must fail before the study is created or anything is written.
-    engine = Engine(config.settings, config.space)
-    engine.prepare()
     check_artifacts_owner(config)
-    study = prepare_study(config)
+    engine = Engine(config.settings, config.space)
+    engine.prepare()  # trains and caches the feature net once, not once per worker
     claim_artifacts(config)
+    study = prepare_study(config)
     before = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     summary = SearchSummary(config.study_name, describe_storage(config.storage), config.trials)
     if display is not None:
@@ -410,6 +442,8 @@ def run_search(
             on_event = display.event if display is not None else None
             run_worker(config, 0, on_event=on_event, engine=engine)
         else:
+            del engine
+            engine_module.release()  # the workers hold their own; free this one's memory
             _run_processes(config, study, display)
     except KeyboardInterrupt:
         summary.interrupted = True
