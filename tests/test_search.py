@@ -5,6 +5,7 @@ Every search here trains real (tiny) GANs: 8×8 digits, width 8, a few steps.
 
 from __future__ import annotations
 
+import io
 import json
 import multiprocessing
 import os
@@ -505,6 +506,18 @@ def test_a_repeated_configuration_reuses_the_earlier_result(tmp_path):
 
     scored, counts = scored_trials(load(cfg))
     assert [s.number for s in scored] == [first.number] and counts["repeats"] == 3
+    # and so do the best trials a search reports (and the live display's counter)
+    assert [row["number"] for row in summary.best] == [first.number]
+    from rich.console import Console
+
+    from ganarch.search.display import SearchDisplay
+
+    display = SearchDisplay(Console(file=io.StringIO()), live=False)
+    display.begin(cfg, load(cfg))
+    display.poll(load(cfg), force=True)
+    assert display._done() == 1
+    assert "repeats trial 0, result reused" in display._line(repeats[0])
+    display.end(load(cfg))
 
 
 # -- bad input never leaves a study or folder behind ---------------------------------------------
@@ -584,7 +597,7 @@ def test_reading_never_creates_a_storage(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     for storage in ("missing.journal", "sqlite:///missing.db"):
-        with pytest.raises(GanarchError, match="no study storage at .*missing"):
+        with pytest.raises(GanarchError, match=r"no study storage at .*missing"):
             best_spec("x", storage=storage)
         with pytest.raises(GanarchError, match="no study storage"):
             list_studies(storage)

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from ganarch.search.objective import DUPLICATE_ATTR
 from ganarch.search.study import failure_counts, failure_kind, ranked_trials
 
 __all__ = ["SearchDisplay"]
@@ -132,11 +133,19 @@ class SearchDisplay:
                     self.console.print(self._line(t), markup=False)
 
     def _done(self) -> int:
-        return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in self._trials)
+        """Finished distinct configurations: what ``--trials`` counts (repeats are free)."""
+        return sum(
+            t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            and DUPLICATE_ATTR not in t.user_attrs
+            for t in self._trials
+        )
 
     def _line(self, t: FrozenTrial) -> str:
         values = "/".join(fmt_value(v) for v in t.values) if t.values else "-"
-        text = f"trial {t.number} {t.state.name.lower()}: value {values}"
+        state = t.state.name.lower()
+        if DUPLICATE_ATTR in t.user_attrs:
+            state = f"repeats trial {t.user_attrs[DUPLICATE_ATTR]}, result reused"
+        text = f"trial {t.number} {state}: value {values}"
         if t.user_attrs.get("quality") is not None:
             text += f" (quality {fmt_value(t.user_attrs['quality'])}, stability {fmt_value(t.user_attrs.get('stability'))})"
         if t.user_attrs.get("failure"):

@@ -565,7 +565,8 @@ def feasible(t: FrozenTrial) -> bool:
 
 
 def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Feasible COMPLETE trials, best first.
+    """Feasible COMPLETE trials, best first, each configuration once (a repeat that reused
+    an earlier trial's result is left out: the earlier trial stands for it).
 
     Single objective: by value. Multi-objective: Pareto front first, then by the product
     quality × stability, ties to the lower trial number (the documented pick of ``best``).
@@ -573,7 +574,7 @@ def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
     trials = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if feasible(t) and t.values is not None
+        if feasible(t) and t.values is not None and DUPLICATE_ATTR not in t.user_attrs
     ]
     signs = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in study.directions]
     if len(signs) == 1:
