@@ -6,6 +6,7 @@ Public API::
     G, D = spec.build()
 """
 
+from ganarch._lazy import lazy_getattr
 from ganarch._version import __version__
 from ganarch.errors import GanarchError, PluginError, SpecError
 from ganarch.hookspecs import hookimpl
@@ -30,14 +31,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # later look-ups skip __getattr__
-        return value
-    raise AttributeError(f"module 'ganarch' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY)
 
 
 __all__ = [

@@ -23,7 +23,7 @@ PLUGINS = ROOT / "plugins"
 
 #: Lowest first. A module may import its own floor and the floors below, never above.
 FLOORS: list[set[str]] = [
-    {"errors", "hookspecs", "plugins", "registry", "_version"},
+    {"errors", "hookspecs", "plugins", "registry", "_version", "_lazy"},
     {"spec", "templates", "builder"},
     {"data", "device", "artifacts"},
     {"training"},

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from ganarch._lazy import lazy_getattr
 from ganarch.search.defaults import DEFAULT_STORAGE, PRUNERS, SAMPLERS
 
 _LAZY = {
@@ -28,14 +29,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # later look-ups skip __getattr__
-        return value
-    raise AttributeError(f"module 'ganarch.search' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY)
 
 
 __all__ = ["DEFAULT_STORAGE", "PRUNERS", "SAMPLERS", *_LAZY]
