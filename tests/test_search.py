@@ -539,6 +539,10 @@ def test_bad_input_fails_before_the_study_or_any_file_exists(
         assert r.exit_code == 2 and len(lines) == 1 and words in lines[0], r.output
     assert not (tmp_path / "b.journal").exists()
     assert not (tmp_path / "ganarch-runs").exists()
+    # a storage that cannot be opened is found after the data: the folder claim is undone
+    r = cli(*base, "--storage", "nodir/s.journal")
+    assert r.exit_code == 2 and "nodir does not exist" in r.output, r.output
+    assert not (tmp_path / "ganarch-runs").exists()
 
 
 def test_resume_refuses_other_eval_settings_and_a_folder_of_another_study(
@@ -549,8 +553,10 @@ def test_resume_refuses_other_eval_settings_and_a_folder_of_another_study(
     monkeypatch.chdir(tmp_path)
     cfg = config(tmp_path, space_file, trials=1)
     run_search(cfg)
-    owner = json.loads((tmp_path / "runs" / "study.json").read_text())
-    assert owner["study"] == "tiny"
+    marker = tmp_path / "runs" / "study.json"
+    assert json.loads(marker.read_text())["study"] == "tiny"
+    assert marker.stat().st_mode & 0o777 == 0o644  # readable by others sharing the folder
+    assert [p.name for p in marker.parent.iterdir() if p.name.startswith(".study-")] == []
     # the same study and storage, resumed from another working directory, is the owner
     monkeypatch.chdir(tmp_path / "runs")
     assert run_search(cfg).ran == 0
@@ -606,3 +612,19 @@ def test_reading_never_creates_a_storage(tmp_path, monkeypatch):
     assert resolve_url("sqlite:///missing.db") == f"sqlite:///{tmp_path / 'missing.db'}"
     assert resolve_url("missing.db") == resolve_url("sqlite:///missing.db")
     assert storage_identity("sqlite:///:memory:") == "sqlite:///:memory:"
+
+
+def test_the_owner_marker_is_created_once_even_without_hard_links(tmp_path, monkeypatch):
+    from ganarch.search.study import _create_exclusive
+
+    assert _create_exclusive(tmp_path / "a.json", "first") is True
+    assert _create_exclusive(tmp_path / "a.json", "second") is False
+
+    def no_links(src, dst):
+        raise PermissionError("operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    assert _create_exclusive(tmp_path / "b.json", "first") is True
+    assert _create_exclusive(tmp_path / "b.json", "second") is False
+    assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]  # no temp files

@@ -13,11 +13,11 @@ import warnings
 from typing import Any
 
 import typer
-
-try:  # typer vendors click since 0.2x; older releases use click itself
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
-except ImportError:  # pragma: no cover - depends on the installed typer
-    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+from typer._click.exceptions import (  # typer >= 0.26 vendors click
+    ClickException,
+    NoArgsIsHelpError,
+    UsageError,
+)
 from typer.core import TyperGroup
 
 import ganarch
@@ -70,7 +70,7 @@ class _Group(TyperGroup):
         except typer.Abort:  # end of input at a prompt, or a command that aborts
             _report("aborted")
             sys.exit(1)
-        # a command's return value is not an exit code; typer.Exit(code) arrives as an int
+        # typer.Exit(code) arrives here as its int code; commands themselves return None
         sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
 
 

@@ -182,7 +182,7 @@ def load_dataset(
     return data
 
 
-def native_channels(ref: str, seed: int = 0) -> int:
+def native_channels(ref: str, *, seed: int = 0) -> int:
     """The dataset's own channel count: 1 when every image is grey (digits, MNIST), else 3.
 
     Judged from the pixels rather than from a list of names, so a plugin's dataset or a

@@ -7,6 +7,7 @@ This is the only module of ``ganarch.search`` that knows the trainer's API.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ def release() -> None:
 
     _EVALUATORS.clear()
     clear_cache()
+    gc.collect()  # tensors in reference cycles, before the CUDA cache is emptied
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 

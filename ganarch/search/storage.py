@@ -116,9 +116,9 @@ def require_existing(storage: str | os.PathLike | BaseStorage | None) -> str | B
     url = resolve_url(storage)
     path = storage_file(url)
     if path is not None and not path.exists():
-        how = f"set {STORAGE_ENV} or pass --storage" if storage is None else "check --storage"
         raise GanarchError(
-            f"no study storage at {describe_storage(url)}; run `ganarch search` first, or {how}"
+            f"no study storage at {describe_storage(url)}; run `ganarch search` first, or "
+            f"name the storage the study is in (--storage, {STORAGE_ENV}, or storage=)"
         )
     return url
 

@@ -279,19 +279,29 @@ def check_artifacts_owner(config: SearchConfig) -> None:
     """Refuse an artifacts folder that another study (same name, other storage) writes to:
     trials overwrite ``trial-N`` folders, which must only ever be this study's own."""
     out = Path(config.settings.out)
-    for folder in (out, *out.parents):
-        if folder.exists() and not folder.is_dir():
-            raise GanarchError(f"--out: {folder} is a file, not a folder")
     marker = out / OWNER_FILE
-    if marker.exists():
+    try:
+        for folder in (out, *out.parents):
+            if folder.exists() and not folder.is_dir():
+                raise GanarchError(f"--out: {folder} is a file, not a folder")
+        present = marker.exists()
+    except OSError as exc:  # e.g. no permission to look
+        raise GanarchError(f"--out: cannot use {out}: {exc}") from None
+    if present:
         _check_owner(marker, config)
 
 
 def _check_owner(marker: Path, config: SearchConfig) -> None:
-    try:
-        owner = json.loads(marker.read_text())
-    except (OSError, ValueError) as exc:
-        raise GanarchError(f"--out: cannot read {marker}: {exc}") from None
+    for attempt in range(20):  # a marker being written by a racing search: read it again
+        try:
+            owner = json.loads(marker.read_text())
+            break
+        except ValueError:
+            if attempt == 19:
+                raise GanarchError(f"--out: {marker} is not a study marker") from None
+            time.sleep(0.05)
+        except OSError as exc:
+            raise GanarchError(f"--out: cannot read {marker}: {exc}") from None
     if not isinstance(owner, dict):
         raise GanarchError(f"--out: {marker} is not a study marker; pass another --out")
     mine = _owner(config)
@@ -302,25 +312,59 @@ def _check_owner(marker: Path, config: SearchConfig) -> None:
         )
 
 
-def claim_artifacts(config: SearchConfig) -> None:
-    """Write the owner marker of the artifacts folder, atomically: of two searches started
-    together, one writes it and the other reads it back and is checked against it."""
+def claim_artifacts(config: SearchConfig) -> Callable[[], None] | None:
+    """Write the owner marker of the artifacts folder, never replacing one: of two searches
+    started together, one writes it and the other reads it back and is checked against it.
+
+    Returns an undo (remove what this call created) when it wrote the marker, else None.
+    """
     out = Path(config.settings.out)
     marker = out / OWNER_FILE
+    text = json.dumps(_owner(config), indent=2) + "\n"
+    made = [p for p in (out, *out.parents) if not p.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".study-", dir=out)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(_owner(config), indent=2) + "\n")
-        try:
-            os.link(tmp, marker)  # fails if the marker exists: never replaces another's
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
+        wrote = _create_exclusive(marker, text)
     except OSError as exc:
         raise GanarchError(f"--out: cannot write {marker}: {exc}") from None
     _check_owner(marker, config)
+    if not wrote:
+        return None
+
+    def undo() -> None:
+        with contextlib.suppress(OSError):
+            marker.unlink()
+            for folder in made:  # deepest first; only the empty ones this call made
+                folder.rmdir()
+
+    return undo
+
+
+def _create_exclusive(path: Path, text: str) -> bool:
+    """Create ``path`` holding ``text`` unless it exists; False when it did. Atomic where
+    hard links work (a reader never sees half a file); elsewhere an O_EXCL create."""
+    fd, tmp = tempfile.mkstemp(prefix=".study-", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would lock out other users of a shared folder
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # a filesystem without hard links
+            pass
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return True
 
 
 def _counts(trials: list[FrozenTrial]) -> Counter[str]:
@@ -431,8 +475,13 @@ def run_search(
     check_artifacts_owner(config)
     engine = Engine(config.settings, config.space)
     engine.prepare()  # trains and caches the feature net once, not once per worker
-    claim_artifacts(config)
-    study = prepare_study(config)
+    undo_claim = claim_artifacts(config)
+    try:
+        study = prepare_study(config)
+    except BaseException:  # e.g. a storage that cannot be opened: leave no marker behind
+        if undo_claim is not None:
+            undo_claim()
+        raise
     before = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     summary = SearchSummary(config.study_name, describe_storage(config.storage), config.trials)
     if display is not None:
