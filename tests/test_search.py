@@ -615,7 +615,7 @@ def test_reading_never_creates_a_storage(tmp_path, monkeypatch):
 
 
 def test_the_owner_marker_is_created_once_even_without_hard_links(tmp_path, monkeypatch):
-    from ganarch.search.study import _create_exclusive
+    from ganarch.search.artifacts import create_exclusive as _create_exclusive
 
     assert _create_exclusive(tmp_path / "a.json", "first") is True
     assert _create_exclusive(tmp_path / "a.json", "second") is False

@@ -32,6 +32,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ganarch.errors import GanarchError
+from ganarch.search import artifacts
 from ganarch.search import engine as engine_module
 from ganarch.search.defaults import PRUNERS, SAMPLERS
 from ganarch.search.engine import Engine
@@ -79,8 +80,6 @@ _MUST_MATCH = (
     "eval_every",
     "n_eval",
 )
-#: The file in a study's artifacts folder that names the study owning it.
-OWNER_FILE = "study.json"
 
 
 @dataclass(frozen=True)
@@ -275,98 +274,6 @@ def _owner(config: SearchConfig) -> dict[str, str]:
     return {"study": config.study_name, "storage": storage_identity(config.storage)}
 
 
-def check_artifacts_owner(config: SearchConfig) -> None:
-    """Refuse an artifacts folder that another study (same name, other storage) writes to:
-    trials overwrite ``trial-N`` folders, which must only ever be this study's own."""
-    out = Path(config.settings.out)
-    marker = out / OWNER_FILE
-    try:
-        for folder in (out, *out.parents):
-            if folder.exists() and not folder.is_dir():
-                raise GanarchError(f"--out: {folder} is a file, not a folder")
-        present = marker.exists()
-    except OSError as exc:  # e.g. no permission to look
-        raise GanarchError(f"--out: cannot use {out}: {exc}") from None
-    if present:
-        _check_owner(marker, config)
-
-
-def _check_owner(marker: Path, config: SearchConfig) -> None:
-    for attempt in range(20):  # a marker being written by a racing search: read it again
-        try:
-            owner = json.loads(marker.read_text())
-            break
-        except ValueError:
-            if attempt == 19:
-                raise GanarchError(f"--out: {marker} is not a study marker") from None
-            time.sleep(0.05)
-        except OSError as exc:
-            raise GanarchError(f"--out: cannot read {marker}: {exc}") from None
-    if not isinstance(owner, dict):
-        raise GanarchError(f"--out: {marker} is not a study marker; pass another --out")
-    mine = _owner(config)
-    if any(owner.get(k) != v for k, v in mine.items()):
-        raise GanarchError(
-            f"--out: {marker.parent} belongs to study {owner.get('study')!r} in "
-            f"{owner.get('storage')}; pass another --out for this study"
-        )
-
-
-def claim_artifacts(config: SearchConfig) -> Callable[[], None] | None:
-    """Write the owner marker of the artifacts folder, never replacing one: of two searches
-    started together, one writes it and the other reads it back and is checked against it.
-
-    Returns an undo (remove what this call created) when it wrote the marker, else None.
-    """
-    out = Path(config.settings.out)
-    marker = out / OWNER_FILE
-    text = json.dumps(_owner(config), indent=2) + "\n"
-    made = [p for p in (out, *out.parents) if not p.exists()]
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        wrote = _create_exclusive(marker, text)
-    except OSError as exc:
-        raise GanarchError(f"--out: cannot write {marker}: {exc}") from None
-    _check_owner(marker, config)
-    if not wrote:
-        return None
-
-    def undo() -> None:
-        with contextlib.suppress(OSError):
-            marker.unlink()
-            for folder in made:  # deepest first; only the empty ones this call made
-                folder.rmdir()
-
-    return undo
-
-
-def _create_exclusive(path: Path, text: str) -> bool:
-    """Create ``path`` holding ``text`` unless it exists; False when it did. Atomic where
-    hard links work (a reader never sees half a file); elsewhere an O_EXCL create."""
-    fd, tmp = tempfile.mkstemp(prefix=".study-", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would lock out other users of a shared folder
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        try:
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-        except OSError:  # a filesystem without hard links
-            pass
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    return True
-
-
 def _counts(trials: list[FrozenTrial]) -> Counter[str]:
     return Counter(t.state.name for t in trials)
 
@@ -472,10 +379,11 @@ def run_search(
     start = time.monotonic()
     # Bad input (a dataset, an image size the template rejects, a folder owned by another
     # study) must fail before the study is created or anything is written.
-    check_artifacts_owner(config)
+    out, owner = Path(config.settings.out), _owner(config)
+    artifacts.check_owner(out, owner)
     engine = Engine(config.settings, config.space)
     engine.prepare()  # trains and caches the feature net once, not once per worker
-    undo_claim = claim_artifacts(config)
+    undo_claim = artifacts.claim(out, owner)
     try:
         study = prepare_study(config)
     except BaseException:  # e.g. a storage that cannot be opened: leave no marker behind
