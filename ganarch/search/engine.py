@@ -18,7 +18,7 @@ from ganarch.data.dataset import DatasetError
 from ganarch.data.registry import native_channels
 from ganarch.errors import GanarchError, SpecError
 
-__all__ = ["Engine", "native_channels"]
+__all__ = ["Engine", "free_device_memory", "release"]
 
 OnEval = Callable[[int, Mapping[str, Any]], None]
 
@@ -31,6 +31,11 @@ def release() -> None:
 
     _EVALUATORS.clear()
     clear_cache()
+    free_device_memory()
+
+
+def free_device_memory() -> None:
+    """Return freed CUDA memory to the device (after a trial ran out of it, or on release)."""
     gc.collect()  # tensors in reference cycles, before the CUDA cache is emptied
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -122,7 +127,7 @@ class Engine:
         common: dict[str, Any] = dict(
             device=self.device,
             out_dir=out_dir,
-            overwrite=True,  # the artifacts folder belongs to this study (see study.py)
+            overwrite=True,  # the artifacts folder belongs to this study (see artifacts.py)
             evaluator=self.evaluator(),
             eval_every=s.eval_every,
             progress=False,  # the search's live display shows progress

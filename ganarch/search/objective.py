@@ -26,7 +26,6 @@ sampler still sees the value; ``ganarch rules`` counts the configuration once.
 from __future__ import annotations
 
 import contextlib
-import gc
 import math
 import traceback
 from collections.abc import Callable, Mapping
@@ -168,9 +167,10 @@ class TrialRunner:
             return self._penalise(trial, f"error: {type(exc).__name__}: {exc}")
 
         if out_of_memory:
+            from ganarch.search.engine import free_device_memory
+
             result = None
-            gc.collect()
-            torch.cuda.empty_cache()
+            free_device_memory()
             return self._penalise(trial, "out of memory (CUDA)")
         values = self._record(trial, result, result.get("metrics", {}))
         if result.get("stability_components"):
