@@ -13,7 +13,11 @@ is folded into ``BCEWithLogits``: same math, safe under bf16); real and fake bat
 through D separately. The dataset is one tensor on the device and batches are drawn by
 index from a generator seeded with ``seed``, so a CPU run is reproducible bit for bit.
 On CUDA the step loop never waits for the GPU: running sums stay on the device and are read
-only at evaluation points, where NaN/inf and exploding losses are detected too.
+only at evaluation points, where NaN/inf and exploding losses are detected too; the step is
+captured once in a CUDA graph and replayed (``ganarch.stepper``), eager when capture fails.
+
+``fit`` is set-up, a step (``_gan_step``) and an evaluation point (``SeedRun``); the fused
+trainer of several seeds (``ganarch.fused``) reuses the evaluation point per seed.
 """
 
 from __future__ import annotations
@@ -21,8 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ from ganarch.builder import Discriminator, Generator
 from ganarch.device import choose_device
 from ganarch.errors import GanarchError
 from ganarch.spec import GANSpec, load_spec
+from ganarch.stepper import StepOptions, Stepper, graph_blocker
 
 __all__ = [
     "DEFAULT_EVALUATIONS",
@@ -42,8 +46,12 @@ __all__ = [
     "GRID_SAMPLES",
     "FitContext",
     "FitResult",
+    "SeedRun",
+    "StepOptions",
+    "check_run_args",
     "default_eval_every",
     "fit",
+    "make_adam",
     "resolve_data",
     "resolve_spec",
 ]
@@ -101,6 +109,9 @@ class FitResult:
     data: str
     dataset: Any
     out_dir: Path | None = None
+    #: How the step ran: ``step`` ("graph"/"eager"), ``reason`` (why not a graph),
+    #: ``precision``, and for fused seeds ``seeds`` ("fused"/"sequential") and its reason.
+    engine: dict[str, Any] = field(default_factory=dict)
 
 
 def default_eval_every(steps: int) -> int:
@@ -214,6 +225,197 @@ class _Progress:
 # --- the loop ----------------------------------------------------------------------------------
 
 
+def check_run_args(steps: Any, seed: Any, n_eval: Any, eval_every: Any) -> int:
+    """Refuse bad loop arguments with a one-line error; returns ``eval_every`` resolved."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise GanarchError(f"steps must be a positive integer, got {steps!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise GanarchError(f"seed must be an integer, got {seed!r}")
+    if isinstance(n_eval, bool) or not isinstance(n_eval, int) or n_eval < 6:
+        raise GanarchError(f"n_eval must be an integer of at least 6, got {n_eval!r}")
+    if eval_every is None:
+        eval_every = default_eval_every(steps)
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
+        raise GanarchError(f"eval_every must be a positive integer, got {eval_every!r}")
+    return eval_every
+
+
+def make_adam(
+    params: Any, lr: float, tr: Any, device: torch.device, graph: bool
+) -> torch.optim.Adam:
+    """The spec's Adam: fused on CUDA (one kernel per update), capturable when the step is
+    captured in a CUDA graph (its step count then lives on the device)."""
+    extra: dict[str, Any] = {}
+    if device.type == "cuda":
+        extra["fused"] = True
+        if graph:
+            extra["capturable"] = True
+    return torch.optim.Adam(params, lr=lr, betas=(tr.beta1, tr.beta2), **extra)
+
+
+class SeedRun:
+    """One seed's side of a run: its evaluation noise, history, callbacks and artifacts.
+
+    ``fit`` has one; the fused trainer (``ganarch.fused``) one per seed. Evaluation noise
+    comes from its own CPU generator seeded with the seed: the same on every device, and
+    evaluating never shifts the training stream.
+    """
+
+    def __init__(
+        self,
+        spec: GANSpec,
+        seed: int,
+        steps: int,
+        n_eval: int,
+        device: torch.device,
+        out: Path | None,
+        evaluate: Evaluate | None,
+        after_eval: AfterEval | None,
+    ) -> None:
+        self.spec, self.seed, self.steps, self.out = spec, seed, steps, out
+        self.evaluate, self.after_eval = evaluate, after_eval
+        eval_gen = torch.Generator().manual_seed(seed)
+        self.grid_z = torch.randn(GRID_SAMPLES, spec.latent_dim, generator=eval_gen).to(device)
+        self.eval_z = torch.randn(n_eval, spec.latent_dim, generator=eval_gen).to(device)
+        self.history: list[dict[str, Any]] = []
+        self.failure: str | None = None
+        self.steps_done = 0
+        self.shown = ""  # the last evaluation's numbers, for the progress bar
+
+    def evaluation_point(
+        self, step: int, means: list[float], G: Generator, autocast: Callable[[], Any]
+    ) -> bool:
+        """Record the means since the last point, check for divergence, generate, evaluate,
+        write the grid, call ``after_eval``. Returns True when the run must stop (diverged)."""
+        self.steps_done = step
+        loss_d_m, loss_g_m, d_real_m, d_fake_m = means
+        record: dict[str, Any] = {
+            "step": step,
+            "loss_d": loss_d_m,
+            "loss_g": loss_g_m,
+            "d_real": d_real_m,
+            "d_fake": d_fake_m,
+        }
+        if not all(math.isfinite(v) for v in means):
+            self.failure = "nan"
+        elif max(loss_d_m, loss_g_m) > EXPLODING_LOSS:
+            self.failure = "exploding loss"
+        if self.failure is None:
+            samples = _generate(G, self.eval_z, max(self.spec.training.batch_size, 256), autocast)
+            if not bool(torch.isfinite(samples).all()):
+                self.failure = "nan"
+        if self.failure is not None:
+            record["failure"] = self.failure
+            self.history.append(record)
+            return True
+        values = dict(self.evaluate(step, samples)) if self.evaluate is not None else {}
+        record.update(values)
+        self.history.append(record)
+        self.shown = f"D {loss_d_m:.3f}  G {loss_g_m:.3f}{_shown(values)}"
+        if self.out is not None:
+            artifacts.save_grid(
+                _generate(G, self.grid_z, GRID_SAMPLES, autocast),
+                self.out / f"samples_step{step}.png",
+            )
+        if self.after_eval is not None:
+            self.after_eval(step, self.history)
+        return False
+
+    def finish(
+        self,
+        G: Generator,
+        D: Discriminator,
+        *,
+        device: torch.device,
+        started: float,
+        data: str,
+        dataset: Any,
+        autocast: Callable[[], Any],
+        engine: Mapping[str, Any],
+    ) -> FitResult:
+        """The run's result (a last NaN check on the weights) and its final artifacts."""
+        # A NaN may hide in the networks after the last evaluation.
+        if self.failure is None and not all(
+            bool(torch.isfinite(p).all()) for p in (*G.parameters(), *D.parameters())
+        ):
+            self.failure = "nan"
+        result = FitResult(
+            spec=self.spec,
+            generator=G,
+            discriminator=D,
+            history=self.history,
+            diverged=self.failure is not None,
+            failure=self.failure,
+            seed=self.seed,
+            steps=self.steps,
+            steps_done=self.steps_done,
+            device=str(device),
+            seconds=time.perf_counter() - started,
+            data=data,
+            dataset=dataset,
+            out_dir=self.out,
+            engine=dict(engine),
+        )
+        if self.out is not None:
+            _write_run(result, self.out, autocast, self.grid_z)
+        return result
+
+
+def _gan_step(
+    G: Generator,
+    D: Discriminator,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    images: torch.Tensor,
+    gen: torch.Generator,
+    sums: torch.Tensor,
+    spec: GANSpec,
+    autocast: Callable[[], Any],
+) -> Callable[[], None]:
+    """One training step as a closure over long-lived tensors (so a CUDA graph can replay
+    it): ``d_steps`` D updates on a real and a fake batch, one G update, running sums."""
+    tr = spec.training
+    dev = images.device
+    n_images, bs = images.shape[0], tr.batch_size
+    ones = torch.ones(bs, device=dev)
+    zeros = torch.zeros(bs, device=dev)
+
+    def step() -> None:
+        for _ in range(tr.d_steps):
+            idx = torch.randint(n_images, (bs,), device=dev, generator=gen)
+            real = images[idx]
+            z = torch.randn(bs, spec.latent_dim, device=dev, generator=gen)
+            with autocast():
+                fake = G(z)
+                logit_real = D.logits(real).float()
+                logit_fake = D.logits(fake.detach()).float()
+            loss_d = F.binary_cross_entropy_with_logits(
+                logit_real, ones
+            ) + F.binary_cross_entropy_with_logits(logit_fake, zeros)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+        with autocast():
+            logit_g = D.logits(fake).float()
+        loss_g = F.binary_cross_entropy_with_logits(logit_g, ones)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        with torch.no_grad():
+            sums.add_(
+                torch.stack(
+                    (
+                        loss_d.detach(),
+                        loss_g.detach(),
+                        torch.sigmoid(logit_real.detach()).mean(),
+                        torch.sigmoid(logit_fake.detach()).mean(),
+                    )
+                )
+            )
+
+    return step
+
+
 def fit(
     spec: GANSpec | str | Path,
     data: Any = "digits",
@@ -230,6 +432,7 @@ def fit(
     after_eval: AfterEval | None = None,
     progress: bool = True,
     training: Mapping[str, Any] | None = None,
+    options: StepOptions | None = None,
 ) -> FitResult:
     """Train ``spec`` on ``data`` for ``steps`` generator updates.
 
@@ -254,25 +457,19 @@ def fit(
         ``samples_step{step}.png`` is written. Its exceptions propagate (the run stops).
     :param progress: show a progress bar on stderr (default on).
     :param training: overrides of ``spec.training`` (``{"lr_d": 1e-4}``).
+    :param options: how the step runs (precision, CUDA graph; see
+        :class:`ganarch.stepper.StepOptions`); default from the environment.
 
     A run whose losses or samples become NaN/inf, or whose losses exceed ``EXPLODING_LOSS``,
-    stops at that evaluation point with ``diverged=True``; it does not raise.
+    stops at that evaluation point with ``diverged=True``; it does not raise. On CUDA the step
+    is captured in a CUDA graph when it can be; ``FitResult.engine`` says how it ran.
     """
     t0 = time.perf_counter()
     spec = resolve_spec(spec, training)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise GanarchError(f"steps must be a positive integer, got {steps!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise GanarchError(f"seed must be an integer, got {seed!r}")
-    if isinstance(n_eval, bool) or not isinstance(n_eval, int) or n_eval < 6:
-        raise GanarchError(f"n_eval must be an integer of at least 6, got {n_eval!r}")
-    if eval_every is None:
-        eval_every = default_eval_every(steps)
-    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
-        raise GanarchError(f"eval_every must be a positive integer, got {eval_every!r}")
+    eval_every = check_run_args(steps, seed, n_eval, eval_every)
+    options = options if options is not None else StepOptions.from_env()
     dev = choose_device(device)
     dataset, data_name = resolve_data(data, spec, dev)
-    cuda = dev.type == "cuda"
     tr = spec.training
     torch.manual_seed(seed)  # the initial weights
     G, D = spec.build(init=True)  # before any file is written: a bad spec leaves no run dir
@@ -288,137 +485,54 @@ def fit(
     # stream whatever ``prepare`` did (an evaluator built there trains a feature net).
     torch.manual_seed(seed)
     images = dataset.images
-    if cuda:
+    if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    if options.uses_channels_last(dev):
         G.to(memory_format=torch.channels_last)
         D.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
-
-    def autocast():
-        if cuda:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
-
-    fused = {"fused": True} if cuda else {}  # one kernel per step on the GPU
-    opt_g = torch.optim.Adam(G.parameters(), lr=tr.lr_g, betas=(tr.beta1, tr.beta2), **fused)
-    opt_d = torch.optim.Adam(D.parameters(), lr=tr.lr_d, betas=(tr.beta1, tr.beta2), **fused)
+    autocast = options.autocast(dev)
+    graph = graph_blocker(dev, options) is None
+    opt_g = make_adam(G.parameters(), tr.lr_g, tr, dev, graph)
+    opt_d = make_adam(D.parameters(), tr.lr_d, tr, dev, graph)
 
     gen = torch.Generator(device=dev).manual_seed(seed)  # batches and training noise
-    # Evaluation noise comes from its own CPU generator: the same on every device, and
-    # evaluating never shifts the training stream.
-    eval_gen = torch.Generator().manual_seed(seed)
-    grid_z = torch.randn(GRID_SAMPLES, spec.latent_dim, generator=eval_gen).to(dev)
-    eval_z = torch.randn(n_eval, spec.latent_dim, generator=eval_gen).to(dev)
-
-    n_images = images.shape[0]
-    bs = tr.batch_size
-    ones = torch.ones(bs, device=dev)
-    zeros = torch.zeros(bs, device=dev)
+    run = SeedRun(spec, seed, steps, n_eval, dev, out, evaluate, after_eval)
     # Running sums since the last evaluation, on the device (no sync in the loop).
     sums = torch.zeros(4, device=dev)  # loss_d, loss_g, d_real, d_fake
+    stepper = Stepper(
+        _gan_step(G, D, opt_g, opt_d, images, gen, sums, spec, autocast),
+        dev,
+        options,
+        generators=(gen,),
+    )
     count = 0
-
-    history: list[dict[str, Any]] = []
-    failure: str | None = None
-    step = 0
     bar = _Progress(progress, steps, f"train {data_name}")
     try:
         for step in range(1, steps + 1):
-            for _ in range(tr.d_steps):
-                idx = torch.randint(n_images, (bs,), device=dev, generator=gen)
-                real = images[idx]
-                z = torch.randn(bs, spec.latent_dim, device=dev, generator=gen)
-                with autocast():
-                    fake = G(z)
-                    logit_real = D.logits(real).float()
-                    logit_fake = D.logits(fake.detach()).float()
-                loss_d = F.binary_cross_entropy_with_logits(
-                    logit_real, ones
-                ) + F.binary_cross_entropy_with_logits(logit_fake, zeros)
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-            with autocast():
-                logit_g = D.logits(fake).float()
-            loss_g = F.binary_cross_entropy_with_logits(logit_g, ones)
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-
-            with torch.no_grad():
-                sums += torch.stack(
-                    (
-                        loss_d.detach(),
-                        loss_g.detach(),
-                        torch.sigmoid(logit_real.detach()).mean(),
-                        torch.sigmoid(logit_fake.detach()).mean(),
-                    )
-                )
+            stepper()
             count += 1
             bar.advance()
-
             if step % eval_every and step != steps:
                 continue
             # -- evaluation point: the only place the loop reads device values --------------
-            loss_d_m, loss_g_m, d_real_m, d_fake_m = (sums / count).tolist()
+            means = (sums / count).tolist()
             sums.zero_()
             count = 0
-            record: dict[str, Any] = {
-                "step": step,
-                "loss_d": loss_d_m,
-                "loss_g": loss_g_m,
-                "d_real": d_real_m,
-                "d_fake": d_fake_m,
-            }
-            if not all(math.isfinite(v) for v in (loss_d_m, loss_g_m, d_real_m, d_fake_m)):
-                failure = "nan"
-            elif max(loss_d_m, loss_g_m) > EXPLODING_LOSS:
-                failure = "exploding loss"
-            if failure is None:
-                samples = _generate(G, eval_z, max(bs, 256), autocast)
-                if not bool(torch.isfinite(samples).all()):
-                    failure = "nan"
-            if failure is not None:
-                record["failure"] = failure
-                history.append(record)
+            if run.evaluation_point(step, means, G, autocast):
                 break
-            values = dict(evaluate(step, samples)) if evaluate is not None else {}
-            record.update(values)
-            history.append(record)
-            bar.info(f"D {loss_d_m:.3f}  G {loss_g_m:.3f}{_shown(values)}")
-            if out is not None:
-                artifacts.save_grid(
-                    _generate(G, grid_z, GRID_SAMPLES, autocast), out / f"samples_step{step}.png"
-                )
-            if after_eval is not None:
-                after_eval(step, history)
+            bar.info(run.shown)
     finally:
         bar.close()
-
-    # A final check on the weights: a NaN may hide in the networks after the last evaluation.
-    if failure is None and not all(
-        bool(torch.isfinite(p).all()) for p in (*G.parameters(), *D.parameters())
-    ):
-        failure = "nan"
-    result = FitResult(
-        spec=spec,
-        generator=G,
-        discriminator=D,
-        history=history,
-        diverged=failure is not None,
-        failure=failure,
-        seed=seed,
-        steps=steps,
-        steps_done=step,
-        device=str(dev),
-        seconds=time.perf_counter() - t0,
-        data=data_name,
-        dataset=dataset,
-        out_dir=out,
+    engine = {**stepper.record(), "precision": _precision(options, dev)}
+    return run.finish(
+        G, D, device=dev, started=t0, data=data_name, dataset=dataset, autocast=autocast,
+        engine=engine,
     )
-    if out is not None:
-        _write_run(result, out, autocast, grid_z)
-    return result
+
+
+def _precision(options: StepOptions, device: torch.device) -> str:
+    return options.precision if device.type == "cuda" else "float32"
 
 
 def _write_run(result: FitResult, out: Path, autocast, grid_z: torch.Tensor) -> None:

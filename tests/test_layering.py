@@ -26,7 +26,7 @@ FLOORS: list[set[str]] = [
     {"errors", "hookspecs", "plugins", "registry", "_version", "_lazy"},
     {"spec", "templates", "builder"},
     {"data", "device", "artifacts"},
-    {"training"},
+    {"training", "stepper", "fused"},
     {"score", "run"},
     {"search"},
     {"analysis"},
