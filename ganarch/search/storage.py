@@ -17,9 +17,11 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import socket
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from ganarch.errors import GanarchError
+from ganarch.search import journal
 from ganarch.search.defaults import DEFAULT_STORAGE, STORAGE_ENV
 
 __all__ = [
@@ -57,6 +60,8 @@ STALE_REASON = "stale: left running by a killed process"
 #: or made by another tool) is taken as stale after this long.
 ORPHAN_AFTER_S = 600.0
 _RDB_PREFIXES = ("sqlite:", "postgresql", "postgres:", "mysql")
+#: Seconds between heartbeats of a running trial in an RDB storage (see ``heartbeat_seconds``).
+HEARTBEAT_ENV = "GANARCH_HEARTBEAT"
 
 _cache: dict[str, BaseStorage] = {}
 
@@ -134,32 +139,109 @@ def open_storage(storage: str | os.PathLike | BaseStorage | None = None) -> Base
     url = resolve_url(storage)
     if url in _cache:
         return _cache[url]
+    check_storage(url)
     if is_journal(url):
         path = Path(url)
-        if not path.parent.exists():
-            raise GanarchError(f"--storage: directory {path.parent} does not exist")
-        # The open()-based lock suits one machine; the default symlink lock also works on NFS.
-        backend = JournalFileBackend(str(path))
-        store: BaseStorage = JournalStorage(backend)
-    else:
-        if url.startswith("sqlite:///"):
-            parent = Path(url.removeprefix("sqlite:///")).parent
-            if not parent.exists():
-                raise GanarchError(f"--storage: directory {parent} does not exist")
+        mended = journal.repair(path)  # a partial record left by a crash mid-write
+        if mended is not None:
+            warnings.warn(mended.note(), JournalRepaired, stacklevel=2)
         try:
-            # Heartbeats let Optuna fail trials of killed workers on other machines too.
-            store = RDBStorage(
-                url,
-                heartbeat_interval=60,
-                grace_period=180,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-            )
-        except ImportError as exc:  # a driver is missing (e.g. psycopg2 for PostgreSQL)
-            raise GanarchError(
-                f"--storage: {exc}; for PostgreSQL install ganarch[postgres]"
-            ) from exc
+            # The default symlink lock works on one machine and on NFS.
+            store: BaseStorage = JournalStorage(JournalFileBackend(str(path)))
+        except OSError as exc:
+            raise GanarchError(f"--storage: cannot open {path}: {exc.strerror or exc}") from None
+    else:
+        store = _open_rdb(url)
     _cache[url] = store
     return store
+
+
+class JournalRepaired(UserWarning):
+    """A journal's damaged records were set aside when it was opened (see ``journal``)."""
+
+
+def check_storage(url: str) -> None:
+    """Refuse a storage that cannot hold a study before anything starts (``GanarchError``):
+    an in-memory database (nothing would be saved), a URL that does not parse, a folder that
+    does not exist or cannot be written."""
+    if is_journal(url):
+        path = Path(url)
+        if not path.parent.is_dir():
+            raise GanarchError(f"--storage: directory {path.parent} does not exist")
+        if path.exists() and not path.is_file():
+            raise GanarchError(f"--storage: {path} is not a regular file")
+        if not path.exists() and not os.access(path.parent, os.W_OK):
+            raise GanarchError(f"--storage: cannot create {path}: the folder is not writable")
+        return
+    if url.startswith("sqlite:") and not url.startswith("sqlite:///"):
+        raise GanarchError(
+            f"--storage: {_hide_password(url)} is not a SQLite URL; use sqlite:///FILE.db"
+        )
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///").partition("?")[0]
+        if path in ("", ":memory:") or "mode=memory" in url:
+            raise GanarchError(
+                f"--storage: {url} is an in-memory database: nothing would be saved; "
+                "use sqlite:///FILE.db or a journal file"
+            )
+        if not Path(path).parent.is_dir():
+            raise GanarchError(f"--storage: directory {Path(path).parent} does not exist")
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        parsed = None
+    if parsed is None or not parsed.database:
+        raise GanarchError(
+            f"--storage: cannot read {_hide_password(url)!r} as a database URL; expected "
+            "postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE"
+        )
+
+
+def heartbeat_seconds() -> int:
+    """Seconds between a running trial's heartbeats in an RDB storage (``$GANARCH_HEARTBEAT``,
+    default 60); a trial silent for three of them is taken as stale and run again."""
+    text = os.environ.get(HEARTBEAT_ENV, "").strip()
+    try:
+        value = int(text) if text else 60
+    except ValueError:
+        raise GanarchError(f"{HEARTBEAT_ENV}: expected whole seconds, got {text!r}") from None
+    if value < 1:
+        raise GanarchError(f"{HEARTBEAT_ENV}: expected at least 1 second, got {value}")
+    return value
+
+
+def _open_rdb(url: str) -> BaseStorage:
+    beat = heartbeat_seconds()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # Heartbeats let Optuna fail trials of killed workers on other machines too.
+            return RDBStorage(
+                url,
+                heartbeat_interval=beat,
+                grace_period=3 * beat,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
+    except ImportError as exc:  # a driver is missing (e.g. psycopg2 for PostgreSQL)
+        raise GanarchError(f"--storage: {exc}; for PostgreSQL install ganarch[postgres]") from None
+    except Exception as exc:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if not isinstance(exc, SQLAlchemyError | ValueError):
+            raise
+        detail = _first_line(getattr(exc, "orig", None) or exc)
+        raise GanarchError(
+            f"--storage: cannot open {_hide_password(url)}: {_hide_password(detail)}"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def describe_storage(storage: str | os.PathLike | None) -> str:
@@ -177,13 +259,17 @@ def storage_identity(storage: str | os.PathLike | None) -> str:
     return _hide_password(resolve_url(storage))
 
 
-def _hide_password(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        if ":" in creds:
-            return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return url
+def hide_password(text: str) -> str:
+    """``postgresql://u:secret@h/db?password=x`` -> ``postgresql://u:***@h/db?password=***``:
+    what every printed storage URL goes through."""
+    text = _URL_PASSWORD.sub(r"\1***\2", text)
+    return _QUERY_PASSWORD.sub(r"\1***", text)
+
+
+_hide_password = hide_password
+#: ``scheme://user:PASSWORD@`` (the password may hold anything but the last ``@``)
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^\s]*(@[^@\s]*$|@[^@\s/]*/)", re.I)
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd)=)[^&\s]*", re.I)
 
 
 def study_names(storage: BaseStorage) -> list[str]:
@@ -220,16 +306,31 @@ def _proc_start(pid: int) -> int | None:
     return int(after[19]) if len(after) > 19 else None
 
 
+def _boot_id() -> str | None:
+    """This boot of this machine (Linux): two containers or machines may share a host name."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
 def worker_identity() -> dict[str, Any]:
     """What a trial records about the process that runs it."""
     pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "start": _proc_start(pid)}
+    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": pid, "start": _proc_start(pid)}
 
 
-def worker_alive(worker: Any) -> bool | None:
-    """True/False for a worker on this host; None when it ran elsewhere (cannot tell)."""
+def worker_alive(worker: Any, *, one_machine: bool = False) -> bool | None:
+    """True/False for a worker on this host; None when it ran elsewhere (cannot tell).
+
+    ``one_machine``: the storage is shared by this machine only (a journal file), so a worker
+    of this host name recorded before the last reboot is gone."""
     if not isinstance(worker, dict) or worker.get("host") != socket.gethostname():
         return None
+    boot = worker.get("boot")
+    if boot is not None and boot != _boot_id():
+        # before a reboot, or another machine (container) with this host name
+        return False if one_machine else None
     pid = worker.get("pid")
     if not isinstance(pid, int) or pid <= 0:
         return None
@@ -247,7 +348,7 @@ def worker_alive(worker: Any) -> bool | None:
     return True
 
 
-def is_stale(trial: FrozenTrial, now: float | None = None) -> bool:
+def is_stale(trial: FrozenTrial, now: float | None = None, *, one_machine: bool = False) -> bool:
     if trial.state != TrialState.RUNNING:
         return False
     worker = trial.user_attrs.get(WORKER_ATTR)
@@ -255,7 +356,7 @@ def is_stale(trial: FrozenTrial, now: float | None = None) -> bool:
         started = trial.datetime_start.timestamp() if trial.datetime_start else None
         now = time.time() if now is None else now
         return started is not None and now - started > ORPHAN_AFTER_S
-    return worker_alive(worker) is False
+    return worker_alive(worker, one_machine=one_machine) is False
 
 
 def fail_stale_trials(study: optuna.Study) -> list[int]:
@@ -265,9 +366,10 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
     the RDB heartbeat (a journal file is shared only on one machine).
     """
     storage = study._storage
+    one_machine = isinstance(storage, JournalStorage)
     failed: list[int] = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not is_stale(trial):
+        if not is_stale(trial, one_machine=one_machine):
             continue
         try:
             storage.set_trial_user_attr(trial._trial_id, "failure", STALE_REASON)
