@@ -23,6 +23,12 @@ class SpecError(GanarchError, ValueError):
         super().__init__(f"{where}: {problem}" if where else problem)
 
 
+class HostError(Exception):
+    """The machine failed a run: a full disk, a folder turned read-only or unwritable, no host
+    memory. Neither bad input nor a result: a search stops, leaves the trial failed and queued
+    to run again, and the command exits 1 with this one-line message."""
+
+
 class PluginError(GanarchError):
     """A plugin registered something invalid (duplicate name, unknown kind, ...)."""
 

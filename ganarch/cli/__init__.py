@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 
 import ganarch
 from ganarch.cli import _common, analysis, blocks, data, search, train
-from ganarch.errors import GanarchError
+from ganarch.errors import GanarchError, HostError
 
 __all__ = ["COMMAND_MODULES", "app", "main"]
 
@@ -33,7 +33,8 @@ COMMAND_MODULES = (blocks, data, train, search, analysis)
 
 
 class _Group(TyperGroup):
-    """Turns ``GanarchError`` (bad input) into ``error: <message>`` and exit code 2.
+    """Turns ``GanarchError`` (bad input) into ``error: <message>`` and exit code 2, and
+    ``HostError`` (a full disk, a folder turned read-only) into one line and exit code 1.
 
     Doing it here rather than in ``main()`` gives typer's ``CliRunner`` the same exit codes
     as the installed command. typer/click exits pass through untouched: ``typer.Exit`` is a
@@ -46,6 +47,9 @@ class _Group(TyperGroup):
         except GanarchError as exc:
             _report(exc)
             raise typer.Exit(2) from None
+        except HostError as exc:  # the machine failed (a full disk): not a bug, not bad input
+            _report(exc)
+            raise typer.Exit(1) from None
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         """Usage errors (an unknown option, a bad value) as one line and exit code 2, and

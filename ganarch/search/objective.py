@@ -14,8 +14,10 @@ score) *and* an infeasible constraint ``failed = 1`` (``trial.set_constraint``, 
 replacement of ``constraints_func``). TPE and NSGA-II rank infeasible trials below every
 feasible one, so they learn to avoid them; ``study.best_trial(s)`` skip them. A run that
 diverged (NaN/inf) is a real outcome of its configuration: ``COMPLETE`` with its (zero)
-score, ``failure = "diverged"``, and feasible. Only interruptions (Ctrl-C) and stale trials
-of killed workers end as ``FAIL``: they say nothing about the configuration and are retried.
+score, ``failure = "diverged"``, and feasible. Only interruptions (Ctrl-C), stale trials
+of killed workers and failures of the machine (a full disk, a folder turned read-only: see
+``host_failure``) end as ``FAIL``: they say nothing about the configuration and are retried;
+a failure of the machine also stops the search (``HostError``).
 
 A configuration the sampler proposes again (same parameters as a finished trial of the same
 study, whose settings resume refuses to change) is not retrained: training is deterministic
@@ -36,11 +38,18 @@ from typing import Any
 import optuna
 import torch
 
-from ganarch.errors import SpecError
+from ganarch.errors import HostError, SpecError
 from ganarch.search.space import SearchSpace, resolve_choices
 from ganarch.search.storage import WORKER_ATTR, worker_identity
 
-__all__ = ["DUPLICATE_ATTR", "FAILED_CONSTRAINT", "PENALTY", "TrialRunner", "TrialSettings"]
+__all__ = [
+    "DUPLICATE_ATTR",
+    "FAILED_CONSTRAINT",
+    "PENALTY",
+    "TrialRunner",
+    "TrialSettings",
+    "host_failure",
+]
 
 #: The value a failed configuration gets for each objective (scores are higher-is-better,
 #: in [0, 1]; 0 is the worst).
@@ -161,7 +170,17 @@ class TrialRunner:
             return self._penalise(trial, f"invalid spec: {exc}")
         except (KeyboardInterrupt, SystemExit):
             raise
-        except Exception as exc:  # a plugin block that raises must not stop the study
+        except Exception as exc:
+            host = host_failure(exc)
+            if host is not None:  # the machine failed, not the configuration: no score
+                _safe_attr(trial, "failure", f"environment: {host}")
+                _requeue(trial)
+                raise HostError(
+                    f"the search stopped: {host} during trial {trial.number}; nothing was "
+                    f"scored and trial {trial.number} will run again. Fix the machine (free "
+                    "disk space, make the folders writable) and run the same command to resume"
+                ) from exc
+            # a plugin block that raises must not stop the study
             tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
             trial.set_user_attr("traceback", "".join(tb[-6:])[-4000:])
             return self._penalise(trial, f"error: {type(exc).__name__}: {exc}")
@@ -227,6 +246,31 @@ class TrialRunner:
             trial.set_user_attr(key, PENALTY)
         n = len(METRIC_NAMES[self.settings.objective])
         return PENALTY if n == 1 else tuple([PENALTY] * n)
+
+
+#: Host-memory failures that PyTorch raises as RuntimeError (its CPU allocator).
+_HOST_MEMORY = (
+    "DefaultCPUAllocator: can't allocate memory",
+    "DefaultCPUAllocator: not enough memory",
+)
+
+
+def host_failure(exc: BaseException) -> str | None:
+    """A one-line description when ``exc`` (or what caused it) is a failure of the machine
+    rather than of the trial's configuration: any ``OSError`` (disk full, read-only or
+    unwritable folder, I/O error) or host ``MemoryError``; else None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError):
+            where = f" writing {exc.filename}" if exc.filename else ""
+            return f"{exc.strerror or type(exc).__name__}{where} (OSError errno {exc.errno})"
+        if isinstance(exc, MemoryError):
+            return "the machine ran out of memory (MemoryError)"
+        if isinstance(exc, RuntimeError) and any(m in str(exc) for m in _HOST_MEMORY):
+            return "the machine ran out of memory (" + str(exc).splitlines()[0][:200] + ")"
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _finished_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:

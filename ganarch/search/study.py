@@ -19,7 +19,7 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 import warnings
 from collections import Counter
@@ -31,12 +31,19 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ganarch.errors import GanarchError
+from ganarch.errors import GanarchError, HostError
 from ganarch.search import artifacts
 from ganarch.search import engine as engine_module
-from ganarch.search.defaults import PRUNERS, SAMPLERS
+from ganarch.search.counts import TrialCounts
+from ganarch.search.defaults import DESIGNS, PRUNERS, SAMPLERS
 from ganarch.search.engine import Engine
-from ganarch.search.objective import DUPLICATE_ATTR, METRIC_NAMES, TrialRunner, TrialSettings
+from ganarch.search.objective import (
+    DUPLICATE_ATTR,
+    METRIC_NAMES,
+    TrialRunner,
+    TrialSettings,
+    host_failure,
+)
 from ganarch.search.space import SearchSpace
 from ganarch.search.storage import (
     StorageLock,
@@ -112,6 +119,9 @@ class SearchSummary:
     elapsed_s: float = 0.0
     stale: list[int] = field(default_factory=list)
     repeats: int = 0  # COMPLETE trials that reused an earlier configuration's result
+    #: The study's trials and this run's, in disjoint groups (``search.counts.TrialCounts``).
+    trial_counts: dict[str, int] = field(default_factory=dict)
+    run_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def finished(self) -> int:
@@ -160,6 +170,10 @@ def make_sampler(
     if name == "nsga2":
         population = max(4, min(50, trials // 3))
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+    if name in DESIGNS:  # a fixed design: the runs, not the seed, decide what is trained
+        from ganarch.search.design import DesignSampler, design_for
+
+        return DesignSampler(design_for(space, name))
     raise GanarchError(f"--sampler: unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
 
 
@@ -311,8 +325,31 @@ def run_worker(
 
     Returns how many trials this worker finished. ``on_event(kind, payload)`` reports
     ``("start", trial)``, ``("eval", (trial, step, metrics))``, ``("end", frozen_trial)``,
-    ``("stale", [numbers])`` to a display.
+    ``("stale", [numbers])`` to a display. A failure of the machine (a full disk, a folder
+    turned read-only) raises ``HostError``: the search stops rather than score it.
     """
+    try:
+        return _run_worker(config, worker, on_event=on_event, engine=engine)
+    except HostError:
+        raise
+    except Exception as exc:
+        host = host_failure(exc)  # e.g. the storage's own disk is full
+        if host is None:
+            raise
+        raise HostError(
+            f"the search stopped: {host}; no trial was scored by it, and a trial left running "
+            "will run again. Fix the machine (free disk space, make the folders writable) and "
+            "run the same command to resume"
+        ) from exc
+
+
+def _run_worker(
+    config: SearchConfig,
+    worker: int,
+    *,
+    on_event: Callable[[str, Any], None] | None,
+    engine: Engine | None,
+) -> int:
     _quiet_optuna()
     study = _load_for_worker(config, worker)
     lock = StorageLock(config.storage)
@@ -333,7 +370,7 @@ def run_worker(
         runner.engine().prepare()  # data and evaluator before any trial exists
     deadline = time.monotonic() + config.timeout if config.timeout else None
     ran = 0
-    grid = isinstance(study.sampler, optuna.samplers.GridSampler)
+    grid = hasattr(study.sampler, "is_exhausted")  # the grid and the designs end
     while deadline is None or time.monotonic() < deadline:
         lock.acquire()
         try:
@@ -410,6 +447,10 @@ def run_search(
     trials = study.get_trials(deepcopy=False)
     summary.counts = dict(_counts(trials))
     summary.repeats = _repeats(trials)
+    summary.trial_counts = TrialCounts.of(trials).to_dict()
+    summary.run_counts = TrialCounts.of(
+        t for t in trials if t.state.is_finished() and t.number not in before
+    ).to_dict()
     summary.failures = dict(failure_counts(trials))
     summary.ran = sum(
         1
@@ -421,10 +462,15 @@ def run_search(
     return summary
 
 
-def _worker_main(config_path: str, worker: int) -> None:
-    """Entry point of a worker process (``python -c`` with a pickled config)."""
-    with open(config_path, "rb") as f:
-        config: SearchConfig = pickle.load(f)
+#: A worker's exit code when the machine failed (a full disk, ...): EX_TEMPFAIL.
+HOST_EXIT = 75
+
+
+def _worker_main(worker: int) -> None:
+    """Entry point of a worker process (``python -c``); the pickled config arrives on stdin,
+    so no file is left behind when the parent is killed."""
+    config: SearchConfig = pickle.loads(sys.stdin.buffer.read())
+    _die_with_parent()
     if config.settings.device in (None, "cpu", "auto"):
         import torch
 
@@ -437,34 +483,70 @@ def _worker_main(config_path: str, worker: int) -> None:
     except GanarchError as exc:  # bad input: one line, exit 2, as the command itself does
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         sys.exit(2)
+    except HostError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        sys.exit(HOST_EXIT)
 
 
-_WORKER_CODE = "import sys; from ganarch.search.study import _worker_main; _worker_main(sys.argv[1], int(sys.argv[2]))"
+#: Seconds a worker whose parent died has to record its running trial before it is ended.
+ORPHAN_GRACE_S = 20.0
+
+
+def _die_with_parent() -> None:
+    """Watch the parent: once it is gone (killed, even with SIGKILL) this worker interrupts
+    itself as Ctrl-C would, so its running trial is recorded as failed and queued again, and
+    it exits; a worker that has not exited ``ORPHAN_GRACE_S`` later is ended."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(ORPHAN_GRACE_S)
+        os._exit(130)
+
+    threading.Thread(target=watch, name="ganarch-parent-watch", daemon=True).start()
+
+
+_WORKER_CODE = (
+    "import sys; from ganarch.search.study import _worker_main; _worker_main(int(sys.argv[1]))"
+)
 
 
 def _run_processes(config: SearchConfig, study: optuna.Study, display: Any) -> None:
     # Plain subprocesses rather than multiprocessing: no dependence on how the parent's
     # __main__ was started (a console script, python -m, a notebook). Code-registered plugins
     # are not seen by the workers; register plugins through entry points to use --workers.
-    with tempfile.TemporaryDirectory(prefix="ganarch-search-") as tmp:
-        path = os.path.join(tmp, "config.pickle")
-        with open(path, "wb") as f:
-            pickle.dump(config, f)
-        procs = [
-            subprocess.Popen([sys.executable, "-c", _WORKER_CODE, path, str(i)])
-            for i in range(config.workers)
-        ]
-        try:
-            while any(p.poll() is None for p in procs):
-                if display is not None:
-                    display.poll(study)
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            _stop(procs)
-            raise
+    payload = pickle.dumps(config)
+    procs: list[subprocess.Popen] = []
+    # SIGTERM to the parent stops the workers as Ctrl-C does (they record their trials)
+    main = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None
+    try:
+        for i in range(config.workers):
+            p = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_CODE, str(i)], stdin=subprocess.PIPE
+            )
+            procs.append(p)
+            p.stdin.write(payload)
+            p.stdin.close()
+        while any(p.poll() is None for p in procs):
+            if display is not None:
+                display.poll(study)
+            time.sleep(0.5)
+    except BaseException:
+        _stop(procs)
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
     bad = [p for p in procs if p.returncode != 0]
     if any(p.returncode in (130, -signal.SIGINT) for p in bad):
         raise KeyboardInterrupt
+    if any(p.returncode == HOST_EXIT for p in bad):
+        raise HostError("the search stopped: a worker met a failure of the machine (see above)")
     if bad and all(p.returncode == 2 for p in bad):
         raise GanarchError(f"{len(bad)} worker process(es) rejected the input (see above)")
     if bad:
@@ -473,6 +555,10 @@ def _run_processes(config: SearchConfig, study: optuna.Study, display: Any) -> N
             + ", ".join(str(p.returncode) for p in bad)
             + "); their errors are printed above"
         )
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -567,6 +653,7 @@ def trial_row(t: FrozenTrial, study: optuna.Study | None = None) -> dict[str, An
         "objective": t.user_attrs.get("objective"),
         "params": dict(t.params),
         "failure": t.user_attrs.get("failure"),
+        "repeat_of": t.user_attrs.get(DUPLICATE_ATTR),  # the trial whose result it reused
         "artifacts": t.user_attrs.get("artifacts"),
         "duration_s": t.duration.total_seconds() if t.duration is not None else None,
     }
@@ -581,18 +668,20 @@ def _quiet_optuna() -> None:
 
 
 def summary_lines(summary: SearchSummary, mapping: Mapping[str, Any] | None = None) -> list[str]:
-    c = summary.counts
-    parts = [
-        f"{c.get(k, 0)} {k.lower()}"
-        for k in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
-        if c.get(k)
-    ]
+    """The summary in words whose numbers add up (see ``ganarch.search.counts``)."""
+    c = TrialCounts(**{k: summary.trial_counts.get(k, 0) for k in TrialCounts.__dataclass_fields__})
+    r = TrialCounts(**{k: summary.run_counts.get(k, 0) for k in TrialCounts.__dataclass_fields__})
+    extra = c.extra_text()
     lines = [
-        f"study {summary.study_name!r} in {summary.storage}: {summary.finished}/{summary.target} "
-        f"finished ({', '.join(parts) or 'no trials'}"
-        + (f", {summary.repeats} of them repeats reused" if summary.repeats else "")
-        + f"); this run finished {summary.ran} "
-        f"in {summary.elapsed_s:.0f}s"
+        f"study {summary.study_name!r} in {summary.storage}: {c.trained}/{summary.target} "
+        f"trials trained ({c.trained_text()})"
+        + (f"; not counted toward --trials {summary.target}: {extra}" if extra else "")
+        + f"; {c.total} trials in all",
+        f"this run: {r.total} trial{'s' if r.total != 1 else ''} in {summary.elapsed_s:.0f}s "
+        f"({r.trained} trained"
+        + (f", {r.repeats} repeat{'s' if r.repeats != 1 else ''}" if r.repeats else "")
+        + (f", {r.interrupted} interrupted" if r.interrupted else "")
+        + ")",
     ]
     if summary.failures:
         lines.append("failures: " + ", ".join(f"{k} ×{n}" for k, n in summary.failures.items()))
