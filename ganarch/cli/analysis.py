@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ganarch.cli._common import STORAGE_OPTION, fail, note, out, print_json, require_storage
 
@@ -80,7 +81,7 @@ def print_table(table: RulesTable) -> None:
         if table.evaluator is not None:
             cells.append(_fmt(r.importance))
         style = _VERDICT_STYLE.get(r.verdict, "")
-        cells.append(f"[{style}]{r.verdict}[/]" if style else r.verdict)
+        cells.append(Text(r.verdict, style=style))  # a style, never markup parsed from text
         t.add_row(*cells)
     out.print(t)
     for line in table.notes:
