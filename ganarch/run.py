@@ -28,12 +28,15 @@ from ganarch._version import __version__
 from ganarch.builder import Discriminator, Generator
 from ganarch.device import choose_device
 from ganarch.errors import GanarchError
+from ganarch.fused import SeedHooks, fit_seeds
 from ganarch.score.objective import objective as combine_objective
 from ganarch.score.stability import aggregate_seeds, stability
 from ganarch.spec import GANSpec
+from ganarch.stepper import StepOptions
 from ganarch.training import (
     DEFAULT_N_EVAL,
     FitContext,
+    FitResult,
     default_eval_every,
     fit,
     resolve_data,
@@ -87,6 +90,9 @@ class TrainResult(_ReadsLikeADict):
     seconds: float
     data: str
     out_dir: Path | None = None
+    #: How the step ran (``step``: graph/eager and why, ``precision``, ``seeds``: fused or
+    #: sequential and why); see ``ganarch.training.FitResult.engine``.
+    engine: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """Plain data (what ``metrics.json`` holds, without the history and versions)."""
@@ -104,6 +110,7 @@ class TrainResult(_ReadsLikeADict):
             "device": self.device,
             "data": self.data,
             "seconds": self.seconds,
+            "engine": self.engine,
             "out_dir": str(self.out_dir) if self.out_dir else None,
         }
 
@@ -119,6 +126,7 @@ class SeedsResult(_ReadsLikeADict):
     objective: float
     diverged: bool
     metrics: dict[str, Any] = field(default_factory=dict)
+    engine: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -128,6 +136,7 @@ class SeedsResult(_ReadsLikeADict):
             "diverged": self.diverged,
             "metrics": self.metrics,
             "stability_components": self.stability_components,
+            "engine": self.engine,
             "seeds": [r.seed for r in self.results],
             "runs": [r.summary() for r in self.results],
         }
@@ -182,6 +191,108 @@ def _unscored(record: Mapping[str, Any]) -> dict[str, Any]:
 # --- one run -----------------------------------------------------------------------------------
 
 
+class _Scoring:
+    """One seed's scoring around the trainer: ``fit``'s ``prepare``/``evaluate``/``after_eval``
+    (the evaluator, ``metrics.json`` kept current, ``on_eval``) and the final result."""
+
+    def __init__(self, seed: int, steps: int, evaluator: Any, on_eval: OnEval | None) -> None:
+        self.seed, self.steps = seed, steps
+        self.evaluator, self.on_eval = evaluator, on_eval
+        self.metrics: dict[str, Any] = {}
+        self.quality = 0.0
+        self.ctx: FitContext | None = None
+
+    def hooks(self) -> SeedHooks:
+        return SeedHooks(self.prepare, self.evaluate, self.after_eval)
+
+    def prepare(self, ctx: FitContext) -> None:
+        self.ctx = ctx
+        if self.evaluator is None:
+            self.evaluator = _make_evaluator(ctx.dataset, ctx.device)
+
+    def evaluate(self, step: int, samples: torch.Tensor) -> dict[str, Any]:
+        self.metrics, self.quality = _score(self.evaluator, samples)
+        return {"quality": self.quality, "metrics": self.metrics}
+
+    def after_eval(self, step: int, history: list[dict[str, Any]]) -> None:
+        ctx = self.ctx
+        assert ctx is not None  # prepare runs first
+        stab = stability(history)
+        obj = combine_objective(self.quality, stab["stability"])
+        if ctx.out_dir is not None:
+            # metrics.json so far, so a run stopped in ``on_eval`` (pruned) keeps its history
+            summary = {
+                "objective": obj,
+                "quality": self.quality,
+                "stability": stab["stability"],
+                "diverged": False,
+                "failure": None,
+                "metrics": self.metrics,
+                "stability_components": stab,
+                "seed": self.seed,
+                "steps": self.steps,
+                "steps_done": step,
+                "device": str(ctx.device),
+                "data": ctx.data,
+                "seconds": time.perf_counter() - ctx.started,
+            }
+            artifacts.write_json(
+                ctx.out_dir / "metrics.json", _metrics_file(ctx.spec, summary, history, False)
+            )
+        if self.on_eval is not None:
+            record = {k: v for k, v in history[-1].items() if k != "metrics"}
+            self.on_eval(
+                step,
+                {
+                    **record,
+                    "stability": stab["stability"],
+                    "objective": obj,
+                    "metrics": self.metrics,
+                },
+            )
+
+    def finish(self, fitted: FitResult) -> TrainResult:
+        """The scored result of the run; writes the final ``metrics.json``."""
+        history = fitted.history
+        diverged = fitted.diverged
+        if history and "failure" in history[-1]:
+            history[-1] = _unscored(history[-1])
+        quality = self.quality
+        stab = stability(history, diverged=diverged)
+        if diverged:
+            stab["failure"] = fitted.failure
+            quality = 0.0
+        result = TrainResult(
+            spec=fitted.spec,
+            generator=fitted.generator,
+            discriminator=fitted.discriminator,
+            metrics=self.metrics if not diverged else {},
+            quality=quality,
+            stability=stab["stability"],
+            stability_components=stab,
+            objective=combine_objective(quality, stab["stability"], diverged=diverged),
+            diverged=diverged,
+            failure=fitted.failure,
+            history=history,
+            seed=fitted.seed,
+            steps=fitted.steps,
+            steps_done=fitted.steps_done,
+            device=fitted.device,
+            seconds=fitted.seconds,
+            data=fitted.data,
+            out_dir=fitted.out_dir,
+            engine=dict(fitted.engine),
+        )
+        if fitted.out_dir is not None:
+            summary = result.summary()
+            summary.pop("out_dir")
+            artifacts.write_json(
+                fitted.out_dir / "metrics.json",
+                _metrics_file(result.spec, summary, result.history, True),
+            )
+        return result
+
+
 def train(
     spec: GANSpec | str | Path,
     data: Any = "digits",
@@ -197,6 +308,7 @@ def train(
     progress: bool = True,
     training: Mapping[str, Any] | None = None,
     n_eval: int = DEFAULT_N_EVAL,
+    options: StepOptions | None = None,
 ) -> TrainResult:
     """Train ``spec`` on ``data`` for ``steps`` generator updates and score it.
 
@@ -220,6 +332,8 @@ def train(
     :param training: overrides of ``spec.training`` (``{"lr_d": 1e-4}``); the result's spec
         and the saved ``spec.json`` carry the settings actually used.
     :param n_eval: images generated per evaluation (fewer is faster, noisier).
+    :param options: how the step runs (``ganarch.stepper.StepOptions``: precision, CUDA
+        graph); default from the environment. ``result.engine`` records how it ran.
 
     A run whose losses become NaN/inf or explode stops early and is reported with
     ``diverged=True``, stability 0 and objective 0; it does not raise.
@@ -231,50 +345,7 @@ def train(
         result = ganarch.train(ganarch.dcgan_spec(32, 1, width=32), "digits", steps=800)
         result.objective, result.metrics["fid"]
     """
-    state: dict[str, Any] = {"metrics": {}, "quality": 0.0}
-
-    def prepare(ctx: FitContext) -> None:
-        state["ctx"] = ctx
-        state["evaluator"] = (
-            evaluator if evaluator is not None else _make_evaluator(ctx.dataset, ctx.device)
-        )
-
-    def evaluate(step: int, samples: torch.Tensor) -> dict[str, Any]:
-        state["metrics"], state["quality"] = _score(state["evaluator"], samples)
-        return {"quality": state["quality"], "metrics": state["metrics"]}
-
-    def after_eval(step: int, history: list[dict[str, Any]]) -> None:
-        ctx: FitContext = state["ctx"]
-        quality, metrics = state["quality"], state["metrics"]
-        stab = stability(history)
-        obj = combine_objective(quality, stab["stability"])
-        if ctx.out_dir is not None:
-            # metrics.json so far, so a run stopped in ``on_eval`` (pruned) keeps its history
-            summary = {
-                "objective": obj,
-                "quality": quality,
-                "stability": stab["stability"],
-                "diverged": False,
-                "failure": None,
-                "metrics": metrics,
-                "stability_components": stab,
-                "seed": seed,
-                "steps": steps,
-                "steps_done": step,
-                "device": str(ctx.device),
-                "data": ctx.data,
-                "seconds": time.perf_counter() - ctx.started,
-            }
-            artifacts.write_json(
-                ctx.out_dir / "metrics.json", _metrics_file(ctx.spec, summary, history, False)
-            )
-        if on_eval is not None:
-            record = {k: v for k, v in history[-1].items() if k != "metrics"}
-            on_eval(
-                step,
-                {**record, "stability": stab["stability"], "objective": obj, "metrics": metrics},
-            )
-
+    scoring = _Scoring(seed, steps, evaluator, on_eval)
     fitted = fit(
         spec,
         data,
@@ -285,49 +356,14 @@ def train(
         overwrite=overwrite,
         eval_every=eval_every,
         n_eval=n_eval,
-        prepare=prepare,
-        evaluate=evaluate,
-        after_eval=after_eval,
+        prepare=scoring.prepare,
+        evaluate=scoring.evaluate,
+        after_eval=scoring.after_eval,
         progress=progress,
         training=training,
+        options=options,
     )
-    history = fitted.history
-    diverged = fitted.diverged
-    if history and "failure" in history[-1]:
-        history[-1] = _unscored(history[-1])
-    quality = state["quality"]
-    stab = stability(history, diverged=diverged)
-    if diverged:
-        stab["failure"] = fitted.failure
-        quality = 0.0
-    result = TrainResult(
-        spec=fitted.spec,
-        generator=fitted.generator,
-        discriminator=fitted.discriminator,
-        metrics=state["metrics"] if not diverged else {},
-        quality=quality,
-        stability=stab["stability"],
-        stability_components=stab,
-        objective=combine_objective(quality, stab["stability"], diverged=diverged),
-        diverged=diverged,
-        failure=fitted.failure,
-        history=history,
-        seed=fitted.seed,
-        steps=fitted.steps,
-        steps_done=fitted.steps_done,
-        device=fitted.device,
-        seconds=fitted.seconds,
-        data=fitted.data,
-        out_dir=fitted.out_dir,
-    )
-    if fitted.out_dir is not None:
-        summary = result.summary()
-        summary.pop("out_dir")
-        artifacts.write_json(
-            fitted.out_dir / "metrics.json",
-            _metrics_file(result.spec, summary, result.history, True),
-        )
-    return result
+    return scoring.finish(fitted)
 
 
 # --- several seeds -----------------------------------------------------------------------------
@@ -348,12 +384,18 @@ def train_seeds(
     training: Mapping[str, Any] | None = None,
     eval_every: int | None = None,
     n_eval: int = DEFAULT_N_EVAL,
+    options: StepOptions | None = None,
 ) -> SeedsResult:
     """Train ``spec`` once per seed and combine: quality is the mean final quality,
     stability adds the spread across seeds (see ``ganarch.score.stability.aggregate_seeds``).
 
     Runs go to ``out_dir/seed-{S}``; ``out_dir/metrics.json`` holds the combined scores.
     ``on_eval(seed, step, record)`` is called after each evaluation of each seed.
+
+    Where the spec allows (and by default on CUDA) the seeds train as one fused network
+    (``ganarch.fused``), each with its own weights, statistics, optimizer state and data
+    order, and are evaluated in seed order at each evaluation point; otherwise one after
+    another. ``result.engine`` says which and why.
     """
     seeds = list(seeds)
     if not seeds:
@@ -366,25 +408,25 @@ def train_seeds(
     dataset, data_name = resolve_data(data, spec, dev)
     if evaluator is None:
         evaluator = _make_evaluator(dataset, dev)
-    results = []
+    scorings = []
     for s in seeds:
         cb = (lambda step, rec, _s=s: on_eval(_s, step, rec)) if on_eval is not None else None
-        results.append(
-            train(
-                spec,
-                dataset,
-                steps,
-                seed=s,
-                device=dev,
-                out_dir=root / f"seed-{s}" if root is not None else None,
-                overwrite=overwrite,
-                eval_every=eval_every,
-                n_eval=n_eval,
-                evaluator=evaluator,
-                on_eval=cb,
-                progress=progress,
-            )
-        )
+        scorings.append(_Scoring(s, steps, evaluator, cb))
+    fitted = fit_seeds(
+        spec,
+        dataset,
+        steps,
+        seeds=seeds,
+        device=dev,
+        out_dirs=[root / f"seed-{s}" if root is not None else None for s in seeds],
+        overwrite=overwrite,
+        eval_every=eval_every,
+        n_eval=n_eval,
+        hooks=[sc.hooks() for sc in scorings],
+        progress=progress,
+        options=options,
+    )
+    results = [sc.finish(f) for sc, f in zip(scorings, fitted, strict=True)]
     agg = aggregate_seeds([{**r.stability_components, "quality": r.quality} for r in results])
     obj = combine_objective(agg["quality"], agg["stability"], diverged=agg["diverged"])
     metrics = _mean_metrics([r.metrics for r in results if not r.diverged])
@@ -396,6 +438,7 @@ def train_seeds(
         objective=obj,
         diverged=agg["diverged"],
         metrics=metrics,
+        engine=dict(results[0].engine),
     )
     if root is not None:
         artifacts.write_json(

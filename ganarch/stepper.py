@@ -74,8 +74,10 @@ class StepOptions:
         changes: dict[str, Any] = {}
         if env.get("GANARCH_PRECISION"):
             changes["precision"] = env["GANARCH_PRECISION"].strip().lower()
-        for name, field in (("GANARCH_CHANNELS_LAST", "channels_last"),
-                            ("GANARCH_CUDA_GRAPH", "cuda_graph")):
+        for name, field in (
+            ("GANARCH_CHANNELS_LAST", "channels_last"),
+            ("GANARCH_CUDA_GRAPH", "cuda_graph"),
+        ):
             if env.get(name):
                 changes[field] = _flag(name, env[name])
         if env.get("GANARCH_FUSED_SEEDS"):

@@ -526,7 +526,13 @@ def fit(
         bar.close()
     engine = {**stepper.record(), "precision": _precision(options, dev)}
     return run.finish(
-        G, D, device=dev, started=t0, data=data_name, dataset=dataset, autocast=autocast,
+        G,
+        D,
+        device=dev,
+        started=t0,
+        data=data_name,
+        dataset=dataset,
+        autocast=autocast,
         engine=engine,
     )
 

