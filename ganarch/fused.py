@@ -32,7 +32,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.nn.utils import parametrize
 
 from ganarch import artifacts
-from ganarch.builder import Discriminator
+from ganarch.builder import Discriminator, Generator
 from ganarch.device import choose_device
 from ganarch.errors import GanarchError
 from ganarch.spec import GANSpec
@@ -52,7 +52,14 @@ from ganarch.training import (
     resolve_spec,
 )
 
-__all__ = ["SeedHooks", "fit_seeds", "fuses_by_default", "fusion_blocker"]
+__all__ = [
+    "FusedStep",
+    "SeedHooks",
+    "fit_seeds",
+    "fuses_by_default",
+    "fusion_blocker",
+    "make_fused_step",
+]
 
 
 @dataclass(frozen=True)
@@ -251,6 +258,51 @@ def _why_sequential(
     return fusion_blocker(G, D) or _probe(spec, device)
 
 
+@dataclass
+class FusedStep:
+    """A ready fused step for K seeds: call ``stepper()`` once per step; ``sums`` is
+    ``(K, 4)``; ``g``/``d`` are the stacks and ``generators``/``discriminators`` the
+    per-seed modules that :meth:`_Stack.unstack` fills in."""
+
+    stepper: Stepper
+    sums: torch.Tensor
+    autocast: Callable[[], Any]
+    g: _Stack
+    d: _Stack
+    generators: list[Generator]
+    discriminators: list[Discriminator]
+
+
+def make_fused_step(
+    spec: GANSpec,
+    images: torch.Tensor,
+    seeds: Sequence[int],
+    device: torch.device,
+    options: StepOptions,
+) -> FusedStep:
+    """Build each seed's networks exactly as ``fit`` does (``torch.manual_seed(seed)``, then
+    ``spec.build``), stack them, and make the fused step (``bench/bench_train.py`` times it)."""
+    tr = spec.training
+    gs, ds = [], []
+    for s in seeds:
+        torch.manual_seed(s)
+        G, D = spec.build(init=True)
+        gs.append(G.to(device).train())
+        ds.append(D.to(device).train())
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    autocast = options.autocast(device)
+    g = _Stack(gs)
+    d = _Stack([_Logits(D) for D in ds])
+    graph = graph_blocker(device, options) is None
+    opt_g = make_adam(list(g.params.values()), tr.lr_g, tr, device, graph)
+    opt_d = make_adam(list(d.params.values()), tr.lr_d, tr, device, graph)
+    gens = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    sums = torch.zeros(len(seeds), 4, device=device)  # per seed: loss_d, loss_g, d_real, d_fake
+    step = _fused_step(g, d, opt_g, opt_d, images, gens, sums, spec, autocast)
+    return FusedStep(Stepper(step, device, options, generators=gens), sums, autocast, g, d, gs, ds)
+
+
 def _fit_fused(
     spec: GANSpec,
     dataset: Any,
@@ -267,14 +319,7 @@ def _fit_fused(
     options: StepOptions,
     t0: float,
 ) -> list[FitResult]:
-    tr = spec.training
     k = len(seeds)
-    gs, ds = [], []
-    for s in seeds:  # each seed's initial weights, drawn exactly as ``fit`` draws them
-        torch.manual_seed(s)
-        G, D = spec.build(init=True)
-        gs.append(G.to(dev).train())
-        ds.append(D.to(dev).train())
     outs = []
     for s, out_dir, h in zip(seeds, out_dirs, hooks, strict=True):
         out = artifacts.prepare_run_dir(out_dir, overwrite) if out_dir is not None else None
@@ -283,22 +328,13 @@ def _fit_fused(
         if h.prepare is not None:
             h.prepare(FitContext(spec, dataset, data_name, dev, out, s, steps, t0))
         outs.append(out)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    autocast = options.autocast(dev)
-    g = _Stack(gs)
-    d = _Stack([_Logits(D) for D in ds])
-    graph = graph_blocker(dev, options) is None
-    opt_g = make_adam(list(g.params.values()), tr.lr_g, tr, dev, graph)
-    opt_d = make_adam(list(d.params.values()), tr.lr_d, tr, dev, graph)
-    gens = [torch.Generator(device=dev).manual_seed(s) for s in seeds]
+    fs = make_fused_step(spec, dataset.images, seeds, dev, options)
+    g, d, gs, ds = fs.g, fs.d, fs.generators, fs.discriminators
+    stepper, sums, autocast = fs.stepper, fs.sums, fs.autocast
     runs = [
         SeedRun(spec, s, steps, n_eval, dev, out, h.evaluate, h.after_eval)
         for s, out, h in zip(seeds, outs, hooks, strict=True)
     ]
-    sums = torch.zeros(k, 4, device=dev)  # per seed: loss_d, loss_g, d_real, d_fake
-    step_fn = _fused_step(g, d, opt_g, opt_d, dataset.images, gens, sums, spec, autocast)
-    stepper = Stepper(step_fn, dev, options, generators=gens)
 
     live = list(range(k))
     count = 0

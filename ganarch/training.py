@@ -47,11 +47,13 @@ __all__ = [
     "FitContext",
     "FitResult",
     "SeedRun",
+    "Step",
     "StepOptions",
     "check_run_args",
     "default_eval_every",
     "fit",
     "make_adam",
+    "make_step",
     "resolve_data",
     "resolve_spec",
 ]
@@ -416,6 +418,51 @@ def _gan_step(
     return step
 
 
+@dataclass
+class Step:
+    """A ready training step: call ``stepper()`` once per step; ``sums`` holds the running
+    sums (loss_d, loss_g, d_real, d_fake) since they were last zeroed."""
+
+    stepper: Stepper
+    sums: torch.Tensor
+    autocast: Callable[[], Any]
+
+
+def make_step(
+    spec: GANSpec,
+    G: Generator,
+    D: Discriminator,
+    images: torch.Tensor,
+    seed: int,
+    device: torch.device,
+    options: StepOptions,
+) -> Step:
+    """``fit``'s step for ``G`` and ``D`` (built and on ``device``): the optimizers, the
+    seeded batch-and-noise generator, the memory layout, and the runner that captures it in
+    a CUDA graph where it can. ``bench/bench_train.py`` times exactly this."""
+    tr = spec.training
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    if options.uses_channels_last(device):
+        G.to(memory_format=torch.channels_last)
+        D.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    autocast = options.autocast(device)
+    graph = graph_blocker(device, options) is None
+    opt_g = make_adam(G.parameters(), tr.lr_g, tr, device, graph)
+    opt_d = make_adam(D.parameters(), tr.lr_d, tr, device, graph)
+    gen = torch.Generator(device=device).manual_seed(seed)  # batches and training noise
+    # Running sums since the last evaluation, on the device (no sync in the loop).
+    sums = torch.zeros(4, device=device)
+    stepper = Stepper(
+        _gan_step(G, D, opt_g, opt_d, images, gen, sums, spec, autocast),
+        device,
+        options,
+        generators=(gen,),
+    )
+    return Step(stepper, sums, autocast)
+
+
 def fit(
     spec: GANSpec | str | Path,
     data: Any = "digits",
@@ -470,7 +517,6 @@ def fit(
     options = options if options is not None else StepOptions.from_env()
     dev = choose_device(device)
     dataset, data_name = resolve_data(data, spec, dev)
-    tr = spec.training
     torch.manual_seed(seed)  # the initial weights
     G, D = spec.build(init=True)  # before any file is written: a bad spec leaves no run dir
     G.to(dev).train()
@@ -484,28 +530,9 @@ def fit(
     # Seeded again so any random op inside a plugin block (dropout, noise) sees the same
     # stream whatever ``prepare`` did (an evaluator built there trains a feature net).
     torch.manual_seed(seed)
-    images = dataset.images
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    if options.uses_channels_last(dev):
-        G.to(memory_format=torch.channels_last)
-        D.to(memory_format=torch.channels_last)
-        images = images.contiguous(memory_format=torch.channels_last)
-    autocast = options.autocast(dev)
-    graph = graph_blocker(dev, options) is None
-    opt_g = make_adam(G.parameters(), tr.lr_g, tr, dev, graph)
-    opt_d = make_adam(D.parameters(), tr.lr_d, tr, dev, graph)
-
-    gen = torch.Generator(device=dev).manual_seed(seed)  # batches and training noise
+    step_ = make_step(spec, G, D, dataset.images, seed, dev, options)
+    stepper, sums, autocast = step_.stepper, step_.sums, step_.autocast
     run = SeedRun(spec, seed, steps, n_eval, dev, out, evaluate, after_eval)
-    # Running sums since the last evaluation, on the device (no sync in the loop).
-    sums = torch.zeros(4, device=dev)  # loss_d, loss_g, d_real, d_fake
-    stepper = Stepper(
-        _gan_step(G, D, opt_g, opt_d, images, gen, sums, spec, autocast),
-        dev,
-        options,
-        generators=(gen,),
-    )
     count = 0
     bar = _Progress(progress, steps, f"train {data_name}")
     try:

@@ -118,8 +118,10 @@ class Engine:
     def train(self, spec: Any, *, out_dir: Path, on_eval: OnEval) -> dict[str, Any]:
         """Train ``spec`` with the search's seeds; ``on_eval(step, record)`` at evaluations.
 
-        With K seeds the runs are sequential and the reported step runs on across them
-        (seed i's step s is ``i * steps + s``), so pruners compare trials at equal effort.
+        With K seeds the reported step runs on across them (seed i's step s is
+        ``i * steps + s``), so pruners compare trials at equal effort. Seeds trained fused
+        (``ganarch.fused``; the default on CUDA) report the same steps, seed by seed at each
+        evaluation point, so fused and sequential trials of one study stay comparable.
         """
         from ganarch.run import train, train_seeds
 
@@ -154,4 +156,5 @@ class Engine:
             "stability_components": dict(result.get("stability_components") or {}),
             "diverged": bool(result.diverged),
             "failure": result.get("failure"),
+            "engine": dict(result.get("engine") or {}),
         }
