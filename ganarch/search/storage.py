@@ -170,8 +170,16 @@ def check_storage(url: str) -> None:
             raise GanarchError(f"--storage: directory {path.parent} does not exist")
         if path.exists() and not path.is_file():
             raise GanarchError(f"--storage: {path} is not a regular file")
-        if not path.exists() and not os.access(path.parent, os.W_OK):
-            raise GanarchError(f"--storage: cannot create {path}: the folder is not writable")
+        if not path.exists():
+            try:  # a probe that leaves nothing behind (os.access is wrong for root and /proc)
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                path.unlink()
+            except FileExistsError:
+                pass  # created meanwhile by another search
+            except OSError as exc:
+                raise GanarchError(
+                    f"--storage: cannot create {path}: {exc.strerror or exc}"
+                ) from None
         return
     if url.startswith("sqlite:") and not url.startswith("sqlite:///"):
         raise GanarchError(

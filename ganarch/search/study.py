@@ -47,8 +47,10 @@ from ganarch.search.objective import (
 from ganarch.search.space import SearchSpace
 from ganarch.search.storage import (
     StorageLock,
+    check_storage,
     describe_storage,
     fail_stale_trials,
+    is_journal,
     open_storage,
     storage_identity,
 )
@@ -58,6 +60,7 @@ __all__ = [
     "SAMPLERS",
     "SearchConfig",
     "SearchSummary",
+    "check_study_name",
     "default_study_name",
     "failure_counts",
     "make_pruner",
@@ -130,6 +133,32 @@ class SearchSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "finished": self.finished}
+
+
+#: Longest study name: it names a folder (``ganarch-runs/NAME``), and file names stop at 255.
+MAX_STUDY_NAME = 200
+
+
+def check_study_name(name: Any) -> str:
+    """``name`` when it is a name: one path component of printable characters, no ``/`` or
+    ``\\``, no ``..``, not starting with ``-``; else a ``GanarchError`` (exit 2). A study name
+    becomes the folder of its trials, so anything else could write outside ``ganarch-runs``."""
+    problem = None
+    if not isinstance(name, str) or not name.strip():
+        problem = "must be a non-empty name"
+    elif len(name) > MAX_STUDY_NAME:
+        problem = f"is {len(name)} characters long; at most {MAX_STUDY_NAME}"
+    elif not name.isprintable() or name != name.strip():
+        problem = "holds a control character or leading/trailing space"
+    elif "/" in name or "\\" in name or "\x00" in name:
+        problem = "must be a name, not a path (no '/' or '\\')"
+    elif ".." in name or name == ".":
+        problem = "may not be '.' or contain '..'"
+    elif name.startswith("-"):
+        problem = "may not start with '-'"
+    if problem:
+        raise GanarchError(f"--study: {name!r} {problem}; use letters, digits, '-', '_' or '.'")
+    return name
 
 
 def default_study_name(space: SearchSpace, data: str) -> str:
@@ -414,8 +443,13 @@ def run_search(
     """
     _quiet_optuna()
     start = time.monotonic()
-    # Bad input (a dataset, an image size the template rejects, a folder owned by another
-    # study) must fail before the study is created or anything is written.
+    # Bad input (a study name that is a path, a storage that cannot hold a study, a dataset,
+    # an image size the template rejects, a folder owned by another study) must fail before
+    # the study is created or anything is written.
+    check_study_name(config.study_name)
+    check_storage(config.storage)
+    if not is_journal(config.storage):
+        open_storage(config.storage)  # a database that cannot be reached: say so now
     out, owner = Path(config.settings.out), _owner(config)
     artifacts.check_owner(out, owner)
     engine = Engine(config.settings, config.space)
