@@ -5,7 +5,9 @@
 DEFAULT_STORAGE = "ganarch.journal"
 #: The environment variable naming the storage when ``--storage`` is not given.
 STORAGE_ENV = "GANARCH_STORAGE"
+#: Designed experiments (``ganarch.search.design``): fixed two-level designs, not guesses.
+DESIGNS = ("fractional", "fractional32", "factorial")
 #: Sampler, pruner and objective names of ``ganarch search``.
-SAMPLERS = ("tpe", "random", "grid", "qmc", "nsga2")
+SAMPLERS = ("tpe", "random", "grid", "qmc", "nsga2", *DESIGNS)
 PRUNERS = ("hyperband", "median", "none")
 OBJECTIVES = ("score", "multi")
