@@ -157,4 +157,6 @@ class Engine:
             "diverged": bool(result.diverged),
             "failure": result.get("failure"),
             "engine": dict(result.get("engine") or {}),
+            # each seed's own objective, in seed order: a designed study's paired replicates
+            "seed_objectives": [r.objective for r in getattr(result, "results", [result])],
         }

@@ -194,6 +194,8 @@ class TrialRunner:
         values = self._record(trial, result, result.get("metrics", {}))
         if result.get("stability_components"):
             trial.set_user_attr("stability_components", _jsonable(result["stability_components"]))
+        if result.get("seed_objectives"):
+            trial.set_user_attr("seed_objectives", _jsonable(list(result["seed_objectives"])))
         if result.get("diverged"):
             detail = str(result.get("failure") or "")
             reason = detail if detail.startswith("diverged") else f"diverged: {detail}".rstrip(": ")
