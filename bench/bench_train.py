@@ -1,45 +1,76 @@
-"""Training-step and evaluation throughput, measured side by side in one process.
+"""Training-step throughput, measured directly and side by side in one process.
 
-Compares ganarch's trainer (whole dataset on the device, batches drawn by index, logits loss,
-no host-device sync in the step loop) with the textbook loop people write first (a DataLoader
-over a TensorDataset, ``nn.BCELoss`` on sigmoid outputs, ``.item()`` every step), on the same
-spec, data and device. The trainer's per-step cost is the difference of two runs of different
-length, so its one-off costs (evaluation, artifacts, set-up) cancel out.
+For each network it times, interleaved ``--repeats`` times:
+
+- **textbook**: the loop a tutorial writes first (a ``DataLoader`` over a ``TensorDataset``,
+  ``nn.BCELoss`` on D's sigmoid output, ``.item()`` on both losses every step), float32 eager;
+- **ganarch**: the step ``ganarch.training.fit`` runs (``make_step``: data on the device,
+  batches drawn by index, logits loss, no host sync; on CUDA captured in a CUDA graph);
+- **ganarch eager** (CUDA only): the same with ``cuda_graph=False``, to show what capture buys;
+- **fused K**: K seeds as one stacked network (``ganarch.fused.make_fused_step``), K in
+  ``--ks``; its images/s count all K seeds' images.
+
+Per-step time = (time of ``--steps`` steps) / steps, after ``--warmup`` steps (CUDA-graph
+capture and cuDNN autotuning happen there), with ``torch.cuda.synchronize()`` on both sides of
+the timed region on CUDA. Medians over repeats; ratios per repeat. The arithmetic bound is
+FLOPs per training image (counted by ``torch.utils.flop_counter`` over one step: G forward,
+D on real and fake, both backward passes) against the matmul rate measured on the same
+device in the same process (float32, or bf16 with ``--precision bf16`` on CUDA).
 
 Usage::
 
-    python bench/bench_train.py                        # 32×32 digits, paper DCGAN, width 32
-    python bench/bench_train.py --image-size 64 --width 64 --device cuda --repeats 5
+    python bench/bench_train.py --device cpu --nets dcgan --ks 1,4,8 --steps 8
+    python bench/bench_train.py --device cuda --nets dcgan,seed --ks 1,4,8,16 --steps 200
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import platform
 import statistics
+import sys
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.flop_counter import FlopCounterMode
 
 import ganarch
 from ganarch.data import load_dataset
+from ganarch.fused import make_fused_step
+from ganarch.stepper import StepOptions
+from ganarch.training import make_step
+
+#: The two networks of issue 8: the ``dcgan`` space's size (the paper's DCGAN at 32×32×1,
+#: width 32, batch 64) and the seed's network (32×32×3, width 128, batch 128).
+NETS = {
+    "dcgan": dict(image_size=32, channels=1, width=32, batch_size=64),
+    "seed": dict(image_size=32, channels=3, width=128, batch_size=128),
+}
 
 
-def ganarch_seconds_per_step(spec, data, steps: int, device: str) -> float:
-    """Per-step seconds of ganarch.train: (T(2n) - T(n)) / n, evaluating only at the end."""
-    times = []
-    for n in (steps, 2 * steps):
-        start = time.perf_counter()
-        ganarch.train(spec, data, n, seed=0, device=device, eval_every=n, progress=False)
-        times.append(time.perf_counter() - start)
-    return (times[1] - times[0]) / steps
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-def textbook_seconds_per_step(spec, data, steps: int, device: str) -> float:
-    """Per-step seconds of the usual tutorial loop on the same spec and data."""
+def seconds_per_step(step: Callable[[], None], steps: int, warmup: int, device) -> float:
+    for _ in range(warmup):
+        step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def textbook_step(spec, images: torch.Tensor, device: torch.device) -> Callable[[], None]:
+    """One iteration of the usual tutorial loop per call (float32, BCELoss, .item())."""
     torch.manual_seed(0)
     G, D = spec.build()
     G, D = G.to(device), D.to(device)
@@ -47,35 +78,76 @@ def textbook_seconds_per_step(spec, data, steps: int, device: str) -> float:
     opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
     loader = DataLoader(
-        TensorDataset(data.images), batch_size=t.batch_size, shuffle=True, drop_last=True
+        TensorDataset(images.cpu()), batch_size=t.batch_size, shuffle=True, drop_last=True
     )
     bce = nn.BCELoss()
-    done, start = 0, None
-    while done < steps + 3:
-        for (real,) in loader:
-            if done == 3:  # warm-up excluded
-                start = time.perf_counter()
-            real = real.to(device)
-            n = real.shape[0]
-            z = torch.randn(n, spec.latent_dim, device=device)
-            fake = G(z)
-            opt_d.zero_grad()
-            loss_d = bce(D(real), torch.ones(n, device=device)) + bce(
-                D(fake.detach()), torch.zeros(n, device=device)
-            )
-            loss_d.backward()
-            opt_d.step()
-            opt_g.zero_grad()
-            loss_g = bce(D(fake), torch.ones(n, device=device))
-            loss_g.backward()
-            opt_g.step()
-            _ = loss_d.item(), loss_g.item()  # what a tutorial logs every step
-            done += 1
-            if done == steps + 3:
-                break
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
+    batches = iter(loader)
+
+    def step() -> None:
+        nonlocal batches
+        try:
+            (real,) = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            (real,) = next(batches)
+        real = real.to(device)
+        n = real.shape[0]
+        z = torch.randn(n, spec.latent_dim, device=device)
+        fake = G(z)
+        opt_d.zero_grad()
+        loss_d = bce(D(real), torch.ones(n, device=device)) + bce(
+            D(fake.detach()), torch.zeros(n, device=device)
+        )
+        loss_d.backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        loss_g = bce(D(fake), torch.ones(n, device=device))
+        loss_g.backward()
+        opt_g.step()
+        _ = loss_d.item(), loss_g.item()  # what a tutorial logs every step
+
+    return step
+
+
+def ganarch_step(spec, images, device, options: StepOptions):
+    torch.manual_seed(0)
+    G, D = spec.build(init=True)
+    step = make_step(spec, G.to(device).train(), D.to(device).train(), images, 0, device, options)
+    return step.stepper, step.stepper
+
+
+def fused_step(spec, images, device, k: int, options: StepOptions):
+    fs = make_fused_step(spec, images, list(range(k)), device, options)
+    return fs.stepper, fs.stepper
+
+
+def flops_per_image(spec) -> float:
+    """FLOPs of one training step per real image, counted on the CPU (eager, float32)."""
+    torch.manual_seed(0)
+    G, D = spec.build(init=True)
+    images = torch.randn(
+        spec.training.batch_size * 2, spec.channels, spec.image_size, spec.image_size
+    )
+    cpu = torch.device("cpu")
+    step = make_step(spec, G.train(), D.train(), images, 0, cpu, StepOptions(cuda_graph=False))
+    with FlopCounterMode(display=False) as counter:
+        step.stepper()
+    return counter.get_total_flops() / spec.training.batch_size
+
+
+def matmul_flops_per_s(device: torch.device, n: int, dtype: torch.dtype) -> float:
+    """The matmul rate of this device in ``dtype`` (best of 5 after one warm-up): the
+    arithmetic bound's denominator."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(6):
+        sync(device)
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
 
 
 def cpu_name() -> str:
@@ -89,45 +161,102 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def evaluator_images_per_second(data, device: str, n: int = 1000) -> float:
-    ev = ganarch.Evaluator(data, device=device)
-    fake = data.images[:n].to(device)
-    ev.evaluate(fake)  # warm-up
-    start = time.perf_counter()
-    ev.evaluate(fake)
-    return n / (time.perf_counter() - start)
+def bench_net(name: str, args, device: torch.device, peak: float) -> dict:
+    cfg = NETS[name]
+    spec = ganarch.dcgan_spec(
+        cfg["image_size"], cfg["channels"], width=cfg["width"], batch_size=cfg["batch_size"]
+    )
+    bs = spec.training.batch_size
+    data = load_dataset("digits", cfg["image_size"], cfg["channels"], device=device)
+    images = data.images
+    # the default of ganarch train: float32, CUDA graph on CUDA (precision switchable here)
+    options = StepOptions(precision=args.precision, channels_last=args.channels_last)
+    loops: dict[str, tuple[Callable[[], None], int]] = {}
+    loops["textbook"] = (textbook_step(spec, images, device), 1)
+    loops["ganarch"] = (ganarch_step(spec, images, device, options)[0], 1)
+    if device.type == "cuda":
+        eager = StepOptions(
+            precision=args.precision, channels_last=args.channels_last, cuda_graph=False
+        )
+        loops["ganarch_eager"] = (ganarch_step(spec, images, device, eager)[0], 1)
+    for k in args.ks:
+        loops[f"fused_k{k}"] = (fused_step(spec, images, device, k, options)[0], k)
+    steps = args.steps if name == "dcgan" else max(1, args.steps // args.seed_divisor)
+    warmup = max(args.warmup, options.warmup_steps + 2)  # capture happens inside warm-up
+    times: dict[str, list[float]] = {key: [] for key in loops}
+    for r in range(args.repeats):
+        for key, (step, _) in loops.items():  # interleaved: every loop sees the same load
+            times[key].append(seconds_per_step(step, steps, warmup if r == 0 else 1, device))
+            print(f"  {name} repeat {r + 1} {key}: {times[key][-1] * 1e3:.2f} ms", file=sys.stderr)
+    fpi = flops_per_image(spec)
+    out: dict = {
+        "net": f"{name}: dcgan {cfg['image_size']}x{cfg['image_size']}x{cfg['channels']} "
+        f"width {cfg['width']} batch {bs}",
+        "steps_timed": steps,
+        "gflop_per_training_image": round(fpi / 1e9, 4),
+        "loops": {},
+    }
+    base = times["textbook"]
+    single = times["ganarch"]
+    for key, (_, k) in loops.items():
+        med = statistics.median(times[key])
+        ips = k * bs / med
+        out["loops"][key] = {
+            "ms_per_step": round(med * 1e3, 3),
+            "images_per_s": round(ips, 1),
+            "fraction_of_bound": round(ips * fpi / peak, 4),
+            "vs_textbook_per_repeat": [
+                round(k * b / t, 3) for b, t in zip(base, times[key], strict=True)
+            ],
+            "vs_ganarch_one_seed_per_repeat": [
+                round(k * s / t, 3) for s, t in zip(single, times[key], strict=True)
+            ],
+        }
+        print(f"{name} {key}: {med * 1e3:.2f} ms/step, {ips:,.0f} img/s", file=sys.stderr)
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--nets", default="dcgan,seed", help="comma list of: " + ", ".join(NETS))
+    p.add_argument("--ks", default="1,4,8,16", help="fused seed counts (empty: none)")
+    p.add_argument("--steps", type=int, default=50, help="timed steps per measurement")
+    p.add_argument("--seed-divisor", type=int, default=1, help="the seed net times steps/N")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--matmul", type=int, default=0, help="matmul size for the bound (0: auto)")
+    p.add_argument("--precision", default="float32", choices=("float32", "bf16"))
+    p.add_argument("--channels-last", action="store_true", help="NHWC on CUDA")
+    p.add_argument("--json", help="also write the result here")
     args = p.parse_args()
-
-    spec = ganarch.dcgan_spec(args.image_size, 1, width=args.width, batch_size=args.batch)
-    data = load_dataset("digits", args.image_size, 1)
-    ours, textbook = [], []
-    for _ in range(args.repeats):  # interleaved, so both see the same machine load
-        ours.append(ganarch_seconds_per_step(spec, data, args.steps, args.device))
-        textbook.append(textbook_seconds_per_step(spec, data, args.steps, args.device))
-    o, b = statistics.median(ours), statistics.median(textbook)
+    args.ks = [int(k) for k in args.ks.split(",") if k.strip()]
+    device = torch.device(args.device)
+    bf16 = args.precision == "bf16" and device.type == "cuda"
+    peak = matmul_flops_per_s(
+        device,
+        args.matmul or (8192 if device.type == "cuda" else 1024),
+        torch.bfloat16 if bf16 else torch.float32,
+    )
     result = {
-        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_name(),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python " + " ".join(sys.argv),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
         "torch": torch.__version__,
         "ganarch": ganarch.__version__,
-        "spec": f"dcgan {args.image_size}x{args.image_size}x1 width {args.width} batch {args.batch}",
-        "ganarch_images_per_s": round(args.batch / o, 1),
-        "textbook_images_per_s": round(args.batch / b, 1),
-        "speedup_vs_textbook": round(b / o, 3),
-        "per_repeat_ratio": [round(tb / ob, 3) for ob, tb in zip(ours, textbook, strict=True)],
-        "evaluator_images_per_s": round(evaluator_images_per_second(data, args.device), 1),
+        "precision": args.precision,
+        "channels_last": args.channels_last,
+        "bound_matmul_dtype": "bfloat16" if bf16 else "float32",
+        "bound_matmul_tflop_per_s": round(peak / 1e12, 4),
+        "nets": [bench_net(n.strip(), args, device, peak) for n in args.nets.split(",")],
     }
-    print(json.dumps(result, indent=2))
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
 
 
 if __name__ == "__main__":

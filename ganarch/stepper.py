@@ -154,7 +154,8 @@ class Stepper:
         self._capture = capture or _capture_cuda_graph
         self._graph: Any = None
         self._warmed = 0
-        self._stream = torch.cuda.Stream() if self.mode == "graph" else None
+        self.device = device
+        self._stream = torch.cuda.Stream(device=device) if self.mode == "graph" else None
 
     def __call__(self) -> None:
         if self._graph is not None:
@@ -173,16 +174,18 @@ class Stepper:
     def _warm_up(self) -> None:
         # Side stream, as PyTorch's whole-network capture recipe: the warm-up's lazy
         # allocations and autotuning do not land on the stream that will be captured.
-        stream, current = self._stream, torch.cuda.current_stream()
-        stream.wait_stream(current)
-        with torch.cuda.stream(stream):
-            self.step()
-        current.wait_stream(stream)
+        with torch.cuda.device(self.device):
+            stream, current = self._stream, torch.cuda.current_stream()
+            stream.wait_stream(current)
+            with torch.cuda.stream(stream):
+                self.step()
+            current.wait_stream(stream)
         self._warmed += 1
 
     def _capture_and_replay(self) -> None:
         try:
-            self._graph = self._capture(self.step, self.generators)
+            with torch.cuda.device(self.device):  # capture on the run's GPU, not device 0
+                self._graph = self._capture(self.step, self.generators)
         except Exception as exc:  # any failure to capture: run on, eagerly, and say why
             self.fall_back(f"capture failed: {type(exc).__name__}: {_first_line(exc)}")
             return

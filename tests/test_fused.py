@@ -299,9 +299,10 @@ def test_failed_capture_falls_back_to_eager_with_the_reason(monkeypatch):
     """The decision logic of the CUDA path, without a GPU: warm-up steps run eagerly, a
     capture that raises is recorded and every step still runs (eagerly) exactly once."""
     monkeypatch.setattr("ganarch.stepper.graph_blocker", lambda device, options: None)
-    monkeypatch.setattr(torch.cuda, "Stream", _NoStream)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: _NoStream())
     monkeypatch.setattr(torch.cuda, "current_stream", lambda: _NoStream())
     monkeypatch.setattr(torch.cuda, "stream", lambda s: _NoContext())
+    monkeypatch.setattr(torch.cuda, "device", lambda d: _NoContext())
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     calls = []
 
