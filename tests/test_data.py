@@ -145,12 +145,14 @@ def test_folder_with_classes(tmp_path):
     _png(tmp_path / "cats" / "b.PNG", 20, size=(7, 7), mode="L")
     _png(tmp_path / "dogs" / "sub" / "c.bmp", 200)
     Image.new("RGB", (9, 9), (250, 5, 0)).save(tmp_path / "dogs" / "d.jpg", quality=95)
+    for i in range(4):  # a dataset holds at least 8 images (MIN_IMAGES)
+        _png(tmp_path / "dogs" / f"z{i}.png", 100 + i)
     (tmp_path / "dogs" / "notes.txt").write_text("not an image")
     (tmp_path / "empty").mkdir()
     data = load_dataset(f"folder:{tmp_path}", image_size=8, channels=3)
     assert data.class_names == ("cats", "dogs")
-    assert data.labels.tolist() == [0, 0, 1, 1]
-    assert data.images.shape == (4, 3, 8, 8) and _in_range(data.images)
+    assert data.labels.tolist() == [0, 0, 1, 1, 1, 1, 1, 1]
+    assert data.images.shape == (8, 3, 8, 8) and _in_range(data.images)
     # a flat colour stays that colour after cropping and resizing
     torch.testing.assert_close(data.images[0, :, 4, 4], torch.tensor([10, 245, 0]) / 127.5 - 1)
     grey = data.images[1]
@@ -158,12 +160,12 @@ def test_folder_with_classes(tmp_path):
 
 
 def test_folder_without_classes(tmp_path):
-    for i in range(3):
-        _png(tmp_path / f"{i}.png", 60 * i, size=(16, 16))
+    for i in range(7):
+        _png(tmp_path / f"{i}.png", 30 * i, size=(16, 16))
     Image.new("RGB", (16, 16)).save(tmp_path / "anim.gif")
     data = load_dataset(f"folder:{tmp_path}", image_size=4, channels=1)
-    assert data.labels is None and data.num_classes is None and len(data) == 4
-    assert data.images.shape == (4, 1, 4, 4)
+    assert data.labels is None and data.num_classes is None and len(data) == 8
+    assert data.images.shape == (8, 1, 4, 4)
 
 
 def test_folder_errors(tmp_path):
@@ -173,9 +175,20 @@ def test_folder_errors(tmp_path):
         load_dataset(f"folder:{tmp_path / 'nope'}", image_size=8, channels=1)
     with pytest.raises(DatasetError, match="needs a directory"):
         load_dataset("folder", image_size=8, channels=1)
-    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    for i in range(3):  # too few images to train and score: refused before any training
+        _png(tmp_path / "few" / f"{i}.png", 10 * i)
+    with pytest.raises(DatasetError, match=r"3 image\(s\); training and scoring need at least 8"):
+        load_dataset(f"folder:{tmp_path / 'few'}", image_size=8, channels=1)
+    # images beside class folders would silently belong to no class
+    for i in range(8):
+        _png(tmp_path / "mixed" / "cats" / f"{i}.png", 10 * i)
+    _png(tmp_path / "mixed" / "stray.png", 5)
+    with pytest.raises(DatasetError, match=r"1 image\(s\) \(stray\.png\) lie beside the class"):
+        load_dataset(f"folder:{tmp_path / 'mixed'}", image_size=8, channels=1)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "broken.png").write_bytes(b"\x89PNG not really")
     with pytest.raises(DatasetError, match=r"cannot read image .*broken\.png"):
-        load_dataset(f"folder:{tmp_path}", image_size=8, channels=1)
+        load_dataset(f"folder:{tmp_path / 'bad'}", image_size=8, channels=1)
 
 
 # --- mnist:DIR ---------------------------------------------------------------------------------
@@ -201,15 +214,15 @@ def _write_mnist(folder: Path, images: np.ndarray, labels: np.ndarray, gz: bool 
 @pytest.mark.parametrize("gz", [False, True])
 def test_mnist_round_trip(tmp_path, gz):
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(6, 5, 5), dtype=np.uint8)
-    labels = np.array([0, 1, 2, 3, 9, 1], dtype=np.uint8)
+    images = rng.integers(0, 256, size=(8, 5, 5), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 3, 9, 1, 4, 4], dtype=np.uint8)
     _write_mnist(tmp_path, images, labels, gz=gz)
     data = load_dataset(f"mnist:{tmp_path}", image_size=5, channels=1)
     torch.testing.assert_close(data.images[:, 0], torch.from_numpy(images).float() / 127.5 - 1)
     assert data.labels.tolist() == labels.tolist()
     assert data.num_classes == 10
     assert load_dataset(f"mnist:{tmp_path}", image_size=10, channels=3).images.shape == (
-        6,
+        8,
         3,
         10,
         10,
@@ -435,16 +448,19 @@ def test_dataset_from_a_plugin_registered_in_code():
     try:
         assert datasets()["tiny"].plugin == "tiny-data"
         assert datasets()["tiny"].description == "Constant images, one per class."
-        data = load_dataset("tiny:5", image_size=4, channels=3, seed=2)
-        assert data.name == "tiny:5" and len(data) == 5 and data.num_classes == 5
-        assert load_dataset("tiny:5", image_size=4, channels=3, seed=2) is data
-        other = load_dataset("tiny:5", image_size=4, channels=3, seed=3)
+        data = load_dataset("tiny:9", image_size=4, channels=3, seed=2)
+        assert data.name == "tiny:9" and len(data) == 9 and data.num_classes == 9
+        assert load_dataset("tiny:9", image_size=4, channels=3, seed=2) is data
+        other = load_dataset("tiny:9", image_size=4, channels=3, seed=3)
         assert not torch.equal(other.images, data.images)
+        # fewer images than training and scoring need: refused when loaded
+        with pytest.raises(DatasetError, match="tiny:5: 5 image"):
+            load_dataset("tiny:5", image_size=4, channels=3)
     finally:
         ganarch.unregister_plugin(name)
     assert "tiny" not in datasets()
     with pytest.raises(DatasetError, match="not a registered dataset"):
-        load_dataset("tiny:5", image_size=4, channels=3)
+        load_dataset("tiny:9", image_size=4, channels=3)
 
 
 def test_registrar_checks():

@@ -99,6 +99,16 @@ def load_folder(arg: str | None, *, image_size: int, channels: int) -> ImageData
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     classes = [(d.name, files) for d in subdirs if (files := _image_files(d))]
     if classes:
+        loose = [
+            p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        if loose:  # they would be left out of every class without a word
+            raise DatasetError(
+                f"{ref}: {len(loose)} image(s) ({', '.join(sorted(loose)[:3])}"
+                f"{', ...' if len(loose) > 3 else ''}) lie beside the class folders "
+                f"{', '.join(n for n, _ in classes[:3])}{', ...' if len(classes) > 3 else ''}; "
+                "move them into a class folder, or use a folder without sub-folders"
+            )
         paths = [f for _, files in classes for f in files]
         labels = [k for k, (_, files) in enumerate(classes) for _ in files]
         class_names = tuple(name for name, _ in classes)

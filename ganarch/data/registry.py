@@ -138,8 +138,14 @@ def get_dataset(name: str) -> DatasetInfo:
     """Look up a dataset by name; ``DatasetError`` with the closest names if it is unknown."""
     table = datasets()
     if name not in table:
-        raise DatasetError(f"{name!r} is not a registered dataset; {closest(name, table)}")
+        raise DatasetError(
+            f"{name!r} is not a registered dataset; {closest(name, table)}" + plugins.why_missing()
+        )
     return table[name]
+
+
+#: The fewest images a dataset may hold: the scorer holds a fifth out and needs several.
+MIN_IMAGES = 8
 
 
 def load_dataset(
@@ -211,6 +217,10 @@ def _call_loader(
             f"dataset {info.name!r} (plugin {info.plugin!r}) returned "
             f"{data.channels}×{data.image_size}×{data.image_size} images, "
             f"expected {channels}×{image_size}×{image_size}"
+        )
+    if len(data) < MIN_IMAGES:  # a fifth is held out to score against; fewer cannot be scored
+        raise DatasetError(
+            f"{ref}: {len(data)} image(s); training and scoring need at least {MIN_IMAGES}"
         )
     return replace(data, name=ref.strip()) if data.name != ref.strip() else data
 
