@@ -13,11 +13,17 @@ from optuna.trial import TrialState, create_trial
 from ganarch.analysis import CLAIMS, get_claim, rules_table
 from ganarch.analysis.claims import resolve
 from ganarch.analysis.stats import (
+    N_BOOTSTRAP,
     N_MIN,
+    N_RESAMPLES,
     Effect,
     bootstrap_diff,
     bootstrap_paired,
+    search_diff,
+    t_paired,
+    t_quantile,
     verdict,
+    welch_diff,
 )
 from ganarch.templates import PAPER_CHOICES
 
@@ -270,3 +276,105 @@ def test_conditional_parameters_and_evaluators():
     fan = _row(rules_table(study, evaluator="fanova"), 4)
     assert fan.importance is None and "conditional" in fan.importance_note
     assert fan.verdict == "confirmed"  # the effect does not depend on the evaluator
+
+
+# -- the intervals, pinned against hand-written references ---------------------------------------
+
+
+def test_bootstrap_diff_matches_a_hand_written_resample():
+    """95% (not 90%) percentiles of a resample that draws each side with its own size."""
+    paper = [0.9, 0.4, 0.7]  # n = N_MIN on one side ...
+    alt = [0.1, 0.35, 0.2, 0.6, 0.05]  # ... and a different size on the other
+    assert len(paper) == N_MIN
+    e = bootstrap_diff(paper, alt, seed=7)
+    rng = np.random.default_rng(7)
+    a, b = np.array(paper), np.array(alt)
+    idx_a = rng.integers(0, 3, size=(N_RESAMPLES, 3))
+    idx_b = rng.integers(0, 5, size=(N_RESAMPLES, 5))
+    diffs = a[idx_a].mean(axis=1) - b[idx_b].mean(axis=1)
+    assert (e.ci_low, e.ci_high) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
+    assert e.n_paper == 3 and e.n_alt == 5
+    assert e.effect == pytest.approx(a.mean() - b.mean())
+    assert verdict(e) != "not enough trials"  # n = N_MIN on a side is enough for a verdict
+
+
+def test_paired_bootstrap_matches_a_hand_written_resample():
+    paper, alt = [0.52, 0.61, 0.47, 0.55], [0.50, 0.58, 0.49, 0.41]
+    e = bootstrap_paired(paper, alt, seed=4)
+    d = np.array(paper) - np.array(alt)
+    rng = np.random.default_rng(4)
+    boot = d[rng.integers(0, 4, size=(N_RESAMPLES, 4))].mean(axis=1)
+    assert (e.ci_low, e.ci_high) == pytest.approx(tuple(np.percentile(boot, [2.5, 97.5])))
+
+
+def test_t_quantiles_match_the_tables():
+    # two-sided 95% t quantiles from any statistics table
+    assert t_quantile(0.95, 2) == pytest.approx(4.302653, abs=1e-6)
+    assert t_quantile(0.95, 8) == pytest.approx(2.306004, abs=1e-6)
+    assert t_quantile(0.95, 1e6) == pytest.approx(1.959964, abs=1e-5)
+
+
+def test_paired_t_interval_at_n_min():
+    """The ablation's interval over 3 seeds: mean ± t(0.975, 2) · sd / √3, by hand."""
+    paper, alt = [0.71, 0.64, 0.69], [0.70, 0.66, 0.62]
+    d = [0.01, -0.02, 0.07]
+    mean = sum(d) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 2)
+    half = 4.302653 * sd / math.sqrt(3)
+    e = t_paired(paper, alt)
+    assert e.method == "paired t" and e.df == 2 and e.paired
+    assert e.effect == pytest.approx(mean)
+    assert (e.ci_low, e.ci_high) == pytest.approx((mean - half, mean + half), abs=1e-6)
+    # wider than the range of the three differences: a percentile bootstrap never is
+    assert e.ci_low < min(d) and e.ci_high > max(d)
+    boot = bootstrap_paired(paper, alt)
+    assert min(d) - 1e-12 <= boot.ci_low and boot.ci_high <= max(d) + 1e-12
+    assert e.n_paper == N_MIN and verdict(e) == "inconclusive"
+    assert verdict(t_paired(paper[:2], alt[:2])) == "not enough trials"
+    clear = t_paired([0.80, 0.82, 0.79], [0.70, 0.71, 0.70])
+    assert verdict(clear) == "confirmed"  # n = N_MIN gives a verdict when the pairs agree
+    one = t_paired([0.5], [0.4])
+    assert one.effect == pytest.approx(0.1) and one.ci_low is None
+
+
+def test_welch_interval_matches_scipy():
+    from scipy import stats as sps
+
+    paper = [0.62, 0.55, 0.71]  # n = N_MIN
+    alt = [0.41, 0.52, 0.30, 0.47, 0.33, 0.50]
+    ref = sps.ttest_ind(paper, alt, equal_var=False).confidence_interval(0.95)
+    e = welch_diff(paper, alt)
+    assert e.method == "welch t" and e.n_paper == N_MIN and e.n_alt == 6
+    assert (e.ci_low, e.ci_high) == pytest.approx((ref.low, ref.high), abs=1e-9)
+
+
+def test_search_interval_switches_to_bootstrap_at_n_bootstrap():
+    rng = np.random.default_rng(0)
+    small = search_diff(rng.normal(1, 1, N_BOOTSTRAP - 1), rng.normal(0, 1, 200))
+    large = search_diff(rng.normal(1, 1, N_BOOTSTRAP), rng.normal(0, 1, N_BOOTSTRAP))
+    assert small.method == "welch t" and large.method == "bootstrap"
+
+
+def test_verdict_at_exactly_n_min():
+    at = Effect(N_MIN, N_MIN, 0.6, 0.4, 0.2, 0.1, 0.3)
+    below = Effect(N_MIN, N_MIN - 1, 0.6, 0.4, 0.2, 0.1, 0.3)
+    assert verdict(at) == "confirmed"
+    assert verdict(below) == "not enough trials"
+    assert verdict(Effect(N_MIN, N_MIN, 0.4, 0.6, -0.2, -0.3, -0.1)) == "contradicted"
+
+
+def test_t_interval_coverage_is_95_percent_at_three_seeds():
+    """Over many 3-seed experiments the paired t-interval covers the true effect ~95% of the
+    time; the percentile bootstrap over the same three values covers far less."""
+    rng = np.random.default_rng(11)
+    reps, true = 2000, 0.05
+    t_hits = boot_hits = 0
+    for r in range(reps):
+        alt = rng.normal(0.5, 0.05, 3)
+        paper = alt + true + rng.normal(0, 0.03, 3)
+        e = t_paired(paper, alt)
+        t_hits += e.ci_low <= true <= e.ci_high
+        b = bootstrap_paired(paper, alt, n_resamples=200, seed=r)
+        boot_hits += b.ci_low <= true <= b.ci_high
+    assert 0.93 <= t_hits / reps <= 0.97
+    assert boot_hits / reps < 0.85

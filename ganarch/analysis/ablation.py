@@ -27,7 +27,7 @@ from typing import Any
 
 from ganarch.analysis.claims import CLAIMS, Claim
 from ganarch.analysis.rules import EVIDENCE_ABLATION, RuleRow, RulesTable
-from ganarch.analysis.stats import bootstrap_paired, verdict
+from ganarch.analysis.stats import t_paired, verdict
 from ganarch.errors import GanarchError, SpecError
 from ganarch.spec import GANSpec
 from ganarch.templates import PAPER_CHOICES, dcgan_spec
@@ -378,7 +378,7 @@ def ablation_table(
         pairs = [(base[k].get(SCORE), runs[k].get(SCORE)) for k in keys if k in base and k in runs]
         paper = [math.nan if p is None else p for p, _ in pairs]
         alt = [math.nan if a is None else a for _, a in pairs]
-        effect = bootstrap_paired(paper, alt, seed=claim.id)
+        effect = t_paired(paper, alt)
         failed = [
             f"seed {k}: {runs[k]['failure']}" for k in keys if k in runs and runs[k].get("failure")
         ]

@@ -37,8 +37,10 @@ from optuna.importance import (
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from ganarch.analysis import designed
 from ganarch.analysis.claims import CLAIMS, Claim
-from ganarch.analysis.stats import N_MIN, Effect, bootstrap_diff, verdict
+from ganarch.analysis.stats import N_MIN, Effect, search_diff, verdict
+from ganarch.search.design import DESIGN_ATTR
 
 __all__ = [
     "EVALUATORS",
@@ -57,6 +59,7 @@ __all__ = [
 
 EVIDENCE_SEARCH = "search (sampler-biased)"
 EVIDENCE_ABLATION = "ablation (controlled, paired seeds)"
+EVIDENCE_DESIGN = "designed study (controlled)"
 #: Fewer complete trials than this: no importance (PED-ANOVA looks at the top 10%).
 MIN_IMPORTANCE_TRIALS = 10
 BRANCH_SEP = "|"  # the search layer's per-branch parameter names: "choice|branch"
@@ -109,6 +112,10 @@ class RuleRow:
     importance: float | None = None
     param_importances: Mapping[str, float] = field(default_factory=dict)
     importance_note: str | None = None
+    #: A designed study's re-seeding check, ``(flips, refits)`` (see ``analysis.designed``).
+    flips: tuple[int, int] | None = None
+    #: A designed study's aliases of this claim's column (interactions it also estimates).
+    aliases: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         e = self.effect
@@ -126,10 +133,14 @@ class RuleRow:
             "ci_low": e.ci_low,
             "ci_high": e.ci_high,
             "paired": e.paired,
+            "interval": e.method,
+            "df": e.df,
             "importance": self.importance,
             "param_importances": dict(self.param_importances),
             "importance_note": self.importance_note,
             "verdict": self.verdict,
+            "flips": list(self.flips) if self.flips else None,
+            "aliases": self.aliases,
         }
 
 
@@ -148,6 +159,8 @@ class RulesTable:
     n_min: int = N_MIN
     #: Every searched parameter's normalised importance (claims' parameters and the rest).
     importances: Mapping[str, float] = field(default_factory=dict)
+    #: A designed study's design (``Design.to_dict()``); ``None`` for a search or an ablation.
+    design: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,6 +174,7 @@ class RulesTable:
             "notes": list(self.notes),
             "rules": [row.to_dict() for row in self.rows],
             "param_importances": dict(self.importances),
+            "design": dict(self.design) if self.design else None,
         }
 
 
@@ -300,7 +314,7 @@ def table_from_scores(
     for claim in claims:
         paper = [s.score for s in scored if claim.side(s.choices) == "paper"]
         alt = [s.score for s in scored if claim.side(s.choices) == "alternative"]
-        effect = bootstrap_diff(paper, alt, seed=seed + claim.id)
+        effect = search_diff(paper, alt, seed=seed + claim.id)
         params = _claim_params(claim, searched)
         assessed = [p for p in params if importances is not None and p in importances]
         note = importance_note
@@ -353,6 +367,8 @@ def rules_table(
         for row in table.rows:
             print(row.claim.name, row.effect.effect, row.verdict)
     """
+    if DESIGN_ATTR in study.user_attrs:
+        return designed_table(study, claims=claims)
     scored, counts = scored_trials(study)
     score, _, higher = study_score(study)
     importances, description, note = _importances(study, len(scored), evaluator)
@@ -385,4 +401,96 @@ def rules_table(
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             for p in t.distributions
         },
+    )
+
+
+# -- a designed study ----------------------------------------------------------------------------
+
+
+def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> RulesTable:
+    """The rules table of a study run with a design sampler (``--sampler fractional`` etc.):
+    least-squares main effects with t-intervals (``ganarch.analysis.designed``), one row per
+    claim; a claim the design does not vary has no verdict."""
+    design = designed.design_of(study.user_attrs)
+    assert design is not None
+    score, index, higher = study_score(study)
+    trials = study.get_trials(deepcopy=False)
+    runs = designed.design_runs(trials, index, per_seed=score == "objective")
+    present = [r.run for r in runs]
+    levels = design.matrix[present] if present else design.matrix[:0]
+    fit = designed.fit_main_effects(levels, [r.response for r in runs])
+    flips = designed.reseed_flips(levels, runs, higher_is_better=higher)
+    names = [str(f.claim) if f.claim is not None else f.name for f in design.factors]
+    column = {f.claim: j for j, f in enumerate(design.factors) if f.claim is not None}
+    rows = []
+    notes: list[str] = []
+    for claim in claims:
+        j = column.get(claim.id)
+        if j is None:
+            empty = Effect(0, 0, None, None, None, None, None, method="least squares t")
+            rows.append(
+                RuleRow(claim, empty, "not enough trials", importance_note="not in the design")
+            )
+            continue
+        effect = fit.effects[j]
+        rows.append(
+            RuleRow(
+                claim,
+                effect,
+                designed.design_verdict(effect, higher_is_better=higher),
+                flips=flips[j] if flips else None,
+                aliases=designed.alias_text(design, j, names),
+            )
+        )
+        moot = [r for r in runs if claim.side(r.choices) is None]
+        if moot:
+            notes.append(
+                f"claim {claim.id}: in {len(moot)} of {len(runs)} runs its toggle changes "
+                "nothing (no norm anywhere for claim 4), so its effect averages over those runs"
+            )
+    record = study.user_attrs.get("ganarch") or {}
+    k = {len(r.seeds) for r in runs if r.seeds}
+    seeds = f"{k.pop()} paired seeds" if len(k) == 1 else f"{record.get('seeds', 1)} seed(s)"
+    size = record.get("image_size")
+    evidence = (
+        f"designed study (controlled): {design.label()}"
+        f" ({len(runs)} finished) × {seeds}"
+        + (f"; {record.get('data')} {size}×{size}, width {record.get('width')}" if size else "")
+        + (f", {record.get('steps')} steps" if record.get("steps") else "")
+    )
+    notes.insert(
+        0,
+        f"effects: least-squares main effects on the design's levels, 95% t-intervals with "
+        f"{fit.df} residual df; score: {score} ({'higher' if higher else 'lower'} is better)"
+        + (", each run's mean over its seeds" if k or flips else ""),
+    )
+    if design.generators:
+        notes.append(
+            f"aliasing: generators {', '.join(design.generators)}; resolution "
+            f"{design.resolution}: main effects are free of two-factor interactions"
+            if (design.resolution or 0) >= 4
+            else f"aliasing: generators {', '.join(design.generators)}; resolution "
+            f"{design.resolution}: main effects share columns with two-factor interactions"
+        )
+        chains = designed.chain_text(design, names)
+        if chains:
+            notes.append("two-factor interactions that share a column: " + "; ".join(chains))
+    if len(runs) < design.runs:
+        notes.append(f"incomplete design: {len(runs)} of {design.runs} runs finished")
+    if not fit.estimable:
+        notes.append("the finished runs do not separate every main effect: no verdicts yet")
+    if flips:
+        notes.append("flips: refits leaving one seed out whose verdict differs from the full fit's")
+    else:
+        notes.append("flips: not measured (needs every run with the same 2 or more seeds)")
+    return RulesTable(
+        tuple(rows),
+        evidence,
+        score,
+        higher,
+        None,
+        study.study_name,
+        len(runs),
+        tuple(notes),
+        design=design.to_dict(),
     )

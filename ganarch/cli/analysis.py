@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the analysis imports Optuna: load it when a command runs
     from ganarch.analysis.claims import Claim
     from ganarch.analysis.rules import RulesTable
 
-__all__ = ["print_table", "register"]
+__all__ = ["print_study_rules", "print_table", "register"]
 
 #: The parameter-importance evaluators of ``--evaluator`` (``ganarch.analysis.rules``).
 EVALUATOR_NAMES = ("ped-anova", "fanova", "mdi")
@@ -70,6 +70,9 @@ def print_table(table: RulesTable) -> None:
     t.add_column("95% CI", justify="right")
     if table.evaluator is not None:
         t.add_column("importance" if wide else "import.", justify="right", no_wrap=True)
+    reseeded = any(r.flips for r in table.rows)
+    if reseeded:
+        t.add_column("flips", justify="right", no_wrap=True)
     t.add_column("verdict", min_width=10)
     for r in table.rows:
         e = r.effect
@@ -80,12 +83,23 @@ def print_table(table: RulesTable) -> None:
         cells += [_fmt(e.effect), ci]
         if table.evaluator is not None:
             cells.append(_fmt(r.importance))
+        if reseeded:
+            cells.append(f"{r.flips[0]}/{r.flips[1]}" if r.flips else "-")
         style = _VERDICT_STYLE.get(r.verdict, "")
         cells.append(Text(r.verdict, style=style))  # a style, never markup parsed from text
         t.add_row(*cells)
     out.print(t)
     for line in table.notes:
         note(f"note: {line}")
+
+
+def print_study_rules(study: str, storage: str) -> None:
+    """The rules table of a study in a resolved storage (``ganarch search`` ends a designed
+    study with it)."""
+    from ganarch.analysis.rules import rules_table
+
+    out.print()
+    print_table(rules_table(_load(study, storage)))
 
 
 def _claims(text: str | None) -> list[Claim]:
@@ -129,9 +143,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Which of the paper's rules a study's trials confirm, contradict or leave open.
 
-        One row per claim: trials on each side, the effect on the score with a 95% bootstrap
-        CI, the parameter importance and a verdict. Search evidence is sampler-biased; use
-        `ganarch ablate` for the controlled test.
+        One row per claim: trials on each side, the effect on the score with a 95% CI (Welch
+        t below 30 trials a side, bootstrap above), the parameter importance and a verdict.
+        Search evidence is sampler-biased; a designed study (--sampler fractional) or
+        `ganarch ablate` is the controlled test: for a designed study the table holds
+        least-squares main effects with t-intervals and, with 2+ seeds, how often a verdict
+        flips when one seed is left out.
         """
         from ganarch.analysis.rules import rules_table
         from ganarch.analysis.stats import VERDICT_RULE
@@ -170,7 +187,7 @@ def register(app: typer.Typer) -> None:
         """Train the paper's DCGAN and, for each claim, the same net with that rule flipped.
 
         Every variant trains with the same K seeds; the effect is the mean per-seed difference
-        with a paired bootstrap CI. Finished runs are saved to --out, so rerunning the same
+        with a 95% t-interval on the paired differences. Finished runs are saved to --out, so rerunning the same
         command resumes an interrupted ablation.
         """
         from ganarch.analysis.ablation import ablate

@@ -102,7 +102,12 @@ class Factor:
     low: Mapping[str, Any]  # level -1: the alternative
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "claim": self.claim, "high": dict(self.high), "low": dict(self.low)}
+        return {
+            "name": self.name,
+            "claim": self.claim,
+            "high": dict(self.high),
+            "low": dict(self.low),
+        }
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,9 @@ class Design:
             return f"full 2^{k} factorial, {self.runs} runs"
         roman = {3: "III", 4: "IV", 5: "V", 6: "VI", 7: "VII", 8: "VIII"}
         res = self.resolution or 0
-        return f"2^({k}-{p}) fractional factorial, resolution {roman.get(res, res)}, {self.runs} runs"
+        return (
+            f"2^({k}-{p}) fractional factorial, resolution {roman.get(res, res)}, {self.runs} runs"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -199,11 +206,15 @@ def make_design(name: str, factors: Sequence[Factor]) -> Design:
         raise GanarchError("a design needs at least one two-value choice in the space")
     if name == "factorial":
         if k > _MAX_FACTORIAL:
-            raise GanarchError(f"--sampler factorial: {k} factors need 2^{k} runs; at most {_MAX_FACTORIAL} factors")
+            raise GanarchError(
+                f"--sampler factorial: {k} factors need 2^{k} runs; at most {_MAX_FACTORIAL} factors"
+            )
         return Design(name, tuple(factors), _full(k), ())
     runs = {"fractional": 16, "fractional32": 32}.get(name)
     if runs is None:
-        raise GanarchError(f"--sampler: unknown design {name!r}; choose one of {', '.join(DESIGNS)}")
+        raise GanarchError(
+            f"--sampler: unknown design {name!r}; choose one of {', '.join(DESIGNS)}"
+        )
     base = int(math.log2(runs))
     if k <= base:  # small enough for every combination
         return Design(name, tuple(factors), _full(k), ())
@@ -234,10 +245,12 @@ def make_design(name: str, factors: Sequence[Factor]) -> Design:
 
 
 def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b or (
-        isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool)
-        and not isinstance(b, bool) and float(a) == float(b)
-    )
+    """Equal values of one kind (``0.5 == 0.5``, ``1 == 1.0``) but ``False`` is not ``0``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return float(a) == float(b)
+    return type(a) is type(b) and a == b
 
 
 def factors_of(space: SearchSpace) -> list[Factor]:
@@ -310,8 +323,8 @@ class DesignSampler(optuna.samplers.BaseSampler):
         return {}
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        storage = study._storage
-        if DESIGN_ATTR not in study.user_attrs:
+        storage = study._storage  # not study.user_attrs: a pruner may wrap the study
+        if DESIGN_ATTR not in storage.get_study_user_attrs(study._study_id):
             storage.set_study_user_attr(study._study_id, DESIGN_ATTR, self.design.to_dict())
         run = self._run_of_params(trial.system_attrs.get("fixed_params") or {})
         if run is None:

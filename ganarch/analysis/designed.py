@@ -1,0 +1,218 @@
+"""The statistics of a designed study: main effects by least squares, their t-intervals,
+what each is aliased with, and whether a verdict survives re-seeding.
+
+The model is the main-effects model on the design's coded levels (``+1`` the paper's side):
+``y = b0 + sum_j b_j x_j + e``, fitted by least squares to one response per run. The effect
+of factor ``j`` is ``2 b_j`` = mean(y at +1) − mean(y at −1) (exactly, in a complete
+orthogonal design), and its 95% interval is ``2 b_j ± t(0.975, df) · se``, with ``df`` = runs
+− factors − 1 residual degrees of freedom. The residual holds everything the model leaves
+out (seed noise and the interactions), so the interval is honest at small n and, where
+interactions are real, conservative. In a resolution IV design no main effect shares its
+column with a two-factor interaction; the two-factor interactions share columns in alias
+chains, which the table names.
+
+A run's response is the mean of its seeds' objectives (``seed_objectives``; every run of a
+study uses the same seeds, so they pair), else the trial's value. With K ≥ 2 seeds the fit is
+repeated K times, each time without one seed, and a claim's ``flips`` counts the refits whose
+verdict differs from the full fit's: a verdict that flips when one seed is left out is not one
+to publish.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ganarch.analysis.stats import CONFIDENCE, N_MIN, Effect, t_quantile, verdict
+from ganarch.search.design import DESIGN_ATTR, RUN_ATTR, Design, Factor
+
+__all__ = [
+    "DesignRun",
+    "Fit",
+    "design_of",
+    "design_runs",
+    "fit_main_effects",
+    "reseed_flips",
+]
+
+
+@dataclass(frozen=True)
+class DesignRun:
+    """One run of the design with its finished trial's response."""
+
+    run: int
+    trial: int
+    choices: Mapping[str, Any]
+    response: float
+    seeds: tuple[float, ...] | None  # each seed's response, in seed order, when all are known
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Main effects (``effects[j]`` for factor ``j``) and the residual degrees of freedom."""
+
+    effects: tuple[Effect, ...]
+    df: int
+    estimable: bool  # False: the runs present do not separate every main effect
+
+
+def design_of(user_attrs: Mapping[str, Any]) -> Design | None:
+    """The design a study recorded (its ``design`` user attribute), or ``None``."""
+    d = user_attrs.get(DESIGN_ATTR)
+    if not isinstance(d, Mapping):
+        return None
+    factors = tuple(
+        Factor(f["name"], f.get("claim"), dict(f["high"]), dict(f["low"])) for f in d["factors"]
+    )
+    matrix = np.asarray(d["matrix"], dtype=int).reshape(-1, len(factors))
+    return Design(str(d["name"]), factors, matrix, tuple(d.get("generators") or ()))
+
+
+def design_runs(trials: Sequence[Any], index: int = 0, per_seed: bool = True) -> list[DesignRun]:
+    """The design's runs from a study's finished trials (``optuna`` ``FrozenTrial``\\ s).
+
+    Only ``COMPLETE`` trials with a finite value count, one per run (the first; a repeat that
+    reused an earlier result is left out). ``index`` picks the objective; ``per_seed`` reads
+    the trials' ``seed_objectives`` (single-objective studies, where they are the value).
+    """
+    from optuna.trial import TrialState
+
+    out: dict[int, DesignRun] = {}
+    for t in trials:
+        run = t.user_attrs.get(RUN_ATTR)
+        if t.state != TrialState.COMPLETE or run is None or int(run) in out:
+            continue
+        if t.user_attrs.get("duplicate_of") is not None or not t.values:
+            continue
+        value = t.values[index]
+        if value is None or not math.isfinite(value):
+            continue
+        seeds = t.user_attrs.get("seed_objectives") if per_seed else None
+        clean = None
+        if isinstance(seeds, list) and seeds and all(_finite(s) for s in seeds):
+            clean = tuple(float(s) for s in seeds)
+        response = float(np.mean(clean)) if clean else float(value)
+        out[int(run)] = DesignRun(
+            int(run),
+            t.number,
+            dict(t.user_attrs.get("choices") or t.params),
+            response,
+            clean,
+            bool(t.user_attrs.get("failure")),
+        )
+    return [out[r] for r in sorted(out)]
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def fit_main_effects(
+    levels: np.ndarray, y: Sequence[float], *, confidence: float = CONFIDENCE
+) -> Fit:
+    """Least-squares main effects of ``levels`` (runs × factors, ±1) on ``y``, with t-intervals.
+
+    Example::
+
+        X = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]])
+        fit = fit_main_effects(X, [3.0, 2.0, 1.1, 0.1])   # effects ≈ 1.9 and 0.95, df = 1
+    """
+    X = np.asarray(levels, dtype=float)
+    yv = np.asarray(list(y), dtype=float)
+    n, k = X.shape
+    A = np.column_stack([np.ones(n), X])
+    p = k + 1
+    rank = int(np.linalg.matrix_rank(A)) if n else 0
+    df = n - p
+    estimable = rank == p
+    effects: list[Effect] = []
+    if estimable:
+        coef, *_ = np.linalg.lstsq(A, yv, rcond=None)
+        resid = yv - A @ coef
+        cov = np.linalg.inv(A.T @ A)
+        sigma2 = float(resid @ resid) / df if df > 0 else math.nan
+        half_t = t_quantile(confidence, df) if df > 0 else math.nan
+    for j in range(k):
+        hi, lo = yv[X[:, j] > 0], yv[X[:, j] < 0]
+        mean_hi = float(hi.mean()) if hi.size else None
+        mean_lo = float(lo.mean()) if lo.size else None
+        if not estimable:
+            effects.append(
+                Effect(
+                    hi.size, lo.size, mean_hi, mean_lo, None, None, None, method="least squares t"
+                )
+            )
+            continue
+        effect = 2.0 * float(coef[j + 1])
+        low = high = None
+        if df > 0:
+            half = half_t * 2.0 * math.sqrt(sigma2 * float(cov[j + 1, j + 1]))
+            low, high = effect - half, effect + half
+        effects.append(
+            Effect(
+                hi.size,
+                lo.size,
+                mean_hi,
+                mean_lo,
+                effect,
+                low,
+                high,
+                method="least squares t",
+                df=float(df) if df > 0 else None,
+            )
+        )
+    return Fit(tuple(effects), max(df, 0), estimable)
+
+
+def design_verdict(effect: Effect, *, higher_is_better: bool = True) -> str:
+    """The verdict rule, with no verdict where the fit left no degrees of freedom."""
+    if effect.df is None or effect.df < 1:
+        return "not enough trials"
+    return verdict(effect, higher_is_better=higher_is_better, n_min=N_MIN)
+
+
+def reseed_flips(
+    levels: np.ndarray,
+    runs: Sequence[DesignRun],
+    *,
+    higher_is_better: bool = True,
+) -> list[tuple[int, int]] | None:
+    """Per factor ``(flips, refits)``: refit without each seed in turn and count verdicts that
+    differ from the full fit's. ``None`` unless every run has the same K ≥ 2 seed responses."""
+    ks = {len(r.seeds) if r.seeds else 0 for r in runs}
+    if len(ks) != 1 or (k := ks.pop()) < 2:
+        return None
+    seeds = np.array([r.seeds for r in runs], dtype=float)  # runs × K
+    full = fit_main_effects(levels, seeds.mean(axis=1))
+    base = [design_verdict(e, higher_is_better=higher_is_better) for e in full.effects]
+    flips = [0] * len(base)
+    for s in range(k):
+        keep = [i for i in range(k) if i != s]
+        fit = fit_main_effects(levels, seeds[:, keep].mean(axis=1))
+        for j, e in enumerate(fit.effects):
+            flips[j] += design_verdict(e, higher_is_better=higher_is_better) != base[j]
+    return [(f, k) for f in flips]
+
+
+def alias_text(design: Design, j: int, names: Sequence[str]) -> str:
+    """What factor ``j``'s column also estimates, in the table's names (``"1×2×5"``)."""
+    letters = design.letters
+    aliases = design.aliases(letters[j], max_order=3)
+    if not aliases:
+        return "none up to 3-factor interactions"
+    return ", ".join("×".join(names[letters.index(c)] for c in a) for a in aliases)
+
+
+def chain_text(design: Design, names: Sequence[str]) -> list[str]:
+    """Two-factor interaction alias chains with more than one member, in the table's names."""
+    letters = design.letters
+    out = []
+    for chain in design.two_factor_chains():
+        if len(chain) > 1:
+            out.append(" = ".join("×".join(names[letters.index(c)] for c in ab) for ab in chain))
+    return out
