@@ -4,6 +4,8 @@ Public API::
 
     spec = ganarch.dcgan_spec(image_size=32, channels=1)
     G, D = spec.build()
+    study = ganarch.search("quick", data="digits", trials=16)  # an Optuna study
+    study = ganarch.load_study("quick-digits")
 """
 
 from ganarch._lazy import lazy_getattr
@@ -28,10 +30,19 @@ _LAZY = {
     "rules_table": "ganarch.analysis",
     "ablate": "ganarch.analysis",
     "write_report": "ganarch.analysis",
+    "load_study": "ganarch.search.api",
 }
 
 
-__getattr__ = lazy_getattr(__name__, globals(), _LAZY)
+_lazy = lazy_getattr(__name__, globals(), _LAZY)
+
+
+def __getattr__(name: str):
+    if name == "search":  # the subpackage, callable: ganarch.search(...) runs a search
+        import importlib
+
+        return importlib.import_module("ganarch.search")
+    return _lazy(name)
 
 
 __all__ = [
@@ -56,8 +67,10 @@ __all__ = [
     "hookimpl",
     "load_dataset",
     "load_spec",
+    "load_study",
     "register_plugin",
     "rules_table",
+    "search",
     "train",
     "train_seeds",
     "unregister_plugin",

@@ -100,6 +100,26 @@ def generation() -> int:
     return _generation
 
 
+def disabled() -> bool:
+    """True when ``GANARCH_DISABLE_PLUGINS`` turns third-party plugins off."""
+    return _builtin_disabled_env()
+
+
+def why_missing() -> str:
+    """A clause for an error about a name nothing registered: the plugins that failed to
+    load (which may be the ones that provide it) and whether third-party plugins are off;
+    ``""`` when neither. Example: ``"; plugin 'mine' failed to load (see `ganarch plugins`)"``.
+    """
+    failed = [i.name for i in plugins() if i.error]
+    text = ""
+    if failed:
+        names = ", ".join(repr(n) for n in failed)
+        text += f"; plugin{'s' if len(failed) > 1 else ''} {names} failed to load (see `ganarch plugins`)"
+    if disabled():
+        text += f"; third-party plugins are off ({DISABLE_ENV}={os.environ[DISABLE_ENV]})"
+    return text
+
+
 def plugins() -> list[PluginInfo]:
     """Every plugin found, including those that failed to load (with their error)."""
     manager()
@@ -167,12 +187,11 @@ def collect(hook_name: str, make_registrar: Callable[[str], Any]) -> None:
         registrar = make_registrar(plugin_name)
         try:
             impl.function(registrar=registrar)
+            commit = getattr(registrar, "commit", None)
+            if commit is not None:
+                commit()  # may refuse the whole plugin, e.g. for a name another one took
         except Exception as exc:
             _record_error(plugin_name, f"{hook_name}: {type(exc).__name__}: {exc}")
-            continue
-        commit = getattr(registrar, "commit", None)
-        if commit is not None:
-            commit()
 
 
 def _record_error(plugin_name: str, message: str) -> None:

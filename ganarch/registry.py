@@ -8,7 +8,10 @@ so it never names a concrete block.
 from __future__ import annotations
 
 import inspect
+import re
 import threading
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -95,6 +98,103 @@ BLOCK_KINDS: dict[str, tuple[ShapeRule, str]] = {
 }
 
 
+# -- a block's description and param types, read from its factory ---------------------------
+
+_RST = (
+    (re.compile(r":[\w:.-]+:`~?([^`]+)`"), r"\1"),  # :class:`nn.Mish`, :param:`x` -> the name
+    (re.compile(r"``([^`]+)``"), r"\1"),  # ``groups`` -> groups
+    (re.compile(r"`([^`]+)`_?"), r"\1"),
+    (re.compile(r"\*\*([^*]+)\*\*|\*([^*\s][^*]*)\*"), r"\1\2"),
+)
+
+
+def plain_description(doc: str) -> str:
+    """The first paragraph of a docstring as one line of plain text (no reStructuredText
+    markup), so a table shows ``not above groups`` rather than ``not above ``groups````."""
+    lines = []
+    for line in doc.strip().splitlines():
+        if not line.strip():
+            break
+        lines.append(line.strip())
+    text = " ".join(lines)
+    for pattern, repl in _RST:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _param_types(factory: Callable[..., Any]) -> dict[str, Any]:
+    """The factory's parameter annotations, resolved where possible (string annotations from
+    ``from __future__ import annotations`` included); an unresolvable one is left out."""
+    try:
+        return typing.get_type_hints(factory)
+    except Exception:  # one unresolvable name: resolve the rest one by one
+        pass
+    found: dict[str, Any] = {}
+    glb = getattr(factory, "__globals__", {})
+    for name, p in inspect.signature(factory).parameters.items():
+        tp = p.annotation
+        if isinstance(tp, str):
+            try:
+                tp = eval(tp, dict(glb))  # an annotation the plugin itself wrote, not a spec's
+            except Exception:
+                continue
+        if tp is not p.empty:
+            found[name] = tp
+    return found
+
+
+_SCALARS = {bool: "bool", int: "int", float: "float", str: "str", type(None): "None"}
+
+
+def _members(tp: Any) -> list[Any] | None:
+    """The scalar alternatives an annotation allows, or None when it is not only scalars
+    (a container, a class of the plugin's own, ``Any``): such a value is not checked."""
+    origin = typing.get_origin(tp)
+    if tp is None:
+        return [type(None)]
+    if tp in _SCALARS:
+        return [tp]
+    if origin is typing.Literal:
+        return [("literal", a) for a in typing.get_args(tp)]
+    if origin is typing.Union or origin is types.UnionType:
+        out: list[Any] = []
+        for arg in typing.get_args(tp):
+            inner = _members(arg)
+            if inner is None:
+                return None
+            out += inner
+        return out
+    return None
+
+
+def _fits(value: Any, member: Any) -> bool:
+    if isinstance(member, tuple):  # a Literal value: equal and of the same type (1 is not True)
+        return type(value) is type(member[1]) and value == member[1]
+    if member is bool:
+        return isinstance(value, bool)
+    if member is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if member is float:  # an int is a fine float (JSON and YAML write 1.0 as 1)
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, member)
+
+
+def _expected(members: list[Any]) -> str:
+    names = [repr(m[1]) if isinstance(m, tuple) else _SCALARS[m] for m in members]
+    if all(isinstance(m, tuple) for m in members):
+        return "one of " + ", ".join(names)
+    return " or ".join(dict.fromkeys(names))
+
+
+def type_problem(value: Any, annotation: Any) -> str | None:
+    """``"expected int, got 'x'"`` when ``value`` does not fit a scalar ``annotation``; None
+    when it fits or the annotation is not one that can be checked."""
+    members = _members(annotation)
+    if members is None or any(_fits(value, m) for m in members):
+        return None
+    return f"expected {_expected(members)}, got {value!r}"
+
+
 @dataclass(frozen=True)
 class BlockInfo:
     """A registered block."""
@@ -108,6 +208,8 @@ class BlockInfo:
     #: True for a trailing sigmoid that a logits-based loss folds in (same math, bf16-safe).
     folds_into_loss: bool = False
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: The factory's parameter annotations; spec values are checked against them.
+    param_types: Mapping[str, Any] = field(default_factory=dict)
 
     def out_shape(self, in_shape: Shape, params: Mapping[str, Any]) -> Shape:
         """The output shape for ``in_shape``; raises ``ValueError`` if the input cannot fit."""
@@ -120,7 +222,9 @@ class BlockInfo:
         return dict(list(sig.parameters.items())[1:])
 
     def check_params(self, params: Mapping[str, Any], where: str) -> None:
-        """Raise ``SpecError`` for unknown or missing keyword parameters."""
+        """Raise ``SpecError`` for unknown or missing keyword parameters, and for a value
+        that does not fit the factory's annotation (``groups: int`` given ``"x"``), so a bad
+        value is named where it is written instead of failing inside the plugin's code."""
         accepted = self.parameters()
         takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
         named = {
@@ -138,19 +242,37 @@ class BlockInfo:
                 continue
             if p.default is p.empty and key not in params:
                 raise SpecError(f"{where}.{key}", f"block {self.name!r} needs parameter {key!r}")
+        for key, value in params.items():
+            if key in self.param_types:
+                problem = type_problem(value, self.param_types[key])
+                if problem:
+                    raise SpecError(f"{where}.{key}", problem)
 
 
 class BlockRegistrar:
-    """What ``ganarch_register_blocks`` receives: checks each block, then adds it."""
+    """What ``ganarch_register_blocks`` receives: checks each block, then adds it.
+
+    A name another plugin already took is not raised at once: the hook goes on, so that
+    ``commit()`` can name every clash in one error (and every block the plugin would have
+    added is known, for the error of a spec that names one of them).
+    """
 
     def __init__(self, registry: dict[str, BlockInfo], plugin: str) -> None:
         self._registry = registry
         self._plugin = plugin
         self._staged: dict[str, BlockInfo] = {}
+        self._clashes: list[tuple[str, str]] = []  # (block name, the plugin that has it)
+        #: Every name this plugin tried to register, clashes included.
+        self.names: list[str] = []
+        self.committed = False
 
     def commit(self) -> None:
-        """Add what this plugin registered (called once its hook returned without error)."""
+        """Add what this plugin registered (called once its hook returned without error);
+        ``PluginError`` naming every clash, and nothing added, if a name was taken."""
+        if self._clashes:
+            raise PluginError(duplicate_message(self._plugin, self._clashes))
         self._registry.update(self._staged)
+        self.committed = True
 
     def add(
         self,
@@ -169,6 +291,7 @@ class BlockRegistrar:
         who = f"plugin {self._plugin!r}"
         if not isinstance(name, str) or not name.isidentifier():
             raise PluginError(f"{who}: block name must be an identifier-like string, got {name!r}")
+        self.names.append(name)
         if kind not in BLOCK_KINDS:
             raise PluginError(
                 f"{who}: block {name!r} has unknown kind {kind!r}; {closest(kind, BLOCK_KINDS)}"
@@ -182,22 +305,40 @@ class BlockRegistrar:
         except (TypeError, ValueError) as exc:
             raise PluginError(f"{who}: cannot read the signature of {name!r}'s factory") from exc
         if name in self._registry or name in self._staged:
-            other = (self._registry.get(name) or self._staged[name]).plugin
-            raise PluginError(f"block {name!r} is registered twice: by plugin {other!r} and {who}")
+            self._clashes.append((name, (self._registry.get(name) or self._staged[name]).plugin))
+            return
         doc = description if description is not None else inspect.getdoc(factory) or ""
         self._staged[name] = BlockInfo(
             name=name,
             kind=kind,
             factory=factory,
             plugin=self._plugin,
-            description=doc.strip().splitlines()[0] if doc.strip() else "",
+            description=plain_description(doc),
             shape_rule=shape,
             folds_into_loss=folds_into_loss,
+            param_types=_param_types(factory),
         )
 
 
+def duplicate_message(plugin: str, clashes: list[tuple[str, str]]) -> str:
+    """Every name ``plugin`` took twice, with both plugins, and the way out."""
+    said = "; ".join(
+        f"block {name!r} is registered twice: by plugin {other!r} and plugin {plugin!r}"
+        for name, other in clashes
+    )
+    prefix = re.sub(r"\W+", "_", plugin).strip("_") or "my"
+    example = f"{prefix}_{clashes[0][0]}"
+    return (
+        f"{said}. Plugin {plugin!r} is not loaded until it renames "
+        + ("it" if len(clashes) == 1 else "them")
+        + f" (a prefix keeps names unique, e.g. {example!r}; `ganarch blocks` lists the names"
+        " taken) or one of the two plugins is uninstalled"
+    )
+
+
 _lock = threading.RLock()
-_cache: tuple[int, dict[str, BlockInfo]] | None = None
+#: (plugin generation, the blocks, the names of plugins that failed -> their plugin)
+_cache: tuple[int, dict[str, BlockInfo], dict[str, str]] | None = None
 
 
 def blocks(kind: str | None = None) -> dict[str, BlockInfo]:
@@ -207,8 +348,17 @@ def blocks(kind: str | None = None) -> dict[str, BlockInfo]:
         gen = plugins.generation()
         if _cache is None or _cache[0] != gen:
             found: dict[str, BlockInfo] = {}
-            plugins.collect("ganarch_register_blocks", lambda p: BlockRegistrar(found, p))
-            _cache = (gen, dict(sorted(found.items())))
+            made: list[BlockRegistrar] = []
+
+            def registrar(plugin: str) -> BlockRegistrar:
+                made.append(BlockRegistrar(found, plugin))
+                return made[-1]
+
+            plugins.collect("ganarch_register_blocks", registrar)
+            dropped = {
+                n: r._plugin for r in made if not r.committed for n in r.names if n not in found
+            }
+            _cache = (gen, dict(sorted(found.items())), dropped)
         table = _cache[1]
     if kind is None:
         return dict(table)
@@ -221,8 +371,7 @@ def get_block(name: str, where: str = "block", kind: str | None = None) -> Block
     """Look up a block by name; ``SpecError`` with the closest names if it is unknown."""
     table = blocks()
     if not isinstance(name, str) or name not in table:
-        pool = [n for n, b in table.items() if kind is None or b.kind == kind]
-        raise SpecError(where, f"{name!r} is not a registered block; {closest(str(name), pool)}")
+        raise SpecError(where, _unknown(name, table, kind))
     info = table[name]
     if kind is not None and info.kind != kind:
         pool = [n for n, b in table.items() if b.kind == kind]
@@ -231,3 +380,20 @@ def get_block(name: str, where: str = "block", kind: str | None = None) -> Block
             f"block {name!r} is a {info.kind!r} block, expected {kind!r}; {closest(name, pool)}",
         )
     return info
+
+
+def _unknown(name: Any, table: Mapping[str, BlockInfo], kind: str | None) -> str:
+    """Why ``name`` is not a block: the plugin that would add it failed (and how), or the
+    closest names, plus any plugin that failed to load and whether plugins are turned off."""
+    with _lock:
+        dropped = _cache[2] if _cache is not None else {}
+    plugin = dropped.get(name) if isinstance(name, str) else None
+    if plugin is not None:
+        error = next((i.error for i in plugins.plugins() if i.name == plugin), None)
+        return (
+            f"{name!r} is not available: plugin {plugin!r}, which registers it, failed to load"
+            + (f" ({error})" if error else "")
+            + "; see `ganarch plugins`"
+        )
+    pool = [n for n, b in table.items() if kind is None or b.kind == kind]
+    return f"{name!r} is not a registered block; {closest(str(name), pool)}" + plugins.why_missing()

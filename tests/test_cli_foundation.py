@@ -119,10 +119,13 @@ def test_plugins_shows_a_failed_plugin(plugin_state) -> None:
 
     plugin_state(Broken(), name="broken")
     with pytest.warns(UserWarning):
-        rows = json.loads(_ok("plugins", "--json").stdout)
-    broken = next(r for r in rows if r["name"] == "broken")
+        result = _bad("plugins", "--json", code=1)  # a set-up check must not pass
+    broken = next(r for r in json.loads(result.stdout) if r["name"] == "broken")
     assert "ImportError: needs a library" in broken["error"]
-    assert "broken" in _ok("plugins").stderr  # "1 plugin(s) failed: broken"
+    result = _bad("plugins", code=1)
+    assert "broken" in result.stdout and "ImportError: needs a library" in result.stdout
+    assert "error: 1 plugin failed to load ('broken')" in result.stderr
+    assert "GANARCH_DISABLE_PLUGINS=1" in result.stderr
 
 
 def test_validate_ok_and_bad(tmp_path) -> None:

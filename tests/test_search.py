@@ -380,7 +380,7 @@ def test_cli_search_studies_trials_best(tmp_path, space_file, cli, monkeypatch):
         *common,
     )
     assert r.exit_code == 0, r.output
-    assert "tiny-digits" in r.output and "2/2 finished" in r.output
+    assert "tiny-digits" in r.output and "2/2 trials trained" in r.output
     assert (tmp_path / "ganarch-runs" / "tiny-digits" / "trial-0" / "samples.png").exists()
 
     r = cli("studies", *common, "--json")

@@ -1,7 +1,8 @@
 """One self-contained HTML page for a study: ``write_report(study, out_dir)``.
 
 The page holds the study summary, the rules table, a parameter-importance bar plot (naming
-the evaluator), a rule-effect plot with 95% CIs, and the best trials' sample grids and training
+the evaluator; with too few trials for one, each trial's score by choice instead, and why),
+a rule-effect plot with 95% CIs (none for a claim without enough trials), and the best trials' sample grids and training
 curves (``samples.png`` and ``curves.png`` from each trial's ``user_attrs["artifacts"]``).
 Styles are inline and images are base64 ``data:`` URIs, so it opens offline and makes no
 network request.
@@ -22,7 +23,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from ganarch.analysis import stats
-from ganarch.analysis.rules import RulesTable, rules_table
+from ganarch.analysis.rules import MIN_IMPORTANCE_TRIALS, RulesTable, rules_table
 from ganarch.errors import GanarchError
 from ganarch.templates import PAPER_CHOICES
 
@@ -112,8 +113,52 @@ def importance_plot(table: RulesTable) -> bytes | None:
     return _figure_png(fig)
 
 
+def choice_scores_plot(study: optuna.Study, table: RulesTable) -> bytes | None:
+    """Every distinct complete trial's score as a dot, one row per value of each categorical
+    choice, with the row's mean as a bar. Shown in place of importances when the study has
+    too few trials for them: raw scores, not an estimate, so it says no more than the data."""
+    from ganarch.analysis.rules import scored_trials
+
+    scored, _ = scored_trials(study)
+    params = {t.number: t.params for t in study.get_trials(deepcopy=False)}
+    rows: dict[tuple[str, str], list[float]] = {}
+    for s in scored:
+        for name, value in sorted(params.get(s.number, {}).items()):
+            if isinstance(value, float) and not float(value).is_integer():
+                continue  # a continuous choice has no rows of equal values
+            rows.setdefault((name.split("|")[0], str(value)), []).append(s.score)
+    if not rows:
+        return None
+    rows = dict(sorted(rows.items()))  # grouped by choice, top to bottom
+    labels = [f"{name} = {value}" for name, value in rows][::-1]
+    values = list(rows.values())[::-1]
+    fig = _new_figure(7.0, 0.28 * len(rows) + 1.4)
+    ax = fig.add_subplot()
+    for y, scores in enumerate(values):
+        ax.scatter(scores, [y] * len(scores), s=14, color="#0969da", alpha=0.7)
+        mean = sum(scores) / len(scores)
+        ax.plot([mean, mean], [y - 0.3, y + 0.3], color="#1f2328", lw=1.5)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    better = "higher" if table.higher_is_better else "lower"
+    ax.set_xlabel(
+        f"{table.score} of each complete trial (dots) and their mean (bar); {better} is better"
+    )
+    ax.set_title(
+        f"Scores by choice — {len(scored)} distinct complete trials (not an importance estimate)",
+        fontsize=10,
+    )
+    return _figure_png(fig)
+
+
 def effect_plot(table: RulesTable) -> bytes:
     """Each claim's effect (paper − alternative) with its 95% CI, coloured by verdict."""
+    return _figure_png(effect_figure(table))
+
+
+def effect_figure(table: RulesTable) -> Any:
+    """The figure of :func:`effect_plot`. A claim without a verdict ("not enough trials")
+    gets no point and no interval, only its counts: an interval from one or two trials per
+    side would look like evidence."""
     rows = list(table.rows)
     fig = _new_figure(7.0, 0.45 * len(rows) + 1.2)
     ax = fig.add_subplot()
@@ -124,6 +169,12 @@ def effect_plot(table: RulesTable) -> bytes:
         colour = _VERDICT_COLOURS.get(r.verdict, "#6e7781")
         if e.effect is None:
             ax.text(0, y, " no data on one side", va="center", fontsize=8, color=colour)
+            continue
+        if r.verdict == "not enough trials":
+            ax.text(
+                0, y, f" not enough trials ({e.n_paper} vs {e.n_alt})", va="center",
+                fontsize=8, color=colour,
+            )  # fmt: skip
             continue
         lo = e.ci_low if e.ci_low is not None else e.effect
         hi = e.ci_high if e.ci_high is not None else e.effect
@@ -142,7 +193,7 @@ def effect_plot(table: RulesTable) -> bytes:
         Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in _VERDICT_COLOURS.items()
     ]
     ax.legend(handles=handles, fontsize=7, loc="best", frameon=False)
-    return _figure_png(fig)
+    return fig
 
 
 # -- trials ------------------------------------------------------------------------------------
@@ -201,6 +252,7 @@ def _rules_html(table: RulesTable) -> str:
         "<th>mean paper</th><th>mean alt</th><th>effect [95% CI]</th>"
         "<th>importance</th><th>verdict</th></tr>"
     )
+    shared = _shared_importance_note(table)  # said once, under the table, not per cell
     body = []
     for r in table.rows:
         e = r.effect
@@ -210,7 +262,7 @@ def _rules_html(table: RulesTable) -> str:
             else "-"
         )
         imp = _num(r.importance) if r.importance is not None else "-"
-        if r.importance_note and r.importance is None:
+        if r.importance_note and r.importance is None and r.importance_note != shared:
             imp += f'<br><span class="muted">{_e(r.importance_note)}</span>'
         elif r.param_importances:
             imp += "<br>" + "<br>".join(
@@ -228,7 +280,14 @@ def _rules_html(table: RulesTable) -> str:
             f'<td class="num">{ci}</td><td class="num">{imp}</td>'
             f'<td class="verdict" style="color:{colour}">{_e(r.verdict)}</td></tr>'
         )
-    return f"<table>{head}{''.join(body)}</table>"
+    foot = f"<p class='muted'>Importance (every “-” above): {_e(shared)}.</p>" if shared else ""
+    return f"<table>{head}{''.join(body)}</table>{foot}"
+
+
+def _shared_importance_note(table: RulesTable) -> str | None:
+    """The importance note every row without an importance shares (e.g. too few trials)."""
+    notes = {r.importance_note for r in table.rows if r.importance is None}
+    return notes.pop() if len(notes) == 1 and None not in notes else None
 
 
 def _summary_html(study: optuna.Study, table: RulesTable) -> str:
@@ -252,7 +311,8 @@ def _summary_html(study: optuna.Study, table: RulesTable) -> str:
         if isinstance(value, str | int | float | bool):
             rows.append((key, value))
     body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
-    notes = "".join(f"<li>{_e(n)}</li>" for n in table.notes)
+    # the importance note is said under the rules table and in the importance section
+    notes = "".join(f"<li>{_e(n)}</li>" for n in table.notes if not n.startswith("importance:"))
     return f"<table>{body}</table><ul class='muted'>{notes}</ul>"
 
 
@@ -329,11 +389,18 @@ def render_html(
     controlled experiment's table and effect plot beside the search's."""
     imp = importance_plot(table)
     eff = effect_plot(table)
-    imp_html = (
-        f'<img alt="parameter importance" src="{_png_data_uri(imp)}">'
-        if imp
-        else f"<p class='muted'>No importances: {_e(next((r.importance_note for r in table.rows if r.importance_note), 'none computed'))}.</p>"
-    )
+    if imp:
+        imp_html = f'<img alt="parameter importance" src="{_png_data_uri(imp)}">'
+    else:
+        why = next((r.importance_note for r in table.rows if r.importance_note), "none computed")
+        scores = choice_scores_plot(study, table)
+        imp_html = (
+            f"<p class='muted'>No importance estimate: {_e(why)}. {_e(table.evaluator or '')} "
+            f"needs at least {MIN_IMPORTANCE_TRIALS} distinct complete trials; run the same "
+            "search again with a higher <code>--trials</code> to resume it. Meanwhile, each "
+            "trial's score by choice:</p>"
+            + (f'<img alt="scores by choice" src="{_png_data_uri(scores)}">' if scores else "")
+        )
     rule_text = _e(stats.VERDICT_RULE)
     created = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>

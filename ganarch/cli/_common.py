@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ __all__ = [
     "fail",
     "fmt_count",
     "fmt_params",
+    "keep_words_whole",
     "note",
     "out",
     "parse_value",
@@ -68,12 +70,34 @@ def note(message: str) -> None:
 
 
 def print_table(table: Any) -> None:
-    """Print a rich table to stdout; when stdout is not a terminal (a pipe, a log, a test)
-    the table gets its natural width instead of being folded into 80 columns."""
+    """Print a rich table to stdout, as wide as the terminal. When stdout is not a terminal
+    (a pipe, a log) the table keeps its natural width, one line per row, unless ``COLUMNS``
+    asks for a width (``COLUMNS=80 ganarch trials S | less``)."""
+    keep_words_whole(table)
+    columns = os.environ.get("COLUMNS", "")
     if out.is_terminal:
         out.print(table)
-    else:  # print(width=...) can only narrow, so a wider console of its own
-        Console(highlight=False, width=max(out.width, 200)).print(table)
+    elif columns.isdigit() and int(columns) > 0:  # read now: `out` was made at import
+        Console(highlight=False, width=int(columns)).print(table)
+    else:  # print(width=...) can only narrow, so a console as wide as the table
+        from rich.measure import Measurement
+
+        wide = Console(highlight=False, width=100_000)
+        natural = Measurement.get(wide, wide.options, table).maximum
+        Console(highlight=False, width=max(natural, 20)).print(table)
+
+
+def keep_words_whole(table: Any) -> None:
+    """The one folding rule of every table: a column narrows only down to its longest word,
+    so cells wrap between words (``g_upsample=nearest_conv,`` stays on one line) and never
+    inside a name. Columns of numbers and names are ``no_wrap`` and keep their width."""
+    from rich.text import Text
+
+    for column in table.columns:
+        cells = [column.header, *column.cells]
+        texts = [c.plain if isinstance(c, Text) else c for c in cells if isinstance(c, str | Text)]
+        longest = max((len(word) for text in texts for word in text.split()), default=0)
+        column.min_width = max(column.min_width or 0, longest)
 
 
 def echo(text: str) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ganarch import plugins as plugin_manager
 from ganarch.cli._common import (
@@ -94,15 +95,27 @@ def blocks_command(
             ]
         )
         return
+    # One section per kind, headed by the kind and its shape rule, instead of a kind column:
+    # the table then fits 80 columns with every name and parameter whole.
     t = Table(title=f"{len(table)} blocks" + (f" of kind {kind!r}" if kind else ""))
-    t.add_column("name", style="bold", no_wrap=True)
-    t.add_column("kind", no_wrap=True)
+    t.add_column("name", no_wrap=True)
     t.add_column("plugin", no_wrap=True)
-    t.add_column("params", overflow="fold")
-    t.add_column("description", overflow="fold")
-    order = {k: i for i, k in enumerate(BLOCK_KINDS)}
-    for b in sorted(table.values(), key=lambda b: (order[b.kind], b.name)):
-        t.add_row(b.name, b.kind, b.plugin, ", ".join(_signature(b)), b.description)
+    t.add_column("params")
+    t.add_column("description")
+    for k, (_, meaning) in BLOCK_KINDS.items():
+        group = sorted((b for b in table.values() if b.kind == k), key=lambda b: b.name)
+        if not group:
+            continue
+        if kind is None:
+            t.add_row(Text(f"kind: {k}", style="underline"), "", "", Text(meaning, style="dim"))
+        for b in group:  # Text, not markup: a description's "[...]" is shown as written
+            t.add_row(
+                Text(b.name, style="bold"),
+                Text(b.plugin),
+                Text(", ".join(_signature(b))),
+                Text(b.description),
+                end_section=b is group[-1],
+            )
     print_table(t)
 
 
@@ -118,8 +131,9 @@ def plugins_command(as_json: bool = JSON_OPTION) -> None:
     infos = plugin_manager.plugins()
     if as_json:
         print_json([{**dataclasses.asdict(i), "blocks": per_plugin.get(i.name, [])} for i in infos])
+        _exit_if_failed(infos)
         return
-    t = Table(title=f"{len(infos)} plugins")
+    t = Table(title=f"{len(infos)} plugin{'' if len(infos) == 1 else 's'}")
     for col in ("name", "source", "module", "version"):
         t.add_column(col, no_wrap=True)
     t.add_column("blocks", justify="right")
@@ -127,18 +141,32 @@ def plugins_command(as_json: bool = JSON_OPTION) -> None:
     for i in infos:
         style = "red" if i.error else None
         t.add_row(
-            i.name,
+            Text(i.name),
             i.source,
-            i.module,
-            i.version or "",
+            Text(i.module),
+            Text(i.version or ""),
             str(len(per_plugin.get(i.name, []))),
-            i.error or "",
+            Text(i.error or ""),
             style=style,
         )
     print_table(t)
+    if plugin_manager.disabled():
+        note(f"third-party plugins are off ({plugin_manager.DISABLE_ENV} is set)")
+    _exit_if_failed(infos)
+
+
+def _exit_if_failed(infos: list[plugin_manager.PluginInfo]) -> None:
+    """Exit 1 when a plugin failed: a script checking its set-up must see it, not exit 0."""
     failed = [i.name for i in infos if i.error]
-    if failed:
-        note(f"{len(failed)} plugin(s) failed: {', '.join(failed)}")
+    if not failed:
+        return
+    names = ", ".join(repr(n) for n in failed)
+    note(
+        f"error: {len(failed)} plugin{'s' if len(failed) > 1 else ''} failed to load ({names}): "
+        "their blocks are missing; fix the error shown, uninstall the plugin, or set "
+        f"{plugin_manager.DISABLE_ENV}=1 to load the built-ins only"
+    )
+    raise typer.Exit(1)
 
 
 # --- validate / inspect ----------------------------------------------------------------------

@@ -11,19 +11,21 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ganarch.cli._common import (
     JSON_OPTION,
     STORAGE_OPTION,
     err,
-    fail,
     note,
     out,
     print_json,
+    print_table,
     require_storage,
     write_new_file,
 )
-from ganarch.search.defaults import OBJECTIVES, PRUNERS, SAMPLERS
+from ganarch.search.api import DEFAULTS as D
+from ganarch.search.defaults import DESIGNS, SAMPLERS
 from ganarch.templates import PAPER_CHOICES
 
 if TYPE_CHECKING:  # the search layer imports Optuna and torch: load it when a command runs
@@ -32,62 +34,67 @@ if TYPE_CHECKING:  # the search layer imports Optuna and torch: load it when a c
 __all__ = ["register"]
 
 
-def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
-    if value not in allowed:
-        fail(f"{option}: {value!r} is not one of {', '.join(allowed)}")
-    return value
-
-
 # --- search ----------------------------------------------------------------------------------
 
 
 def search_command(
     space: str = typer.Option(
-        "dcgan", "--space", help="A shipped space name (dcgan, quick) or a space file."
+        D["space"], "--space", help="A shipped space name (dcgan, quick) or a space file."
     ),
-    data: str = typer.Option("digits", "--data", help="Dataset: digits, shapes, folder:PATH, ..."),
+    data: str = typer.Option(D["data"], "--data", help="Dataset: digits, shapes, folder:PATH, ..."),
     image_size: int | None = typer.Option(
-        None, "--image-size", min=8, help="Image size (default: the space's)."
+        D["image_size"], "--image-size", min=8, help="Image size (default: the space's)."
     ),
     channels: int | None = typer.Option(
-        None, "--channels", min=1, max=3, help="Image channels (default: the dataset's own)."
+        D["channels"], "--channels", min=1, max=3, help="Image channels (default: the dataset's)."
     ),
     width: int | None = typer.Option(
-        None, "--width", min=1, help="Channel width (default: the space's)."
+        D["width"], "--width", min=1, help="Channel width (default: the space's)."
     ),
     trials: int = typer.Option(
-        20, "--trials", min=1, help="Finished trials (complete + pruned) the study should hold."
+        D["trials"],
+        "--trials",
+        min=1,
+        help="Trained trials (complete, failed or pruned) the study should hold; repeats of "
+        "an earlier configuration reuse its result and do not count.",
     ),
     timeout: float | None = typer.Option(
-        None, "--timeout", min=1, help="Stop starting new trials after this many seconds."
+        D["timeout"], "--timeout", min=1, help="Stop starting new trials after this many seconds."
     ),
-    steps: int = typer.Option(1000, "--steps", min=1, help="Training steps per trial."),
+    steps: int = typer.Option(D["steps"], "--steps", min=1, help="Training steps per trial."),
     seeds: int = typer.Option(
-        1, "--seeds", min=1, help="Seeds trained per trial (stability across seeds)."
+        D["seeds"], "--seeds", min=1, help="Seeds trained per trial (stability across seeds)."
     ),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe, random, grid, qmc or nsga2."),
+    sampler: str = typer.Option(D["sampler"], "--sampler", help=", ".join(SAMPLERS) + "."),
     pruner: str = typer.Option(
-        "hyperband", "--pruner", help="hyperband, median or none (single objective only)."
+        D["pruner"], "--pruner", help="hyperband, median or none (single objective only)."
     ),
     objective: str = typer.Option(
-        "score", "--objective", help="score (one value) or multi (quality and stability)."
+        D["objective"], "--objective", help="score (one value) or multi (quality and stability)."
     ),
     storage: str | None = STORAGE_OPTION,
-    study: str | None = typer.Option(None, "--study", help="Study name (default: SPACE-DATA)."),
+    study: str | None = typer.Option(
+        D["study"], "--study", help="Study name (default: SPACE-DATA)."
+    ),
     workers: int = typer.Option(
-        1, "--workers", min=1, help="Local worker processes sharing the storage."
+        D["workers"], "--workers", min=1, help="Local worker processes sharing the storage."
     ),
     device: str | None = typer.Option(
-        None, "--device", help="cuda, mps or cpu (default: the best available)."
+        D["device"], "--device", help="cuda, mps or cpu (default: the best available)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seeds the sampler and the trials' training."),
+    seed: int = typer.Option(
+        D["seed"], "--seed", help="Seeds the sampler and the trials' training."
+    ),
     out_dir: Path | None = typer.Option(
-        None, "--out", help="Trial artifacts (default ./ganarch-runs/STUDY)."
+        D["out"], "--out", help="Trial artifacts (default ./ganarch-runs/STUDY)."
     ),
     eval_every: int | None = typer.Option(
-        None, "--eval-every", min=1, help="Steps between evaluations (reported to the pruner)."
+        D["eval_every"],
+        "--eval-every",
+        min=1,
+        help="Steps between evaluations (reported to the pruner).",
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live display."),
+    quiet: bool = typer.Option(D["quiet"], "--quiet", "-q", help="No live display."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Search a space of DCGAN-family GANs with Optuna; run it again to resume.
@@ -96,52 +103,35 @@ def search_command(
     seeds and records quality, stability and the objective. A trial that fails (an invalid
     spec, a block that raises, CUDA out of memory) gets the worst score and is marked
     infeasible so the sampler avoids it; the study goes on. Ctrl-C stops after recording
-    what is done.
+    what is done. In Python: ganarch.search(...), with the same options and defaults.
     """
-    _choice(sampler, SAMPLERS, "--sampler")
-    _choice(pruner, PRUNERS, "--pruner")
-    _choice(objective, OBJECTIVES, "--objective")
-    from ganarch.search.objective import TrialSettings
-    from ganarch.search.space import load_space
-    from ganarch.search.storage import resolve_url
-    from ganarch.search.study import SearchConfig, default_study_name, run_search, summary_lines
+    from ganarch.search.api import make_config
+    from ganarch.search.storage import hide_password
+    from ganarch.search.study import run_search, summary_lines
 
-    sp = load_space(space)
-    name = study or default_study_name(sp, data)
-    url = resolve_url(storage)
-    if sampler == "grid":
-        sp.grid()  # a continuous choice: SpecError, exit 2
-    if objective == "multi" and pruner != "none":
-        note("note: Optuna cannot prune multi-objective studies; pruning is off")
-    if workers > 1 and url.startswith("sqlite:"):
-        note(
-            "warning: SQLite is not meant for several writer processes; prefer the default "
-            "journal file or PostgreSQL with --workers"
-        )
-    settings = TrialSettings(
+    config = make_config(
+        note,
+        space=space,
         data=data,
-        steps=steps,
-        seeds=seeds,
-        objective=objective,
-        device=device,
-        seed=seed,
-        out=str(out_dir or Path("ganarch-runs") / name),
-        eval_every=eval_every,
         image_size=image_size,
         channels=channels,
         width=width,
-    )
-    config = SearchConfig(
-        space=sp,
-        settings=settings,
-        study_name=name,
-        storage=url,
         trials=trials,
         timeout=timeout,
+        steps=steps,
+        seeds=seeds,
         sampler=sampler,
         pruner=pruner,
+        objective=objective,
+        storage=storage,
+        study=study,
         workers=workers,
+        device=device,
+        seed=seed,
+        out=out_dir,
+        eval_every=eval_every,
     )
+    name, url = config.study_name, config.storage
     display = None
     if not quiet:
         from ganarch.search.display import SearchDisplay
@@ -155,12 +145,16 @@ def search_command(
         for line in summary_lines(summary):
             note(line)
         if summary.best:
-            out.print(_best_table(summary.best, f"best trials of {name}"))
-            st = "" if storage is None else f" --storage {shlex.quote(storage)}"
+            print_table(_best_table(summary.best, f"best trials of {name}"))
+            st = "" if storage is None else f" --storage {shlex.quote(hide_password(storage))}"
             note(
                 f"next: ganarch best {shlex.quote(name)}{st} -o best.json · "
                 f"ganarch rules {shlex.quote(name)}{st}"
             )
+        if sampler in DESIGNS and not summary.interrupted:
+            from ganarch.cli.analysis import print_study_rules
+
+            print_study_rules(name, url)  # the design's verdicts: what the study was for
     if summary.interrupted:
         note(f"interrupted: what finished is recorded. Resume with:\n  {resume}")
         raise typer.Exit(130)
@@ -175,6 +169,8 @@ def _resume_command(
     timeout: float | None,
     quiet: bool,
 ) -> str:
+    from ganarch.search.storage import hide_password
+
     s = config.settings
     args = [
         "ganarch",
@@ -204,7 +200,7 @@ def _resume_command(
         ("--image-size", s.image_size),
         ("--channels", s.channels),
         ("--width", s.width),
-        ("--storage", storage),
+        ("--storage", None if storage is None else hide_password(storage)),  # never a password
         ("--out", out_dir),
         ("--device", device),
         ("--timeout", timeout),
@@ -227,20 +223,24 @@ def fmt_value(value: Any) -> str:
 
 def _best_table(rows: list[dict[str, Any]], title: str) -> Table:
     t = Table(title=title, title_justify="left")
-    t.add_column("#", justify="right")
-    t.add_column("value(s)", justify="right")
-    t.add_column("quality", justify="right")
-    t.add_column("stability", justify="right")
-    t.add_column("choices", overflow="fold")
+    t.add_column("#", justify="right", no_wrap=True)
+    for col in ("objective", "quality", "stability"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("choices")
     for r in rows:
         t.add_row(
             str(r["number"]),
-            "/".join(fmt_value(v) for v in r["values"] or []),
-            fmt_value(r["quality"]),
-            fmt_value(r["stability"]),
-            _params_text(r["params"]),
+            _num(r["objective"]),
+            _num(r["quality"]),
+            _num(r["stability"]),
+            Text(_params_text(r["params"])),
         )
     return t
+
+
+def _num(value: Any) -> str:
+    """A score in a table: 3 significant digits (``--json`` has them all)."""
+    return f"{value:.3g}" if isinstance(value, float) else fmt_value(value)
 
 
 def _params_text(params: dict[str, Any]) -> str:
@@ -263,26 +263,30 @@ def studies_command(storage: str | None = STORAGE_OPTION, as_json: bool = JSON_O
     if not rows:
         note(f"no studies in {describe_storage(url)}")
         return
-    t = Table(title=f"{len(rows)} studies in {describe_storage(url)}", title_justify="left")
-    for col in ("study", "trials", "states", "best", "value(s)", "direction(s)", "space", "data"):
-        t.add_column(col, justify="right" if col in ("trials", "best", "value(s)") else "left")
+    title = f"{len(rows)} {'study' if len(rows) == 1 else 'studies'} in {describe_storage(url)}"
+    t = Table(title=title, title_justify="left")
+    t.add_column("study", no_wrap=True)
+    t.add_column("trials", no_wrap=True)
+    t.add_column("best", justify="right", no_wrap=True)
+    t.add_column("best value(s)", justify="right")
+    t.add_column("space", no_wrap=True)
+    t.add_column("data", no_wrap=True)
     for r in rows:
-        states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(r["states"].items()))
-        names = r["metric_names"] or [None] * len(r["directions"])
-        dirs = ", ".join(
-            f"{d} {n}" if n else d for d, n in zip(r["directions"], names, strict=False)
-        )
+        names = r["metric_names"] or [f"value {i}" for i in range(len(r["directions"]))]
+        best = [
+            f"{n} {_num(v)}" + ("" if d == "maximize" else f" ({d})")
+            for n, v, d in zip(names, r["best_values"] or [], r["directions"], strict=False)
+        ]
+        counts = r["counts"]
         t.add_row(
-            r["name"],
-            str(r["n_trials"]),
-            states,
+            Text(r["name"]),
+            Text("\n".join([f"{counts['total']} in all:", *counts["lines"]])),
             fmt_value(r["best_trial"]),
-            "/".join(fmt_value(v) for v in r["best_values"] or []) or "-",
-            dirs,
-            fmt_value(r["space"]),
-            fmt_value(r["data"]),
+            Text("\n".join(best) or "-"),
+            Text(fmt_value(r["space"])),
+            Text(fmt_value(r["data"])),
         )
-    out.print(t)
+    print_table(t)
 
 
 def trials_command(
@@ -298,25 +302,26 @@ def trials_command(
         print_json(rows)
         return
     t = Table(title=f"{len(rows)} trials of {study}", title_justify="left")
-    for col in ("#", "state", "value(s)", "quality", "stability", "choices", "failure"):
-        t.add_column(
-            col,
-            justify="right" if col in ("#", "value(s)", "quality", "stability") else "left",
-            overflow="fold",
-        )
+    t.add_column("#", justify="right", no_wrap=True)
+    t.add_column("state", no_wrap=True)
+    for col in ("objective", "quality", "stability"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("choices")
     for r in rows:
-        style = "yellow" if r["failure"] or r["state"] == "FAIL" else None
+        detail = Text(_params_text(r["params"]))
+        if r["repeat_of"] is not None:  # the same choices as that trial: say so, not again
+            detail = Text(f"repeats trial {r['repeat_of']}: same choices, its result reused")
+        elif r["failure"]:
+            detail.append(f"\n{r['label']}: {r['failure']}", style="yellow")
         t.add_row(
             str(r["number"]),
-            r["state"].lower(),
-            "/".join(fmt_value(v) for v in r["values"] or []) or "-",
-            fmt_value(r["quality"]),
-            fmt_value(r["stability"]),
-            _params_text(r["params"]),
-            fmt_value(r["failure"]) if r["failure"] else "",
-            style=style,
+            r["label"],
+            _num(r["objective"]),
+            _num(r["quality"]),
+            _num(r["stability"]),
+            detail,
         )
-    out.print(t)
+    print_table(t)
 
 
 def best_command(

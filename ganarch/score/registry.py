@@ -149,7 +149,10 @@ def get_metric(name: str) -> MetricInfo:
     """Look up a metric by name; ``GanarchError`` with the closest names if it is unknown."""
     table = metrics()
     if name not in table:
-        raise GanarchError(f"{name!r} is not a registered metric; {closest(str(name), table)}")
+        raise GanarchError(
+            f"{name!r} is not a registered metric; {closest(str(name), table)}"
+            + plugins.why_missing()
+        )
     return table[name]
 
 

@@ -1,13 +1,20 @@
 """The search layer, the only part of ganarch that talks to Optuna.
 
 ``load_space`` reads a search-space file; ``run_search`` runs or resumes a study;
-``best_spec`` reads the best trial's spec back. Names load on first use, so importing
+``best_spec`` reads the best trial's spec back. The package is callable:
+``ganarch.search(...)`` is ``ganarch search`` from Python (``ganarch.search.api``). Names load on first use, so importing
 ``ganarch.search.defaults`` (the command line's help) does not import Optuna.
 """
 
 from __future__ import annotations
 
+import inspect
+import sys
+import types
+from typing import Any
+
 from ganarch._lazy import lazy_getattr
+from ganarch.search import api as _api
 from ganarch.search.defaults import DEFAULT_STORAGE, PRUNERS, SAMPLERS
 
 _LAZY = {
@@ -24,12 +31,34 @@ _LAZY = {
     "open_storage": "ganarch.search.storage",
     "SearchConfig": "ganarch.search.study",
     "SearchSummary": "ganarch.search.study",
+    "load_study": "ganarch.search.api",
     "default_study_name": "ganarch.search.study",
     "run_search": "ganarch.search.study",
 }
 
 
 __getattr__ = lazy_getattr(__name__, globals(), _LAZY)
+
+
+def _call(self: types.ModuleType, *args: Any, **kwargs: Any) -> Any:
+    return _api.search(*args, **kwargs)
+
+
+_signature = inspect.signature(_api.search)
+_self = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+_call.__signature__ = _signature.replace(parameters=[_self, *_signature.parameters.values()])
+_call.__doc__ = _api.search.__doc__
+
+
+class _CallablePackage(types.ModuleType):
+    """``ganarch.search`` is this package *and* ``ganarch search`` as a function: importing a
+    submodule sets the package as the attribute ``ganarch.search``, so the package itself
+    must be the callable (see ``ganarch.search.api.search``)."""
+
+    __call__ = _call
+
+
+sys.modules[__name__].__class__ = _CallablePackage
 
 
 __all__ = ["DEFAULT_STORAGE", "PRUNERS", "SAMPLERS", *_LAZY]

@@ -41,7 +41,7 @@ class SearchDisplay:
         self.live_mode = self.console.is_terminal if live is None else live
         self._live: Live | None = None
         self._progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # holds the study's name
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -75,10 +75,12 @@ class SearchDisplay:
         self._seen = {t.number for t in self._trials if t.state.is_finished()}
         self._task = self._progress.add_task("trials", total=self._target, completed=self._done())
         if self.live_mode:
-            self._live = Live(self, console=self.console, refresh_per_second=4, transient=False)
+            # transient: the panel is cleared when the search ends, so the final summary and
+            # best-trials table that follow are not printed below a stale copy of themselves
+            self._live = Live(self, console=self.console, refresh_per_second=4, transient=True)
             self._live.start()
         else:
-            self.console.print(self._header, markup=False)
+            self.console.print(self._header, markup=False, soft_wrap=True)
 
     def end(self, study: optuna.Study) -> None:
         self.poll(study, force=True)
@@ -113,6 +115,7 @@ class SearchDisplay:
                 f"failed stale trial(s) {', '.join(map(str, payload))} left running by a killed "
                 "process; queued to run again",
                 markup=False,
+                soft_wrap=True,
             )
         if self._live is not None:
             self._live.refresh()
@@ -129,8 +132,8 @@ class SearchDisplay:
         for t in self._trials:
             if t.state.is_finished() and t.number not in self._seen:
                 self._seen.add(t.number)
-                if not self.live_mode:
-                    self.console.print(self._line(t), markup=False)
+                if not self.live_mode:  # one unwrapped line per trial: logs stay greppable
+                    self.console.print(self._line(t), markup=False, soft_wrap=True)
 
     def _done(self) -> int:
         """Finished distinct configurations: what ``--trials`` counts (repeats are free)."""
@@ -163,14 +166,17 @@ class SearchDisplay:
             table.add_column("value(s)", justify="right")
             table.add_column("quality", justify="right")
             table.add_column("stability", justify="right")
-            table.add_column("choices")
-            for t in top:
+            cells = [_params_text(t.params) for t in top]
+            # wrap between choices, never inside one (the tables of the CLI follow this rule)
+            longest = max((len(w) for c in cells for w in c.split()), default=7)
+            table.add_column("choices", min_width=longest)
+            for t, cell in zip(top, cells, strict=True):
                 table.add_row(
                     str(t.number),
                     "/".join(fmt_value(v) for v in t.values or []),
                     fmt_value(t.user_attrs.get("quality")),
                     fmt_value(t.user_attrs.get("stability")),
-                    _short_params(t.params),
+                    Text(cell),
                 )
             parts.append(table)
         failures = failure_counts(self._trials)
@@ -184,6 +190,5 @@ class SearchDisplay:
         return Group(*parts)
 
 
-def _short_params(params: Mapping[str, Any], width: int = 70) -> str:
-    text = ", ".join(f"{k.split('|')[0]}={fmt_value(v)}" for k, v in params.items())
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _params_text(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k.split('|')[0]}={fmt_value(v)}" for k, v in params.items())

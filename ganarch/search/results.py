@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from ganarch.errors import GanarchError
+from ganarch.search.counts import TrialCounts, state_label
 from ganarch.search.storage import load_study, open_storage, require_existing
 from ganarch.search.study import ranked_trials, trial_row
 from ganarch.spec import GANSpec
@@ -81,6 +82,7 @@ def list_studies(storage: str | os.PathLike | None = None) -> list[dict[str, Any
         for t in trials:
             counts[t.state.name] = counts.get(t.state.name, 0) + 1
         ranked = ranked_trials(st) if counts.get("COMPLETE") else []
+        grouped = TrialCounts.of(trials)
         settings = st.user_attrs.get("ganarch", {}) or {}
         out.append(
             {
@@ -88,7 +90,8 @@ def list_studies(storage: str | os.PathLike | None = None) -> list[dict[str, Any
                 "directions": [d.name.lower() for d in st.directions],
                 "metric_names": st.metric_names,
                 "n_trials": len(trials),
-                "states": counts,
+                "states": counts,  # Optuna's states; "counts" says what they are
+                "counts": {**grouped.to_dict(), "lines": grouped.lines()},
                 "best_trial": ranked[0].number if ranked else None,
                 "best_values": list(ranked[0].values) if ranked else None,
                 "space": settings.get("space"),
@@ -100,6 +103,7 @@ def list_studies(storage: str | os.PathLike | None = None) -> list[dict[str, Any
 
 
 def list_trials(study: StudyLike, storage: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """Every trial of a study as plain data (number, state, values, params, failure, ...)."""
+    """Every trial of a study as plain data (number, state, values, params, failure, ...);
+    ``label`` is the state a table shows (``repeat``, ``failed``, ... see ``state_label``)."""
     st = open_study(study, storage)
-    return [trial_row(t, st) for t in st.get_trials(deepcopy=False)]
+    return [{**trial_row(t, st), "label": state_label(t)} for t in st.get_trials(deepcopy=False)]
