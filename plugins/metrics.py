@@ -61,6 +61,14 @@ def modes(ctx: MetricContext) -> dict[str, float]:
     return {"modes_hit": float(hit), "modes_total": float(total), "mode_kl": float(kl)}
 
 
+def spectrum(ctx: MetricContext) -> dict[str, float]:
+    """Distance between the radially averaged power spectra of real and fake images."""
+    real = _memo(ctx, "spectrum.real", lambda: q.radial_spectrum(ctx.real_images))
+    return {
+        "spectral_distance": float(q.spectral_distance(real, q.radial_spectrum(ctx.fake_images)))
+    }
+
+
 def inception_fid(ctx: MetricContext) -> dict[str, float]:
     """FID on 2048-d Inception features; only with a local weights file configured."""
     if ctx.real_inception_features is None or ctx.fake_inception_features is None:
@@ -86,4 +94,5 @@ def ganarch_register_metrics(registrar) -> None:
         fn=modes,
         higher_is_better={"modes_hit": True, "modes_total": True, "mode_kl": False},
     )
+    registrar.add("spectrum", fn=spectrum, higher_is_better={"spectral_distance": False})
     registrar.add("inception_fid", fn=inception_fid, higher_is_better=False)

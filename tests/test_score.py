@@ -28,6 +28,7 @@ from ganarch.score import (
     mode_coverage,
     precision_recall,
 )
+from ganarch.score.quality import gaussian_stats, radial_spectrum, spectral_distance
 from ganarch.score.registry import MetricContext
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -98,6 +99,40 @@ def test_fid_of_a_set_with_itself_is_zero_and_a_shift_costs_its_square():
     y = _gauss(20000, 6, seed=2) * 2.0 + shift  # N(shift, 4 I)
     closed = float(shift @ shift) + 6 * (2.0 - 1.0) ** 2
     assert float(fid(_gauss(20000, 6, seed=3), y)) == pytest.approx(closed, rel=0.05)
+
+
+def test_gaussian_stats_are_the_mean_and_unbiased_covariance():
+    # Three points (0, 0), (3, 0), (0, 6): mean (1, 2); deviations (−1, −2), (2, −2), (−1, 4);
+    # sums of products over n − 1 = 2: var x = 6/2, var y = 24/2, cov = (2 − 4 − 4)/2.
+    mu, cov = gaussian_stats(torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 6.0]]))
+    assert mu.tolist() == pytest.approx([1.0, 2.0])
+    assert cov.tolist() == [pytest.approx([3.0, -3.0]), pytest.approx([-3.0, 12.0])]
+    # So the FID of two tiny sets is the unbiased one: two points each, the same mean and
+    # variances 2 (x) and 8 (y): W2² = (√2 − √8)² = 2.
+    a = torch.tensor([[-1.0, 0.0], [1.0, 0.0]])
+    b = torch.tensor([[-2.0, 0.0], [2.0, 0.0]])
+    assert float(fid(a, b)) == pytest.approx(2.0)
+
+
+def test_radial_spectrum_and_spectral_distance_by_hand():
+    # A ±1 checkerboard is standardised to itself; all its power, (16·16)² / (16·16) = 256,
+    # sits at the one frequency (8, 8), whose radius √128 rounds to 11.
+    i = torch.arange(16)
+    board = ((i[:, None] + i[None, :]) % 2 * 2 - 1.0).expand(3, 1, 16, 16)
+    spec = radial_spectrum(board)
+    f = torch.fft.fftfreq(16) * 16
+    radius = (f[:, None] ** 2 + f[None, :] ** 2).sqrt().round().long()
+    assert len(spec) == int(radius.max()) + 1 == 12
+    expected = torch.zeros(12, dtype=torch.float64)
+    expected[11] = 256 / int((radius == 11).sum())
+    assert torch.allclose(spec, expected)
+    # Brightness and contrast do not change a spectrum.
+    assert torch.allclose(radial_spectrum(0.3 * board - 0.2), spec)
+    # Mean |log ratio| over the bins after the first, powers floored at 1e-3:
+    # bins 1..3: |ln(2/1)|, |ln(0.5/0.5)|, |ln(1e-3/1e-3)| (both below the floor) → ln 2 / 3.
+    real = torch.tensor([5.0, 1.0, 0.5, 1e-5])
+    fake = torch.tensor([9.0, 2.0, 0.5, 1e-4])
+    assert float(spectral_distance(real, fake)) == pytest.approx(math.log(2) / 3)
 
 
 # --- KID ---------------------------------------------------------------------------------------
@@ -400,11 +435,36 @@ def test_evaluator_kid_reuses_its_real_side_and_matches_a_fresh_computation(eval
 
 def test_quality_formula(evaluator):
     perfect = {"fid": 0.0, "precision": 1, "recall": 1, "density": 1.3, "coverage": 1,
-               "modes_hit": 10, "modes_total": 10, "mode_kl": 0.0}  # fmt: skip
+               "modes_hit": 10, "modes_total": 10, "mode_kl": 0.0,
+               "spectral_distance": 0.0}  # fmt: skip
     assert evaluator.quality(perfect) == pytest.approx(1.0)
-    at_scale = dict(perfect, fid=evaluator.fid_scale)
-    assert evaluator.quality(at_scale) == pytest.approx(1 - 0.4 * (1 - math.exp(-1)))
+    # By hand: t_fid = exp(−ln 2) = 0.5, precision 0.8, min(density, 1) = 1,
+    # t_modes = 8/10 · exp(−ln 1.25) = 0.64, t_spectrum = exp(−ln 4) = 0.25,
+    # diversity = min(1, 0.3 + 0.4) = 0.7:
+    # quality = 0.7 · (0.5·0.5 + 0.1·0.8 + 0.1·1 + 0.2·0.64 + 0.1·0.25) / 1.0 = 0.7 · 0.583.
+    m = {"fid": evaluator.fid_scale * math.log(2), "precision": 0.8, "recall": 0.3,
+         "density": 1.5, "coverage": 0.4, "modes_hit": 8, "modes_total": 10,
+         "mode_kl": math.log(1.25), "spectral_distance": evaluator.spectral_scale * math.log(4)}  # fmt: skip
+    assert evaluator.quality(m) == pytest.approx(0.7 * 0.583, rel=1e-12)
+    terms = evaluator.quality_components(m)
+    assert terms == pytest.approx(
+        {
+            "fid": 0.5,
+            "precision": 0.8,
+            "density": 1.0,
+            "modes": 0.64,
+            "spectrum": 0.25,
+            "diversity": 0.7,
+        }
+    )
+    # Recall + coverage above 1 is full diversity; a collapsed set (both 0) scores 0.
+    assert evaluator.quality(dict(m, recall=0.7, coverage=0.6)) == pytest.approx(0.583)
+    assert evaluator.quality(dict(perfect, recall=0.0, coverage=0.0)) == 0.0
     assert evaluator.quality({"fid": float("nan")}) == 0.0
+    # Missing terms are left out and the weights renormalised: FID and precision only.
+    assert evaluator.quality({"fid": evaluator.fid_scale * math.log(2), "precision": 0.8}) == (
+        pytest.approx((0.5 * 0.5 + 0.1 * 0.8) / 0.6)
+    )
     no_modes = {k: v for k, v in perfect.items() if "mode" not in k}
     assert evaluator.quality(no_modes) == pytest.approx(1.0)  # weights renormalised
 

@@ -25,14 +25,14 @@ from ganarch.score.features import load_feature_net, real_data, split_indices
 from ganarch.score.inception import InceptionFeatures, inception_path
 from ganarch.score.registry import MetricContext, MetricInfo, metrics
 
-#: Weights of the quality components (renormalised over the components available).
+#: Weights of the quality terms (renormalised over the terms available); the mean is then
+#: multiplied by the diversity factor (see :meth:`Evaluator.quality`).
 QUALITY_WEIGHTS: dict[str, float] = {
-    "fid": 0.4,
+    "fid": 0.5,
     "precision": 0.1,
-    "recall": 0.1,
     "density": 0.1,
-    "coverage": 0.1,
     "modes": 0.2,
+    "spectrum": 0.1,
 }
 
 
@@ -52,7 +52,7 @@ class Evaluator:
     On construction: the feature net is loaded from the cache (or trained once), the dataset
     is split as the feature net was (80 % train, 20 % held out), up to ``n_real`` training
     images become the *reference set* whose features every evaluation compares against, and
-    the FID scale of the quality score is fixed (see :meth:`quality`).
+    the FID and spectral scales of the quality score are fixed (see :meth:`quality`).
     """
 
     def __init__(
@@ -92,7 +92,7 @@ class Evaluator:
         self._reference: dict[str, float] | None = None
         #: Which way is better for every value recorded so far (True: higher).
         self.directions: dict[str, bool] = {}
-        self.fid_scale = self._baseline_fid()
+        self.fid_scale, self.spectral_scale = self._baseline()
 
     # --- evaluation ---------------------------------------------------------------------------
 
@@ -210,51 +210,71 @@ class Evaluator:
     # --- one number ---------------------------------------------------------------------------
 
     @torch.no_grad()
-    def _baseline_fid(self) -> float:
-        """FID of the trivial "independent pixels" model: each pixel drawn from a Gaussian with
-        the reference set's per-pixel mean and standard deviation (clipped to [-1, 1])."""
+    def _baseline(self) -> tuple[float, float]:
+        """FID and spectral distance of the trivial "independent pixels" model: each pixel
+        drawn from a Gaussian with the reference set's per-pixel mean and standard deviation
+        (clipped to [-1, 1])."""
         gen = torch.Generator().manual_seed(self.seed + 3)
         real = self.real_images.cpu()
         mu, sd = real.mean(0), real.std(0)
         noise = torch.randn((1000, *self.image_shape), generator=gen)
         fakes = (mu + sd * noise).clamp(-1, 1).to(self.device)
         feats, _ = self.net.embed(fakes)
-        return max(float(q.fid(self.real_features, feats)), 1e-6)
+        fid = max(float(q.fid(self.real_features, feats)), 1e-6)
+        spectral = q.spectral_distance(
+            q.radial_spectrum(self.real_images), q.radial_spectrum(fakes)
+        )
+        return fid, max(float(spectral), 1e-6)
 
     def quality_components(self, metrics: Mapping[str, float]) -> dict[str, float]:
-        """The [0, 1] terms of :meth:`quality` available in ``metrics``."""
+        """The [0, 1] terms of :meth:`quality` available in ``metrics``: the weighted ones
+        (``fid``, ``precision``, ``density``, ``modes``, ``spectrum``) and the ``diversity``
+        factor."""
         terms: dict[str, float] = {}
         fid = metrics.get("fid")
         if fid is not None:
             terms["fid"] = math.exp(-fid / self.fid_scale) if math.isfinite(fid) else 0.0
-        for key in ("precision", "recall", "coverage"):
-            if key in metrics:
-                terms[key] = metrics[key]
+        if "precision" in metrics:
+            terms["precision"] = metrics["precision"]
         if "density" in metrics:
             terms["density"] = min(metrics["density"], 1.0)
         if metrics.get("modes_total"):
             kl = metrics.get("mode_kl", 0.0)
             terms["modes"] = metrics["modes_hit"] / metrics["modes_total"] * math.exp(-kl)
+        spectral = metrics.get("spectral_distance")
+        if spectral is not None:
+            terms["spectrum"] = (
+                math.exp(-spectral / self.spectral_scale) if math.isfinite(spectral) else 0.0
+            )
+        if "recall" in metrics and "coverage" in metrics:
+            terms["diversity"] = metrics["recall"] + metrics["coverage"]
         return {k: (min(max(v, 0.0), 1.0) if math.isfinite(v) else 0.0) for k, v in terms.items()}
 
     def quality(self, metrics: Mapping[str, float]) -> float:
         """One higher-is-better number in [0, 1] from the metrics of :meth:`evaluate`.
 
-        ``quality = Σ wᵢ·tᵢ / Σ wᵢ`` over the terms present, with
+        ``quality = diversity × Σ wᵢ·tᵢ / Σ wᵢ`` over the terms present, with
 
-        - ``t_fid = exp(−FID / FID_ref)`` (w = 0.4), where ``FID_ref`` is the FID of an
+        - ``t_fid = exp(−FID / FID_ref)`` (w = 0.5), where ``FID_ref`` is the FID of an
           "independent pixels" baseline: 1,000 images whose pixels are drawn from Gaussians
           with the real per-pixel mean and standard deviation — a model that knows each
           pixel's brightness but no strokes or shapes scores e^−1 ≈ 0.37 here;
-        - precision, recall, coverage and min(density, 1) (w = 0.1 each);
+        - precision and min(density, 1) (w = 0.1 each): samples lie where real ones do;
         - ``t_modes = (modes_hit / modes_total) · exp(−mode_KL)`` (w = 0.2), on labelled
-          datasets only.
+          datasets only;
+        - ``t_spectrum = exp(−spectral_distance / spectral_ref)`` (w = 0.1), with
+          ``spectral_ref`` the same baseline's: checkerboard artefacts and pixel noise put
+          power where real images have none;
+        - ``diversity = min(1, recall + coverage)``: the samples must reach as far as the
+          real data does. A collapsed or memorised set (one image, or ten, repeated) has
+          recall and coverage near 0, so whatever its fidelity its quality is near 0.
 
         Terms that are missing (e.g. modes on an unlabelled dataset) are left out and the
-        weights renormalised; a non-finite value counts as 0.
+        weights renormalised (diversity missing: factor 1); a non-finite value counts as 0.
         """
         terms = self.quality_components(metrics)
+        diversity = terms.pop("diversity", 1.0)
         if not terms:
             return 0.0
         total = sum(QUALITY_WEIGHTS[k] for k in terms)
-        return sum(QUALITY_WEIGHTS[k] * v for k, v in terms.items()) / total
+        return diversity * sum(QUALITY_WEIGHTS[k] * v for k, v in terms.items()) / total

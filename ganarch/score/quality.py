@@ -13,6 +13,9 @@ References:
   assessing generative models" (arXiv 1904.06991).
 - Density/coverage: Naeem et al. 2020, "Reliable fidelity and diversity metrics for
   generative models" (arXiv 2002.09797).
+- Spectral distance: Durall et al. 2020, "Watch your up-convolution: CNN based generative deep
+  neural networks are failing to reproduce spectral distributions" (arXiv 2003.01826): the
+  azimuthally averaged power spectrum, where up-convolution artefacts show.
 - Mode coverage: Metz et al. 2017, "Unrolled generative adversarial networks"
   (arXiv 1611.02163), the Stacked-MNIST count of modes and KL to the data's mode histogram.
 """
@@ -30,6 +33,8 @@ __all__ = [
     "knn_radii",
     "mode_coverage",
     "precision_recall",
+    "radial_spectrum",
+    "spectral_distance",
     "sqrtm_psd",
 ]
 
@@ -233,6 +238,48 @@ def density_coverage(
     rr = knn_radii(r, k) if real_radii is None else _f64(real_radii).to(r.device)
     counts, hit = _inside(f, r, rr)
     return counts.double().sum() / (k * f.shape[0]), hit.double().mean()
+
+
+# --- power spectrum ---------------------------------------------------------------------------
+
+#: Power below this share of an image's mean power per frequency counts as this share: the
+#: spectral distance does not weigh differences between two negligible powers.
+SPECTRUM_FLOOR = 1e-3
+
+
+def radial_spectrum(images: torch.Tensor) -> torch.Tensor:
+    """Mean power per spatial-frequency radius of ``(N, C, H, W)`` images, float64 ``(R,)``.
+
+    Each image is first standardised (zero mean, unit variance; a blank image stays zero), so
+    the spectrum describes the *shape* of the image's variation, not its brightness or
+    contrast: by Parseval the power averages 1 over all frequencies. Bin ``r`` holds the
+    frequencies whose distance from zero rounds to ``r`` (0 .. round(√((H/2)² + (W/2)²))).
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
+    x = _f64(images)
+    _, _, h, w = x.shape
+    flat = x.flatten(1)
+    std = flat.std(1, correction=0, keepdim=True).clamp_min(1e-6)
+    flat = (flat - flat.mean(1, keepdim=True)) / std
+    power = torch.fft.fft2(flat.view_as(x)).abs().pow(2) / (h * w)  # mean over freqs: 1
+    fy = torch.fft.fftfreq(h, device=x.device, dtype=torch.float64) * h
+    fx = torch.fft.fftfreq(w, device=x.device, dtype=torch.float64) * w
+    radius = (fy[:, None] ** 2 + fx[None, :] ** 2).sqrt().round().long().flatten()
+    per_freq = power.mean((0, 1)).flatten()
+    bins = int(radius.max()) + 1
+    total = torch.zeros(bins, dtype=torch.float64, device=x.device).index_add_(0, radius, per_freq)
+    count = torch.bincount(radius, minlength=bins).to(torch.float64)
+    return total / count
+
+
+def spectral_distance(real_spectrum: torch.Tensor, fake_spectrum: torch.Tensor) -> torch.Tensor:
+    """Mean absolute log-ratio of two :func:`radial_spectrum` results over the non-zero
+    frequencies, each power floored at ``SPECTRUM_FLOOR``: 0 for the same spectrum, log 2 when
+    every frequency band carries twice (or half) the power it should."""
+    a = _f64(real_spectrum)[1:].clamp_min(SPECTRUM_FLOOR)
+    b = _f64(fake_spectrum).to(a.device)[1:].clamp_min(SPECTRUM_FLOOR)
+    return (a.log() - b.log()).abs().mean()
 
 
 # --- mode coverage ----------------------------------------------------------------------------

@@ -7,10 +7,15 @@ since the previous evaluation. Every component is a *badness* in [0, 1] (0 = no 
 problem) and ``stability`` combines them:
 
     stability = 0                                             if the run diverged
-    stability = 1 − (0.4·saturation + 0.2·oscillation + 0.2·gap + 0.2·seed_spread) / W
+    stability = learned × (1 − (0.4·saturation + 0.2·oscillation + 0.2·gap + 0.2·seed_spread) / W)
 
 where ``W`` is the sum of the weights of the components that could be measured (seed spread
 needs two or more seeds, oscillation three or more evaluations). So 1 means perfectly stable.
+
+- learned: ``min(1, best quality / LEARNED_QUALITY)``. A run whose samples never rose above
+  noise has nothing to be stable about: its losses can sit still and its quality never move,
+  yet it is not a stable GAN. Stability counts fully only once quality reached
+  ``LEARNED_QUALITY`` at some evaluation (1 when no quality was recorded).
 
 - divergence: a non-finite loss or D output, or a loss above ``EXPLODING_LOSS``.
 - saturation: the share of evaluations at which D had won — D(x) > 0.95 and D(G(z)) < 0.05,
@@ -26,8 +31,8 @@ needs two or more seeds, oscillation three or more evaluations). So 1 means perf
   (at least 0.1); ``min(1, cv / 0.25)``.
 
 Several seeds of one spec (``aggregate_seeds``): quality is the mean final quality (a
-diverged seed counts 0); saturation, oscillation and gap are averaged over the seeds that
-did not diverge; the seed spread is measured on all final qualities; and the combined
+diverged seed counts 0); learned, saturation, oscillation and gap are averaged over the seeds
+that did not diverge; the seed spread is measured on all final qualities; and the combined
 stability is multiplied by the share of seeds that did not diverge (all diverged: 0).
 """
 
@@ -47,6 +52,7 @@ __all__ = [
     "combine",
     "divergence",
     "is_saturated",
+    "learned",
     "oscillation",
     "quality_gap",
     "saturation",
@@ -62,6 +68,8 @@ SATURATED_LOSS_D = 0.01
 FULL_CV = 0.25
 #: The smallest mean quality a coefficient of variation is taken relative to.
 MIN_MEAN = 0.1
+#: The best quality at which a run counts as having learned something (stability counts fully).
+LEARNED_QUALITY = 0.3
 #: Weights of the components in ``stability``.
 WEIGHTS: dict[str, float] = {
     "saturation": 0.4,
@@ -157,6 +165,14 @@ def quality_gap(history: Sequence[Record]) -> dict[str, float | None]:
     return {"best_quality": best, "final_quality": final, "gap": min(1.0, max(0.0, gap))}
 
 
+def learned(history: Sequence[Record]) -> float | None:
+    """``min(1, best quality / LEARNED_QUALITY)``, or ``None`` when no quality was recorded."""
+    q = _qualities(history)
+    if not q:
+        return None
+    return min(1.0, max(0.0, max(q) / LEARNED_QUALITY))
+
+
 def seed_spread(final_qualities: Sequence[float]) -> dict[str, float | None]:
     """``{"quality_std", "seed_spread"}`` across seeds; ``None`` with fewer than two seeds."""
     q = [float(x) for x in final_qualities if _finite(x)]
@@ -168,7 +184,8 @@ def seed_spread(final_qualities: Sequence[float]) -> dict[str, float | None]:
 
 
 def combine(components: Mapping[str, float | None], diverged: bool = False) -> float:
-    """One stability in [0, 1] from the badness components (``None`` = not measured)."""
+    """One stability in [0, 1] from the components (``None`` = not measured): ``learned``
+    times one minus the weighted mean badness."""
     if diverged:
         return 0.0
     total = weight = 0.0
@@ -178,7 +195,9 @@ def combine(components: Mapping[str, float | None], diverged: bool = False) -> f
             continue
         total += w * min(1.0, max(0.0, float(value)))
         weight += w
-    return 1.0 - total / weight if weight else 1.0
+    factor = components.get("learned")
+    factor = 1.0 if factor is None else min(1.0, max(0.0, float(factor)))
+    return factor * (1.0 - total / weight if weight else 1.0)
 
 
 def stability(
@@ -205,6 +224,7 @@ def stability(
     gap = quality_gap(history)
     spread = seed_spread(seed_qualities or [])
     components = {
+        "learned": learned(history),
         "saturation": sat["saturation"],
         "oscillation": None if diverged else oscillation(history),
         "gap": gap["gap"],
@@ -244,6 +264,7 @@ def aggregate_seeds(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         return sum(vals) / len(vals) if vals else None
 
     components = {
+        "learned": mean_of("learned"),
         "saturation": mean_of("saturation"),
         "oscillation": mean_of("oscillation"),
         "gap": mean_of("gap"),
