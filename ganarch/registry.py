@@ -125,12 +125,14 @@ def plain_description(doc: str) -> str:
 def _param_types(factory: Callable[..., Any]) -> dict[str, Any]:
     """The factory's parameter annotations, resolved where possible (string annotations from
     ``from __future__ import annotations`` included); an unresolvable one is left out."""
+    # a class's own annotations are its attributes, not its parameters: read __init__'s
+    target = factory.__init__ if inspect.isclass(factory) else factory
     try:
-        return typing.get_type_hints(factory)
+        return typing.get_type_hints(target)
     except Exception:  # one unresolvable name: resolve the rest one by one
         pass
     found: dict[str, Any] = {}
-    glb = getattr(factory, "__globals__", {})
+    glb = getattr(target, "__globals__", {})
     for name, p in inspect.signature(factory).parameters.items():
         tp = p.annotation
         if isinstance(tp, str):
@@ -184,6 +186,12 @@ def _expected(members: list[Any]) -> str:
     if all(isinstance(m, tuple) for m in members):
         return "one of " + ", ".join(names)
     return " or ".join(dict.fromkeys(names))
+
+
+def type_name(annotation: Any) -> str | None:
+    """``"int"``, ``"float or None"``, ``"one of 'a', 'b'"`` for a checked annotation, else None."""
+    members = _members(annotation)
+    return None if members is None else _expected(members)
 
 
 def type_problem(value: Any, annotation: Any) -> str | None:

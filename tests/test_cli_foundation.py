@@ -49,8 +49,8 @@ def test_blocks_json_lists_every_block() -> None:
     assert {r["name"] for r in rows} == set(ganarch.blocks())
     tconv = next(r for r in rows if r["name"] == "tconv")
     assert tconv["kind"] == "upsample" and tconv["plugin"] == "builtin"
-    assert tconv["params"]["out_channels"] == {"required": True}
-    assert tconv["params"]["bias"] == {"required": False, "default": False}
+    assert tconv["params"]["out_channels"] == {"required": True, "type": "int"}
+    assert tconv["params"]["bias"] == {"required": False, "default": False, "type": "bool"}
     assert tconv["description"].startswith("Fractional-strided")
 
 

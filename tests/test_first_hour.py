@@ -221,6 +221,34 @@ def test_param_values_are_checked_before_the_block_is_called(plugin_state, param
     assert _CALLS == []  # refused before the plugin's own code ran
 
 
+class _LeakyFromAClass(nn.LeakyReLU):
+    """A class as a factory: its __init__'s annotations count, not its attributes'."""
+
+    def __init__(self, in_shape: ganarch.Shape, slope: float = 0.2, training: int = 0) -> None:
+        super().__init__(slope)
+
+
+def test_class_factories_are_checked_and_blocks_json_shows_checked_types(plugin_state) -> None:
+    class Plugin:
+        @ganarch.hookimpl
+        def ganarch_register_blocks(self, registrar):
+            registrar.add("leaky_cls", kind="activation", factory=_LeakyFromAClass)
+
+    plugin_state(Plugin(), name="cls")
+    assert plan(ganarch.dcgan_spec(16, width=8, d_activation="leaky_cls"))
+    with pytest.raises(SpecError, match=r"params\.training: expected int, got True"):
+        ganarch.dcgan_spec(
+            16, width=8, d_activation="leaky_cls", d_activation_params={"training": True}
+        )
+    rows = {r["name"]: r for r in json.loads(_cli("blocks", "--json").stdout)}
+    assert rows["leaky_cls"]["params"]["slope"] == {
+        "required": False,
+        "default": 0.2,
+        "type": "float",
+    }
+    assert rows["groupnorm"]["params"]["groups"]["type"] == "int"
+
+
 def test_a_builtin_block_param_of_the_wrong_type_is_located(tmp_path) -> None:
     d = ganarch.dcgan_spec(16, width=8, g_norm="groupnorm").to_dict()
     layers = d["generator"]["layers"]

@@ -29,7 +29,7 @@ from ganarch.cli._common import (
     write_new_file,
 )
 from ganarch.errors import closest
-from ganarch.registry import BLOCK_KINDS, BlockInfo, blocks
+from ganarch.registry import BLOCK_KINDS, BlockInfo, blocks, type_name
 from ganarch.templates import dcgan_spec
 
 if TYPE_CHECKING:  # the builder imports torch: load it only when a command needs it
@@ -68,6 +68,9 @@ def _params_json(info: BlockInfo) -> dict[str, Any]:
         else:
             ok = isinstance(default, str | int | float | bool) or default is None
             result[name] = {"required": False, "default": default if ok else repr(default)}
+        checked = type_name(info.param_types[name]) if name in info.param_types else None
+        if checked is not None:  # what a spec's value is checked against
+            result[name]["type"] = checked
     return result
 
 
@@ -277,8 +280,20 @@ def _parse_choices(choices: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             fail(f"--choice {item!r}: expected KEY=VALUE, e.g. g_upsample=nearest_conv")
-        parsed[key.strip()] = parse_value(value)
+        key = key.strip()
+        if key in _OPTION_OF:  # a setting of its own option, not a template choice
+            fail(f"--choice {item!r}: {key} is set with {_OPTION_OF[key]}, not --choice")
+        parsed[key] = parse_value(value)
     return parsed
+
+
+#: Template arguments that ``spec`` takes as options of their own.
+_OPTION_OF = {
+    "image_size": "--image-size (or dcgan:SIZE)",
+    "channels": "--channels",
+    "latent_dim": "--latent-dim",
+    "width": "--width",
+}
 
 
 def spec_command(
