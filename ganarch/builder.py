@@ -17,7 +17,7 @@ from torch import nn
 
 from ganarch.errors import SpecError
 from ganarch.registry import BlockInfo, ParamError, Shape, get_block
-from ganarch.spec import GANSpec, LayerSpec
+from ganarch.spec import GANSpec, LayerSpec, check_plan_sizes, check_sizes
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,7 @@ def _plan_net(name: str, layers: tuple[LayerSpec, ...], in_shape: Shape) -> NetP
 
 def plan(spec: GANSpec) -> SpecPlan:
     """Check ``spec`` against the registry and infer every layer's shapes and parameter count."""
+    check_sizes(spec)  # limits first: a billion layers or channels never reach the registry
     g = _plan_net("generator", spec.generator, Shape(spec.latent_dim, 1, 1))
     image = Shape(spec.channels, spec.image_size, spec.image_size)
     if g.out_shape != image:
@@ -129,6 +130,12 @@ def plan(spec: GANSpec) -> SpecPlan:
             f"discriminator.layers[{len(spec.discriminator) - 1}]",
             f"the discriminator must end in one score per image (a 'head' block), got {d.out_shape}",
         )
+    check_plan_sizes(
+        spec,
+        g.n_params + d.n_params,
+        [layer.out_shape for layer in g.layers],
+        [layer.out_shape for layer in d.layers],
+    )
     return SpecPlan(g, d)
 
 
@@ -200,8 +207,23 @@ def _build_net(net: NetPlan, cls: type[Network], init_std: float | None) -> Netw
             init_weights(module, init_std)
         for w in layer.wrap:  # wrap after init, so e.g. spectral norm sees the drawn weights
             module = w.factory(module)
+        _guard_inplace(module, layers[-1] if layers else None)
         layers.append(module)
     return cls(layers, net)
+
+
+def _guard_inplace(module: nn.Module, previous: nn.Module | None) -> None:
+    """Turn off ``inplace`` where it would break the backward pass, so a spec that validates
+    trains: an in-place layer overwrites its input, which is safe only when the layer before
+    is a conv, dense or norm layer (their gradients do not need their output). After another
+    activation (two in a row), or on the network's input, it is not."""
+    if not getattr(module, "inplace", False):
+        return
+    leaves = [
+        m for m in (previous.modules() if previous is not None else []) if not list(m.children())
+    ]
+    if not (leaves and isinstance(leaves[-1], _WEIGHTED + _NORMS)):
+        module.inplace = False
 
 
 def build(spec: GANSpec, init: bool = True) -> tuple[Generator, Discriminator]:

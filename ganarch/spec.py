@@ -119,11 +119,13 @@ class TrainingSpec:
             v = getattr(self, name)
             if not 0 <= v < 1:
                 raise SpecError(f"{where}.{name}", f"must be in [0, 1), got {v!r}")
-        for name in ("batch_size", "d_steps"):
+        for name, most in (("batch_size", MAX_BATCH), ("d_steps", MAX_D_STEPS)):
             if getattr(self, name) < 1:
                 raise SpecError(
                     f"{where}.{name}", f"must be at least 1, got {getattr(self, name)!r}"
                 )
+            if getattr(self, name) > most:
+                raise SpecError(f"{where}.{name}", f"at most {most}, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -187,11 +189,14 @@ class GANSpec:
                 raise SpecError(key, "missing")
         ints = {k: _positive_int(d[k], k) for k in ("image_size", "channels", "latent_dim")}
         nets = {name: _layers(d[name], name) for name in ("generator", "discriminator")}
+        if "meta" in d:
+            check_data_size(d["meta"], "meta")
         training = TrainingSpec.from_dict(d.get("training", {}) or {}, "training")
         meta = d.get("meta", {}) or {}
         if not isinstance(meta, Mapping):
             raise SpecError("meta", f"must be a mapping, got {_kind(meta)}")
         spec = cls(**ints, **nets, training=training, meta=dict(meta))
+        check_sizes(spec)
         if validate:
             spec.validate()
         return spec
@@ -255,23 +260,124 @@ def read_data_file(path: str | Path) -> Any:
     if not path.is_file():
         raise SpecError(where, "no such file")
     suffix = path.suffix.lower()
+    if suffix not in (".json", ".toml", ".yaml", ".yml"):
+        raise SpecError(where, f"unknown file type {suffix!r}; use .json, .toml or .yaml")
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise SpecError(
+                where,
+                f"{path.stat().st_size} bytes; a spec or space file holds at most {MAX_FILE_BYTES}",
+            )
         text = path.read_text()
         if suffix == ".json":
-            return json.loads(text)
-        if suffix == ".toml":
-            return tomllib.loads(text)
-        if suffix in (".yaml", ".yml"):
-            return yaml.safe_load(text)
+            data = json.loads(text)
+        elif suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except RecursionError:
+        raise SpecError(where, f"nested too deeply (at most {MAX_DEPTH} levels)") from None
     except (
-        json.JSONDecodeError,
-        tomllib.TOMLDecodeError,
+        ValueError,  # JSON and TOML syntax, a 5000-digit integer
         yaml.YAMLError,
         UnicodeDecodeError,
+        OSError,
     ) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SpecError(where, f"cannot parse {suffix[1:].upper()}: {first}") from exc
-    raise SpecError(where, f"unknown file type {suffix!r}; use .json, .toml or .yaml")
+        raise SpecError(where, f"cannot parse {suffix[1:].upper()}: {first}") from None
+    check_data_size(data, where)
+    return data
+
+
+# -- limits: what a spec or a data file may ask for, checked before anything is allocated ------
+
+#: Layers in one network.
+MAX_LAYERS = 256
+#: Image side, latent size and every integer block parameter (channels, features, kernel).
+MAX_IMAGE_SIZE = 1024
+MAX_LATENT = 65536
+MAX_INT_PARAM = 65536
+#: Training settings.
+MAX_BATCH = 65536
+MAX_D_STEPS = 100
+#: Weights of G and D together (fp32 with Adam: 16 bytes each, 16 GB at the limit).
+MAX_PARAMS = 1_000_000_000
+#: Estimated activation memory of one training step (see ``activation_bytes``).
+MAX_ACTIVATION_BYTES = 64 * 2**30
+#: A spec or space file: bytes on disk, values after YAML aliases are expanded, nesting.
+MAX_FILE_BYTES = 10 * 2**20
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+
+
+def check_data_size(data: Any, where: str) -> None:
+    """Refuse data that expands past ``MAX_NODES`` values (YAML aliases of aliases: a few
+    lines can stand for billions) or nests deeper than ``MAX_DEPTH``, counting each use of a
+    shared value again and stopping as soon as a limit is passed."""
+    budget = MAX_NODES
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise SpecError(where, f"expands to more than {MAX_NODES} values (YAML aliases?)")
+        if depth > MAX_DEPTH:
+            raise SpecError(where, f"nested too deeply (at most {MAX_DEPTH} levels)")
+        if isinstance(value, Mapping):
+            stack.extend((v, depth + 1) for v in value.values())
+            stack.extend((k, depth + 1) for k in value if not isinstance(k, str | int | float))
+        elif isinstance(value, list | tuple):
+            stack.extend((v, depth + 1) for v in value)
+
+
+def check_sizes(spec: GANSpec) -> None:
+    """Refuse sizes no machine could train (a located ``SpecError``), before any allocation."""
+    if spec.image_size > MAX_IMAGE_SIZE:
+        raise SpecError("image_size", f"at most {MAX_IMAGE_SIZE}, got {spec.image_size}")
+    if spec.latent_dim > MAX_LATENT:
+        raise SpecError("latent_dim", f"at most {MAX_LATENT}, got {spec.latent_dim}")
+    if spec.channels > 4:
+        raise SpecError("channels", f"images have 1 to 4 channels, got {spec.channels}")
+    for name, layers in (("generator", spec.generator), ("discriminator", spec.discriminator)):
+        if len(layers) > MAX_LAYERS:
+            raise SpecError(f"{name}.layers", f"{len(layers)} layers; at most {MAX_LAYERS}")
+        for i, layer in enumerate(layers):
+            for key, value in layer.params.items():
+                if (
+                    isinstance(value, int)
+                    and not isinstance(value, bool)
+                    and abs(value) > MAX_INT_PARAM
+                ):
+                    raise SpecError(
+                        f"{name}.layers[{i}].params.{key}", f"at most {MAX_INT_PARAM}, got {value}"
+                    )
+    spec.training._check("training")
+
+
+def activation_bytes(batch_size: int, g_shapes: Sequence[Any], d_shapes: Sequence[Any]) -> int:
+    """A floor on one training step's activation memory: every layer's fp32 output for the
+    batch, D run on a real and a fake batch, all kept for the backward pass."""
+    g = sum(math.prod(s) for s in g_shapes)
+    d = sum(math.prod(s) for s in d_shapes)
+    return 4 * batch_size * (g + 2 * d)
+
+
+def check_plan_sizes(
+    spec: GANSpec, n_params: int, g_shapes: Sequence[Any], d_shapes: Sequence[Any]
+) -> None:
+    """Refuse a planned spec whose weights or activations exceed the limits (the builder
+    calls this with the shapes and parameter counts it inferred on the meta device)."""
+    if n_params > MAX_PARAMS:
+        raise SpecError(
+            "", f"{n_params:,} parameters in G and D; at most {MAX_PARAMS:,} (narrow the layers)"
+        )
+    need = activation_bytes(spec.training.batch_size, g_shapes, d_shapes)
+    if need > MAX_ACTIVATION_BYTES:
+        raise SpecError(
+            "training.batch_size",
+            f"one training step would hold about {need / 2**30:.0f} GiB of activations; at "
+            f"most {MAX_ACTIVATION_BYTES / 2**30:.0f} GiB (lower batch_size or the layers' size)",
+        )
 
 
 def _kind(value: Any) -> str:
@@ -299,4 +405,6 @@ def _layers(net: Any, name: str) -> tuple[LayerSpec, ...]:
         raw = net  # a bare list is accepted as shorthand
     if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
         raise SpecError(f"{name}.layers", "must be a non-empty list of layers")
+    if len(raw) > MAX_LAYERS:
+        raise SpecError(f"{name}.layers", f"{len(raw)} layers; at most {MAX_LAYERS}")
     return tuple(LayerSpec.from_dict(layer, f"{name}.layers[{i}]") for i, layer in enumerate(raw))

@@ -11,7 +11,7 @@ from typing import Any
 
 from ganarch.errors import SpecError
 from ganarch.registry import get_block
-from ganarch.spec import GANSpec, LayerSpec, TrainingSpec
+from ganarch.spec import MAX_IMAGE_SIZE, MAX_LATENT, MAX_LAYERS, GANSpec, LayerSpec, TrainingSpec
 
 #: The paper's choice for every rule; ``dcgan_spec()`` with no choices builds exactly this.
 PAPER_CHOICES: dict[str, Any] = {
@@ -110,6 +110,13 @@ def dcgan_spec(
     for key in ("g_dense_layers", "d_dense_layers", "dense_features"):
         if isinstance(c[key], bool) or not isinstance(c[key], int) or c[key] < 0:
             raise SpecError(key, f"must be a non-negative integer, got {c[key]!r}")
+    # limits before any list is built (a billion dense layers would fill the memory)
+    for key, most in (("g_dense_layers", MAX_LAYERS // 2), ("d_dense_layers", MAX_LAYERS // 2)):
+        if c[key] > most:
+            raise SpecError(key, f"at most {most}, got {c[key]}")
+    for key, most in (("image_size", MAX_IMAGE_SIZE), ("latent_dim", MAX_LATENT)):
+        if locals()[key] > most:
+            raise SpecError(key, f"at most {most}, got {locals()[key]}")
 
     n = int(math.log2(image_size // 4))  # resolution changes between 4×4 and the image
     g_act = LayerSpec(c["g_activation"], extra_params.get("g_activation_params", {}))
