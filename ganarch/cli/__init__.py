@@ -27,6 +27,8 @@ from ganarch.errors import GanarchError, HostError
 __all__ = ["COMMAND_MODULES", "app", "main"]
 
 DEBUG_ENV = "GANARCH_DEBUG"
+#: The longest error line printed (user text quoted back is cut).
+MAX_MESSAGE = 2000
 
 #: The command modules, each with ``register(app: typer.Typer) -> None``, in help order.
 COMMAND_MODULES = (blocks, data, train, search, analysis)
@@ -80,6 +82,8 @@ class _Group(TyperGroup):
 
 def _report(exc: BaseException | str) -> None:
     message = " ".join(str(exc).split()) or type(exc).__name__  # always one line
+    if len(message) > MAX_MESSAGE:  # e.g. a 100k-character value quoted back
+        message = message[: MAX_MESSAGE - 1] + "…"
     _common.err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
 
 

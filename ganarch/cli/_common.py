@@ -54,9 +54,11 @@ STORAGE_OPTION = typer.Option(
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 #: Results (tables, JSON) go here; ``highlight=False`` keeps numbers in tables uncoloured.
-out = Console(highlight=False, soft_wrap=False)
+#: No markup or emoji codes: user text (a study named ``:smile:x`` or ``[red]x``) prints as
+#: typed; styled cells are ``rich.text.Text`` objects.
+out = Console(highlight=False, soft_wrap=False, markup=False, emoji=False)
 #: Messages, warnings and progress go here.
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 
 def fail(message: str) -> NoReturn:
@@ -78,13 +80,13 @@ def print_table(table: Any) -> None:
     if out.is_terminal:
         out.print(table)
     elif columns.isdigit() and int(columns) > 0:  # read now: `out` was made at import
-        Console(highlight=False, width=int(columns)).print(table)
+        Console(highlight=False, markup=False, emoji=False, width=int(columns)).print(table)
     else:  # print(width=...) can only narrow, so a console as wide as the table
         from rich.measure import Measurement
 
         wide = Console(highlight=False, width=100_000)
         natural = Measurement.get(wide, wide.options, table).maximum
-        Console(highlight=False, width=max(natural, 20)).print(table)
+        Console(highlight=False, markup=False, emoji=False, width=max(natural, 20)).print(table)
 
 
 def keep_words_whole(table: Any) -> None:
@@ -136,7 +138,7 @@ def parse_value(text: str) -> Any:
     otherwise the plain string (``nearest_conv``)."""
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, a 5000-digit number, 100k-deep nesting
         return text
     if isinstance(value, float) and not math.isfinite(value):
         return text

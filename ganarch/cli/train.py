@@ -11,8 +11,28 @@ import typer
 from rich.table import Table
 
 from ganarch.cli._common import fail, note, parse_value, print_json, print_table, template_spec
+from ganarch.errors import HostError
 
 __all__ = ["DEFAULT_STEPS", "register", "train_command"]
+
+
+def _check_out(out: Path) -> None:
+    """``--out`` must be a folder that can be made here: a probe that leaves nothing behind
+    (``/proc/x`` or ``a-file/sub`` fail now, not after the data is loaded)."""
+    made = [p for p in (out, *out.parents) if not p.exists()]
+    for folder in out.parents:
+        if folder.exists() and not folder.is_dir():
+            fail(f"--out: {folder} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"--out: cannot create {out}: {exc.strerror or exc}")
+    for folder in made:  # deepest first: the run creates them again
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
 
 #: Default generator updates: ``dcgan:32 --width 32`` at batch 128 on digits reaches FID ~6
 #: on the digits features (quality ~0.7) in a few minutes on a 2-core CPU.
@@ -87,6 +107,7 @@ def train_command(
         out = Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         fail(f"{out} already exists and is not empty; choose a new --out or pass --overwrite")
+    _check_out(out)
     training = _overrides(settings)
     gan = template_spec(spec, width=width, channels=channels, data=data)
     if training:
@@ -94,17 +115,21 @@ def train_command(
 
     from ganarch.run import train
 
-    result = train(
-        gan,
-        data,
-        steps,
-        seed=seed,
-        device=device,
-        out_dir=out,
-        overwrite=overwrite,
-        eval_every=eval_every,
-        progress=not quiet,
-    )
+    try:
+        result = train(
+            gan,
+            data,
+            steps,
+            seed=seed,
+            device=device,
+            out_dir=out,
+            overwrite=overwrite,
+            eval_every=eval_every,
+            progress=not quiet,
+        )
+    except OSError as exc:  # a full disk, a folder turned read-only: the machine, not a bug
+        where = f" writing {exc.filename}" if exc.filename else ""
+        raise HostError(f"training stopped: {exc.strerror or exc}{where}") from exc
     if result.diverged:
         note(f"warning: training diverged ({result.failure}) at step {result.steps_done}")
     if as_json:
