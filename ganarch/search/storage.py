@@ -392,22 +392,31 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
 
 
 class StorageLock:
-    """An exclusive lock shared by the local workers of one storage (``fcntl.flock``).
+    """An exclusive lock shared by the workers of one storage.
 
     A worker holds it from counting the study's trials until its next trial exists and has
     recorded its worker, so N workers never start more trials than asked for and never take
-    each other's fresh trials for stale ones. ``release()`` may be called more than once.
+    each other's fresh trials for stale ones. Local workers share an ``fcntl.flock`` file;
+    on PostgreSQL the lock is a session advisory lock in the database itself, so workers on
+    many machines share it too (and a killed worker's lock ends with its connection).
+    ``release()`` may be called more than once.
     """
 
     def __init__(self, url: str) -> None:
+        self._conn: Any = None
+        self._server = url.startswith(("postgresql", "postgres:"))
         if is_journal(url):
             self.path = Path(url).with_name(Path(url).name + ".ganarch-lock")
         else:
             digest = hashlib.sha1(url.encode()).hexdigest()[:16]
             self.path = Path(tempfile.gettempdir()) / f"ganarch-{digest}.lock"
+        self._url = url
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        if self._server:
+            self._acquire_advisory()
+            return
         if self._fd is not None:
             return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -419,6 +428,9 @@ class StorageLock:
         self._fd = fd
 
     def release(self) -> None:
+        if self._server:
+            self._release_advisory()
+            return
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
@@ -427,9 +439,41 @@ class StorageLock:
         finally:
             os.close(fd)
 
+    def _acquire_advisory(self) -> None:
+        if self._conn is not None:
+            return
+        import sqlalchemy
+        from sqlalchemy.pool import NullPool
+
+        engine = sqlalchemy.create_engine(self._url, poolclass=NullPool)
+        conn = engine.connect()
+        try:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_KEY})
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def _release_advisory(self) -> None:
+        if self._conn is None:
+            return
+        import sqlalchemy
+
+        conn, self._conn = self._conn, None
+        try:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
+            conn.commit()
+        finally:
+            conn.close()  # ends the session, which frees the lock in any case
+
     def __enter__(self) -> StorageLock:
         self.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+#: The PostgreSQL advisory lock ganarch's workers share (one per database; held briefly).
+ADVISORY_KEY = int.from_bytes(hashlib.sha1(b"ganarch.StorageLock").digest()[:8], "big", signed=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from ganarch.errors import GanarchError, HostError
@@ -72,6 +73,8 @@ __all__ = [
     "trial_row",
 ]
 
+#: Seconds between looks at trials that other workers are still running.
+WAIT_S = 2.0
 #: The study user attribute holding the settings a resumed run must match.
 SETTINGS_ATTR = "ganarch"
 #: Settings that change what a trial's value means: a resumed run must keep them.
@@ -400,9 +403,12 @@ def _run_worker(
     deadline = time.monotonic() + config.timeout if config.timeout else None
     ran = 0
     grid = hasattr(study.sampler, "is_exhausted")  # the grid and the designs end
+    heartbeats = is_heartbeat_enabled(study._storage)
     while deadline is None or time.monotonic() < deadline:
         lock.acquire()
         try:
+            if heartbeats:  # RDB: trials whose heartbeat stopped (a worker elsewhere died)
+                optuna.storages.fail_stale_trials(study)
             stale = fail_stale_trials(study)
             if stale:
                 emit("stale", stale)
@@ -410,11 +416,17 @@ def _run_worker(
             counts, repeats = _counts(trials), _repeats(trials)
             # a repeat costs nothing (its result is reused), so it does not use up a trial;
             # but a space too small to offer new configurations must still end
-            busy = counts["COMPLETE"] - repeats + counts["PRUNED"] + counts["RUNNING"]
-            if busy >= config.trials or repeats >= config.trials:
+            done = counts["COMPLETE"] - repeats + counts["PRUNED"]
+            if done >= config.trials or repeats >= config.trials:
                 break
             if grid and study.sampler.is_exhausted(study):
                 break
+            if done + counts["RUNNING"] >= config.trials:
+                # the last trials are running elsewhere; one may yet fail (its worker killed)
+                # and be queued again, so wait for them rather than end short of the budget
+                lock.release()
+                time.sleep(WAIT_S)
+                continue
             study.optimize(
                 runner,
                 n_trials=1,
