@@ -433,6 +433,9 @@ def test_report_importance_note_once_and_no_interval_without_a_verdict(study_sto
 
     page = render_html(study, table)
     assert page.count("too few complete trials") == 2  # under the table and in its section
+    rules = page.split("<h2>Rules table")[1].split("</table>")[0]
+    assert "no interval: too few trials" in rules
+    assert not re.search(r"\[-?[0-9.]+, -?[0-9.]+\]", rules)  # no interval printed
     assert "scores by choice" in page and "needs at least 10 distinct complete trials" in page
 
 

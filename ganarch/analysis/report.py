@@ -261,6 +261,9 @@ def _rules_html(table: RulesTable) -> str:
             if e.effect is not None
             else "-"
         )
+        if e.effect is not None and r.verdict == "not enough trials":  # as in the plot
+            ci = f'{_num(e.effect)}<br><span class="muted">no interval: too few trials</span>'
+
         imp = _num(r.importance) if r.importance is not None else "-"
         if r.importance_note and r.importance is None and r.importance_note != shared:
             imp += f'<br><span class="muted">{_e(r.importance_note)}</span>'
