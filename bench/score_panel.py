@@ -108,28 +108,14 @@ def train_panel(names: list[str]) -> None:
         print(f"trained {name}: {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-# --- control sets -----------------------------------------------------------------------------
+def controls(ev) -> dict[str, torch.Tensor]:
+    """The judge module's control sets, built from the evaluator's own splits."""
+    import score_judge
 
-
-def controls(ev, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Image sets with a known place in the ranking, built from the evaluator's own splits."""
-    gen = torch.Generator().manual_seed(seed)
-    held = ev.held_out_images.cpu()
-    train = ev.real_images.cpu()
-    shape = (N, *train.shape[1:])
-    mu, sd = train.mean(0), train.std(0)
-    ten = held[torch.randperm(len(held), generator=gen)[:10]]
-    checker = (torch.arange(SIZE)[:, None] + torch.arange(SIZE)[None, :]) % 2 * 2 - 1.0
-    real_n = train[torch.randperm(len(train), generator=gen)[:N]]
-    return {
-        "ctl: held-out real": held,
-        "ctl: uniform noise": torch.rand(shape, generator=gen) * 2 - 1,
-        "ctl: independent pixels": (mu + sd * torch.randn(shape, generator=gen)).clamp(-1, 1),
-        "ctl: one real digit x1000": held[:1].expand(*shape).clone(),
-        "ctl: ten real digits x100": ten.repeat(N // 10, 1, 1, 1),
-        "ctl: real + checkerboard 0.4": (real_n + 0.4 * checker).clamp(-1, 1),
-        "ctl: real on grey background": real_n * 0.5 + 0.2,
-    }
+    sets = score_judge.control_sets(
+        ev.real_images.cpu().numpy(), ev.held_out_images.cpu().numpy(), N
+    )
+    return {f"ctl: {k}": torch.as_tensor(v, dtype=torch.float32) for k, v in sets.items()}
 
 
 def spearman(a, b) -> float:
@@ -172,12 +158,9 @@ def score_panel() -> None:
     print_table(rows)
 
 
-#: Judge metrics, and the sign that makes each higher-is-better.
-JUDGE = {"fd": -1, "nn1": -1, "classifier": 1}
-
-
 def print_table(rows) -> None:
     from scipy.stats import rankdata
+    from score_judge import DIRECTIONS as JUDGE
 
     keys = ["fid", "precision", "recall", "density", "coverage", "modes_hit", "spectral_distance"]
     head = ["generator", "quality", "stability", *keys, *(f"judge {k}" for k in JUDGE)]

@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.decomposition import PCA
 from sklearn.svm import SVC
 
-__all__ = ["Judge"]
+__all__ = ["DIRECTIONS", "Judge", "control_sets"]
+
+#: Each metric's direction: +1 when higher is better, −1 when lower is.
+DIRECTIONS = {"fd": -1, "nn1": -1, "classifier": 1}
 
 
 def _flat(images: np.ndarray) -> np.ndarray:
@@ -32,8 +36,9 @@ def _flat(images: np.ndarray) -> np.ndarray:
 def frechet(a: np.ndarray, b: np.ndarray) -> float:
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = scipy.linalg.sqrtm(s1 @ s2)
-    covmean = np.real(covmean)
+    # A small ridge keeps the square root defined for a collapsed set's singular covariance.
+    ridge = 1e-6 * np.eye(len(s1))
+    covmean = np.real(scipy.linalg.sqrtm((s1 + ridge) @ (s2 + ridge)))
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
 
 
@@ -49,6 +54,38 @@ def one_nn_accuracy(fake: np.ndarray, real: np.ndarray) -> float:
     d = d + 1e-9 * (label[:, None] == label[None, :])
     nearest = d.argmin(1)
     return float((label[nearest] == label).mean())
+
+
+def control_sets(
+    reference: np.ndarray, held_out: np.ndarray, n: int = 1000, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Image sets whose place in any ranking is known, from real ``(N, C, H, W)`` images in
+    [-1, 1]: the generators' training images (``reference``) and images they never saw.
+
+    - ``held-out real``: the held-out images themselves (the top);
+    - ``uniform noise`` and ``independent pixels`` (each pixel from a Gaussian with the real
+      per-pixel mean and standard deviation): no strokes at all;
+    - ``one real digit x1000`` (collapse) and ``ten real digits x100`` (a memorised handful);
+    - ``real + checkerboard 0.4``: training images with a period-2 pattern of amplitude 0.4
+      added, the artefact of transposed convolutions;
+    - ``real on grey background``: training images at half contrast on a grey background.
+    """
+    rng = np.random.default_rng(seed)
+    shape = (n, *reference.shape[1:])
+    mu, sd = reference.mean(0), reference.std(0, ddof=1)
+    side = np.arange(reference.shape[-1])
+    checker = ((side[:, None] + side[None, :]) % 2 * 2 - 1.0).astype(reference.dtype)
+    real_n = reference[rng.choice(len(reference), n, replace=False)]
+    ten = held_out[rng.choice(len(held_out), 10, replace=False)]
+    return {
+        "held-out real": held_out,
+        "uniform noise": rng.uniform(-1, 1, shape),
+        "independent pixels": np.clip(mu + sd * rng.standard_normal(shape), -1, 1),
+        "one real digit x1000": np.repeat(held_out[:1], n, axis=0),
+        "ten real digits x100": np.tile(ten, (n // 10, 1, 1, 1)),
+        "real + checkerboard 0.4": np.clip(real_n + 0.4 * checker, -1, 1),
+        "real on grey background": real_n * 0.5 + 0.2,
+    }
 
 
 class Judge:
@@ -72,7 +109,9 @@ class Judge:
         self.ref_pca = self.pca.transform(self.reference)
         labels = np.asarray(labels)
         self.num_classes = len(np.unique(labels))
-        self.classifier = SVC(probability=True, random_state=seed).fit(self.reference, labels)
+        # Platt-calibrated probabilities, so "confidence" means something.
+        svc = SVC(random_state=seed)
+        self.classifier = CalibratedClassifierCV(svc, ensemble=False).fit(self.reference, labels)
 
     def score(self, images: np.ndarray) -> dict[str, float]:
         x = _flat(images)

@@ -82,6 +82,9 @@ class Evaluator:
             data.labels[train_idx].to(self.device) if data.labels is not None else None
         )
         self.held_out_images = data.images[held_idx].to(self.device)
+        self.held_out_labels = (
+            data.labels[held_idx].to(self.device) if data.labels is not None else None
+        )
         self.real_features, _ = self.net.embed(self.real_images)
         path = inception_path(inception_weights)
         self.inception = InceptionFeatures(path, self.device) if path is not None else None
