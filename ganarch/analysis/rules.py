@@ -465,12 +465,12 @@ def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> 
         + (", each run's mean over its seeds" if k or flips else ""),
     )
     if design.generators:
+        free = (design.resolution or 0) >= 4
         notes.append(
-            f"aliasing: generators {', '.join(design.generators)}; resolution "
-            f"{design.resolution}: main effects are free of two-factor interactions"
-            if (design.resolution or 0) >= 4
-            else f"aliasing: generators {', '.join(design.generators)}; resolution "
-            f"{design.resolution}: main effects share columns with two-factor interactions"
+            f"aliasing: generators {', '.join(design.generators)} (resolution "
+            f"{design.resolution}): main effects "
+            + ("are free of" if free else "share columns with")
+            + " two-factor interactions; the 'aliases' of each claim in --json"
         )
         chains = designed.chain_text(design, names)
         if chains:

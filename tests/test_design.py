@@ -1,0 +1,323 @@
+"""Designed experiments: the designs' structure, the sampler inside Optuna, and the analysis
+of a designed study on planted effects (no training) and on a tiny real study (training)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from ganarch.analysis import CLAIMS, rules_table
+from ganarch.analysis.claims import resolve
+from ganarch.analysis.designed import fit_main_effects, reseed_flips
+from ganarch.errors import GanarchError
+from ganarch.search.design import (
+    CLAIM_TOGGLES,
+    DESIGN_ATTR,
+    RUN_ATTR,
+    DesignSampler,
+    Factor,
+    design_for,
+    factors_of,
+    make_design,
+)
+from ganarch.search.space import load_space
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _factors(k: int) -> list[Factor]:
+    return [Factor(f"x{i}", None, {f"x{i}": "a"}, {f"x{i}": "b"}) for i in range(k)]
+
+
+def _interaction_columns(m: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
+    return {(i, j): m[:, i] * m[:, j] for i, j in itertools.combinations(range(m.shape[1]), 2)}
+
+
+# -- the designs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "k", "runs", "resolution"),
+    [
+        ("fractional", 7, 16, 4),
+        ("fractional", 6, 16, 4),
+        ("fractional", 5, 16, 5),
+        ("fractional", 3, 8, None),  # small enough for every combination
+        ("fractional32", 7, 32, 4),
+        ("fractional32", 6, 32, 6),
+        ("factorial", 7, 128, None),
+    ],
+)
+def test_designs_are_orthogonal_with_the_stated_resolution(name, k, runs, resolution):
+    d = make_design(name, _factors(k))
+    m = d.matrix
+    assert m.shape == (runs, k) and set(np.unique(m)) == {-1, 1}
+    assert len({tuple(r) for r in m}) == runs  # no run twice
+    assert (m[0] == 1).all()  # run 0 is the paper's side of everything
+    assert np.array_equal(m.T @ m, runs * np.eye(k, dtype=int))  # balanced and orthogonal
+    assert d.resolution == resolution
+    inter = _interaction_columns(m)
+    # resolution IV or more, read off the matrix itself: no main effect column equals (±) a
+    # two-factor interaction column, so no main effect is aliased with one
+    for col in inter.values():
+        assert (np.abs(m.T @ col) < runs).all()
+        assert (m.T @ col == 0).all() if resolution is None or resolution >= 4 else True
+    # the alias chains the design reports are exactly the interaction columns that coincide
+    letters = d.letters
+    for chain in d.two_factor_chains():
+        cols = [inter[(letters.index(a), letters.index(b))] for a, b in chain]
+        for c in cols[1:]:
+            assert np.array_equal(np.abs(cols[0] @ c), runs)
+    if resolution is None or resolution >= 5:
+        assert all(len(c) == 1 for c in d.two_factor_chains())  # 2FIs estimable apart
+
+
+def test_the_seven_claims_get_the_2_7_3_design():
+    d = design_for(load_space("claims"), "fractional")
+    assert d.label() == "2^(7-3) fractional factorial, resolution IV, 16 runs"
+    assert d.generators == ("E=ABC", "F=BCD", "G=ACD")
+    assert [f.claim for f in d.factors] == [1, 2, 3, 4, 5, 6, 7]
+    assert all(len(a) == 3 for a in d.aliases("A"))  # main effects: 3FI aliases only
+    assert sorted(len(c) for c in d.two_factor_chains()) == [3] * 7  # 21 2FIs in 7 chains
+    with pytest.raises(GanarchError, match="at most 8"):
+        make_design("fractional", _factors(9))
+    with pytest.raises(GanarchError, match="unknown design"):
+        make_design("plackett", _factors(3))
+
+
+def test_claim_levels_are_the_paper_and_the_ablation():
+    """Each claim's +1 level is the paper's values and its -1 level the one change `ganarch
+    ablate` makes, so the claims read them as the paper's and the alternative side."""
+    by_claim = {f.claim: f for f in factors_of(load_space("claims"))}
+    for claim in CLAIMS:
+        factor = by_claim[claim.id]
+        assert set(claim.alternative) <= set(factor.low) <= set(CLAIM_TOGGLES[claim.id])
+        assert set(CLAIM_TOGGLES[claim.id]) <= set(claim.params)
+        assert {k: factor.low[k] for k in claim.alternative} == dict(claim.alternative)
+        assert claim.side(factor.high) == "paper"
+        assert claim.side(factor.low) == "alternative"
+        assert all(resolve({})[k] == v for k, v in factor.high.items())
+
+
+@pytest.mark.parametrize(
+    ("choices", "message"),
+    [
+        ("lr = { low = 1e-4, high = 1e-3 }", "not a range"),
+        ('d_norm = ["batchnorm", "none", "layernorm"]', "not 3 values"),
+        ('d_norm = ["layernorm", "none"]', "must include the paper's 'batchnorm'"),
+    ],
+)
+def test_a_space_a_design_cannot_use_is_refused(tmp_path, choices, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(f'template = "dcgan"\nimage_size = 16\n[choices]\n{choices}\n')
+    with pytest.raises(GanarchError, match=message):
+        design_for(load_space(path), "fractional")
+
+
+# -- the sampler inside Optuna ---------------------------------------------------------------------
+
+
+def _objective(space, effects, noise, rng, seeds=1, interaction=0.0):
+    """Synthetic responses: half an effect up or down per claim level, plus a 3×4 interaction
+    (aliased with other two-factor interactions, never with a main effect) and seed noise."""
+
+    def objective(trial):
+        choices = space.suggest(trial)
+        level = {c.id: 1 if c.side(choices) == "paper" else -1 for c in CLAIMS}
+        level[4] = 1 if not choices["g_output_norm"] else -1  # the design's level, even if moot
+        mean = 0.5 + sum(effects[i] / 2 * level[i] for i in effects)
+        mean += interaction * level[3] * level[4]
+        values = [mean + rng.normal(0, noise) for _ in range(seeds)]
+        trial.set_user_attr("choices", resolve(choices))
+        trial.set_user_attr("seed_objectives", values)
+        return float(np.mean(values))
+
+    return objective
+
+
+def _designed_study(name="fractional", **kw):
+    space = load_space("claims")
+    sampler = DesignSampler(design_for(space, name))
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.set_user_attr("ganarch", {"data": "synthetic", "steps": 0, "seeds": kw.get("seeds", 1)})
+    study.optimize(_objective(space, **kw), n_trials=sampler.design.runs)
+    return study, sampler
+
+
+PLANTED = {1: 0.0, 2: -0.08, 3: 0.10, 4: 0.0, 5: 0.0, 6: 0.06, 7: 0.12}
+
+
+def test_the_sampler_runs_each_design_point_once_and_the_analysis_recovers_planted_effects():
+    rng = np.random.default_rng(0)
+    study, sampler = _designed_study(
+        effects=PLANTED, noise=0.01, rng=rng, seeds=3, interaction=0.02
+    )
+    assert sampler.is_exhausted(study)
+    runs = sorted(t.user_attrs[RUN_ATTR] for t in study.trials)
+    assert runs == list(range(16))
+    for t in study.trials:  # each trial trained exactly its run's levels
+        assert {k: t.params[k] for k in sampler.design.choices(t.user_attrs[RUN_ATTR])} == (
+            sampler.design.choices(t.user_attrs[RUN_ATTR])
+        )
+    assert study.user_attrs[DESIGN_ATTR]["generators"] == ["E=ABC", "F=BCD", "G=ACD"]
+    table = rules_table(study)
+    assert table.evidence.startswith("designed study (controlled): 2^(7-3)")
+    assert "3 paired seeds" in table.evidence
+    assert any("8 residual df" in n for n in table.notes)
+    chains = next(n for n in table.notes if n.startswith("two-factor interactions"))
+    assert "1×7 = 2×6 = 3×4" in chains  # the planted interaction's alias chain is named
+    rows = {r.claim.id: r for r in table.rows}
+    for cid, true in PLANTED.items():
+        e = rows[cid].effect
+        assert e.n_paper == e.n_alt == 8 and e.method == "least squares t" and e.df == 8
+        assert e.ci_low <= true <= e.ci_high  # unbiased despite the planted interaction
+        want = "confirmed" if true > 0 else "contradicted" if true < 0 else None
+        if want:
+            assert rows[cid].verdict == want and math.copysign(1, e.effect) == math.copysign(
+                1, true
+            )
+        assert rows[cid].flips is not None and rows[cid].flips[1] == 3
+    assert rows[3].verdict == "confirmed" and rows[2].verdict == "contradicted"
+    assert any("claim 4: in 8 of 16 runs" in n for n in table.notes)  # no norm: moot toggle
+    assert table.to_dict()["design"]["resolution"] == 4
+
+
+def test_main_effects_are_exact_without_noise_even_with_interactions():
+    """Resolution IV: a two-factor interaction moves no main effect estimate."""
+    d = make_design("fractional", _factors(7))
+    x = d.matrix
+    y = 1.0 + 0.2 * x[:, 0] - 0.1 * x[:, 3] + 0.3 * x[:, 2] * x[:, 5]  # + a 2FI
+    fit = fit_main_effects(x, y)
+    got = [e.effect for e in fit.effects]
+    assert got == pytest.approx([0.4, 0, 0, -0.2, 0, 0, 0], abs=1e-12)
+
+
+def test_least_squares_intervals_cover_95_percent():
+    """Planted effects with noise: the 95% t-intervals (8 residual df) cover the truth ~95%
+    of the time for every claim (a 90% interval would cover ~90%)."""
+    d = make_design("fractional", _factors(7))
+    x = d.matrix
+    true = np.array([0.0, -0.08, 0.10, 0.0, 0.0, 0.06, 0.12])
+    rng = np.random.default_rng(1)
+    reps, hits, signs = 1500, 0, 0
+    for _ in range(reps):
+        y = 0.5 + x @ (true / 2) + rng.normal(0, 0.03, len(x))
+        fit = fit_main_effects(x, y)
+        for e, t in zip(fit.effects, true, strict=True):
+            hits += e.ci_low <= t <= e.ci_high
+            signs += t != 0 and e.effect * t > 0
+    assert 0.935 <= hits / (reps * 7) <= 0.965
+    assert signs / (reps * 4) > 0.99  # the planted effects' signs are recovered
+    # the interval by hand: effect ± t(0.975, 8) · 2 · sqrt(s² / 16)
+    y = 0.5 + x @ (true / 2) + rng.normal(0, 0.03, len(x))
+    fit = fit_main_effects(x, y)
+    coef, *_ = np.linalg.lstsq(np.column_stack([np.ones(16), x]), y, rcond=None)
+    s2 = float(((y - np.column_stack([np.ones(16), x]) @ coef) ** 2).sum()) / 8
+    half = 2.306004 * 2 * math.sqrt(s2 / 16)
+    e = fit.effects[2]
+    assert (e.ci_low, e.ci_high) == pytest.approx((e.effect - half, e.effect + half), abs=1e-6)
+
+
+def test_reseeding_flips_count_verdicts_that_change():
+    d = make_design("fractional", _factors(3))  # 8 runs, full factorial
+    from ganarch.analysis.designed import DesignRun
+
+    x = d.matrix
+    # seed 0 shows a strong effect of factor 0, seed 1 none: the verdict depends on the seed
+    seeds = [
+        (0.5 + 0.2 * a + 0.001 * i, 0.5 + 0.001 * ((i * 7) % 5)) for i, a in enumerate(x[:, 0])
+    ]
+    runs = [DesignRun(i, i, {}, float(np.mean(s)), s) for i, s in enumerate(seeds)]
+    flips = reseed_flips(x, runs)
+    assert flips is not None and flips[0][1] == 2 and flips[0][0] >= 1
+    assert reseed_flips(x, [DesignRun(i, i, {}, 0.5, None) for i in range(8)]) is None
+
+
+def test_resume_and_failed_trials_keep_the_design_whole():
+    """An interrupted trial frees its run; a queued retry (its params) holds it; a new sampler
+    (a resumed process) continues where the study stands."""
+    space = load_space("claims")
+    design = design_for(space, "fractional")
+    study = optuna.create_study(direction="maximize", sampler=DesignSampler(design))
+    rng = np.random.default_rng(3)
+    objective = _objective(space, effects=PLANTED, noise=0.01, rng=rng)
+    study.optimize(objective, n_trials=3)
+
+    def interrupted(trial):
+        space.suggest(trial)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(interrupted, n_trials=1)
+    failed = study.trials[-1]
+    assert failed.state == TrialState.FAIL and failed.user_attrs[RUN_ATTR] == 3
+    study.enqueue_trial(failed.params)  # what the search does with an interrupted trial
+    resumed = optuna.load_study(
+        study_name=study.study_name, storage=study._storage, sampler=DesignSampler(design)
+    )
+    resumed.optimize(objective, n_trials=13)
+    done = [t for t in resumed.trials if t.state == TrialState.COMPLETE]
+    assert sorted(t.user_attrs[RUN_ATTR] for t in done) == list(range(16))
+    assert resumed.sampler.is_exhausted(resumed)
+
+
+# -- a tiny real designed study ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_tiny_real_designed_study_end_to_end(tmp_path, tmp_path_factory, monkeypatch):
+    from ganarch.search import SearchConfig, TrialSettings, run_search
+    from ganarch.search.storage import open_storage
+
+    monkeypatch.setenv("GANARCH_CACHE", str(tmp_path_factory.getbasetemp() / "ganarch-cache"))
+    torch.set_num_threads(1)
+    path = tmp_path / "two.toml"
+    path.write_text(
+        'template = "dcgan"\nimage_size = 8\nwidth = 8\nlatent_dim = 8\n'
+        "[fixed]\nbatch_size = 32\n[choices]\n"
+        'g_upsample = ["tconv", "nearest_conv"]\nd_activation = ["leaky_relu", "relu"]\n'
+        "beta1 = [0.5, 0.9]\n"
+    )
+    config = SearchConfig(
+        space=load_space(path),
+        settings=TrialSettings(
+            data="digits",
+            steps=8,
+            seeds=2,
+            device="cpu",
+            out=str(tmp_path / "runs"),
+            eval_every=4,
+            n_eval=100,
+        ),
+        study_name="designed",
+        storage=str(tmp_path / "s.journal"),
+        trials=10,  # more than the design holds: the study stops when the design is done
+        sampler="factorial",
+        pruner="none",
+    )
+    summary = run_search(config)
+    assert summary.counts == {"COMPLETE": 8}
+    study = optuna.load_study(study_name="designed", storage=open_storage(config.storage))
+    for t in study.trials:
+        assert len(t.user_attrs["seed_objectives"]) == 2
+        assert all(0.0 <= v <= 1.0 for v in t.user_attrs["seed_objectives"])
+    table = rules_table(study)
+    rows = {r.claim.id: r for r in table.rows}
+    assert "full 2^3 factorial, 8 runs" in table.evidence and "2 paired seeds" in table.evidence
+    for cid in (2, 6, 7):
+        assert rows[cid].effect.n_paper == rows[cid].effect.n_alt == 4
+        assert rows[cid].effect.df == 4 and rows[cid].verdict in (
+            "confirmed",
+            "contradicted",
+            "inconclusive",
+        )
+        assert rows[cid].flips is not None and rows[cid].flips[1] == 2
+    for cid in (1, 3, 4, 5):
+        assert rows[cid].verdict == "not enough trials"
+        assert rows[cid].importance_note == "not in the design"
