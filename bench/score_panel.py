@@ -135,7 +135,7 @@ def score_panel() -> None:
     ev = Evaluator(data, device="cpu", cache_dir=FEATURE_CACHE)
     # The judge's reference: the evaluator's reference images (what the generators trained on).
     judge = score_judge.Judge(ev.real_images.cpu().numpy(), ev.real_labels.cpu().numpy())
-    rows = []
+    rows, snapshots = [], []
     for name, images in controls(ev).items():
         m = ev.evaluate(images)
         rows.append((name, ev.quality(m), None, m, judge.score(images.numpy())))
@@ -146,20 +146,21 @@ def score_panel() -> None:
             continue
         run = torch.load(path, weights_only=False)
         history = []
-        m = {}
+        m, verdict = {}, {}
         for rec, snap in zip(run["history"], run["snapshots"], strict=False):
             m = ev.evaluate(snap.float())
             history.append({**rec, "quality": ev.quality(m)})
+            verdict = judge.score(snap.float().numpy())
+            snapshots.append((f"{name}@{rec['step']}", history[-1]["quality"], None, m, verdict))
         stab = stability(history, diverged=run["diverged"])
-        final = run["snapshots"][-1].float()
-        rows.append(
-            (name, history[-1]["quality"], stab["stability"], m, judge.score(final.numpy()))
-        )
+        rows.append((name, history[-1]["quality"], stab["stability"], m, verdict))
     print_table(rows)
+    # Every evaluation point of every run is a generator too: five times as many, from noise
+    # to the best, as a check that the agreement does not hang on the fifteen final ones.
+    print_spearman("every evaluation snapshot of the trained generators", snapshots)
 
 
 def print_table(rows) -> None:
-    from scipy.stats import rankdata
     from score_judge import DIRECTIONS as JUDGE
 
     keys = ["fid", "precision", "recall", "density", "coverage", "modes_hit", "spectral_distance"]
@@ -176,17 +177,25 @@ def print_table(rows) -> None:
     # The judge works on raw pixels, so it marks a real digit on a grey background down for
     # its background, which ganarch deliberately ignores: that row is left out of the second set.
     no_grey = [i for i, r in enumerate(rows) if "grey" not in r[0]]
-    for label, idx in (
-        ("trained generators", gens),
-        ("generators and controls, without the grey-background control", no_grey),
-        ("every row", list(range(len(rows)))),
-    ):
-        q = [rows[i][1] for i in idx]
-        judged = {k: [sign * rows[i][4][k] for i in idx] for k, sign in JUDGE.items()}
-        consensus = np.mean([rankdata(v) for v in judged.values()], axis=0)
-        parts = [f"{k} {spearman(q, v):+.3f}" for k, v in judged.items()]
-        parts.append(f"mean judge rank {spearman(q, consensus):+.3f}")
-        print(f"Spearman(quality, judge), {label} (n={len(idx)}): " + ", ".join(parts))
+    print_spearman("trained generators", [rows[i] for i in gens])
+    print_spearman(
+        "generators and controls, without the grey-background control", [rows[i] for i in no_grey]
+    )
+    print_spearman("every row", rows)
+
+
+def print_spearman(label: str, rows) -> None:
+    """Spearman between quality and each judge metric (made higher-is-better), and the mean
+    of the judge's three ranks."""
+    from scipy.stats import rankdata
+    from score_judge import DIRECTIONS
+
+    q = [r[1] for r in rows]
+    judged = {k: [sign * r[4][k] for r in rows] for k, sign in DIRECTIONS.items()}
+    consensus = np.mean([rankdata(v) for v in judged.values()], axis=0)
+    parts = [f"{k} {spearman(q, v):+.3f}" for k, v in judged.items()]
+    parts.append(f"mean judge rank {spearman(q, consensus):+.3f}")
+    print(f"Spearman(quality, judge), {label} (n={len(rows)}): " + ", ".join(parts))
 
 
 def main() -> None:
