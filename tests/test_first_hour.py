@@ -286,7 +286,7 @@ STUDY = "quick-digits-with-a-longer-name"
 def study_storage(tmp_path) -> str:
     """A study of five trials, one of each kind (no training: recorded outcomes)."""
     path = str(tmp_path / "s.journal")
-    st = optuna.create_study(storage=open_storage(path), study_name=STUDY)
+    st = optuna.create_study(storage=open_storage(path), study_name=STUDY, direction="maximize")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         st.set_metric_names(["objective"])
@@ -349,6 +349,18 @@ def test_trials_table_fits_80_columns_with_names_whole(study_storage, monkeypatc
     rows = json.loads(_cli("trials", STUDY, "--storage", study_storage, "--json").stdout)
     assert [r["repeat_of"] for r in rows] == [None, None, None, 0, None]
     assert [r["label"] for r in rows] == ["complete", "pruned", "failed", "repeat", "stopped"]
+
+
+def test_too_narrow_a_terminal_gets_one_record_per_row_not_cropped_columns(
+    study_storage, monkeypatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "50")
+    out = _cli("trials", STUDY, "--storage", study_storage).stdout
+    assert max(len(line) for line in _lines(out)) <= 50, out
+    assert "┃" not in out and "    state: repeat" in out
+    for name, value in _PARAMS.items():
+        assert f"{name}={value}" in out
+    assert _lines(out).count("        #: 4") == 1  # every row is there
 
 
 def test_piped_tables_keep_one_line_per_row(study_storage, monkeypatch) -> None:

@@ -74,19 +74,60 @@ def note(message: str) -> None:
 def print_table(table: Any) -> None:
     """Print a rich table to stdout, as wide as the terminal. When stdout is not a terminal
     (a pipe, a log) the table keeps its natural width, one line per row, unless ``COLUMNS``
-    asks for a width (``COLUMNS=80 ganarch trials S | less``)."""
+    asks for a width (``COLUMNS=80 ganarch trials S | less``). Where even the narrowest
+    layout with whole words does not fit, each row is printed as ``column: value`` lines."""
+    from rich.measure import Measurement
+
     keep_words_whole(table)
     columns = os.environ.get("COLUMNS", "")
-    if out.is_terminal:
-        out.print(table)
-    elif columns.isdigit() and int(columns) > 0:  # read now: `out` was made at import
-        Console(highlight=False, markup=False, emoji=False, width=int(columns)).print(table)
-    else:  # print(width=...) can only narrow, so a console as wide as the table
-        from rich.measure import Measurement
-
+    console = out  # a terminal: its own width
+    if not out.is_terminal and columns.isdigit() and int(columns) > 0:
+        console = Console(highlight=False, markup=False, emoji=False, width=int(columns))
+    elif not out.is_terminal:  # print(width=...) can only narrow: a console as wide as the table
         wide = Console(highlight=False, width=100_000)
         natural = Measurement.get(wide, wide.options, table).maximum
-        Console(highlight=False, markup=False, emoji=False, width=max(natural, 20)).print(table)
+        console = Console(highlight=False, markup=False, emoji=False, width=max(natural, 20))
+    if _least_width(table) > console.width:
+        _print_records(table, console)  # too narrow for whole words: never crop a column
+    else:
+        console.print(table)
+
+
+def _least_width(table: Any) -> int:
+    """The narrowest the table can be with every name and word whole."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    total = 0
+    for column in table.columns:
+        width = column.min_width or 0
+        if column.no_wrap:
+            cells = [column.header, *column.cells]
+            texts = [c.plain if isinstance(c, Text) else str(c) for c in cells]
+            width = max([width, *(cell_len(line) for t in texts for line in t.splitlines())])
+        total += width + table.padding[1] + table.padding[3]
+    borders = len(table.columns) + 1 if table.show_edge else len(table.columns) - 1
+    return total + (borders if table.box else 0)
+
+
+def _print_records(table: Any, console: Console) -> None:
+    """A table as one block of ``column: value`` lines per row, for a terminal too narrow
+    for its columns (values wrap between words under themselves)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if table.title:
+        console.print(Text(str(table.title)))
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(justify="right", no_wrap=True)
+    grid.add_column()
+    for cells in zip(*(list(c.cells) for c in table.columns), strict=True):
+        grid.add_row("", "")
+        for column, cell in zip(table.columns, cells, strict=True):
+            text = cell if isinstance(cell, Text) else Text(str(cell))
+            if text.plain:
+                grid.add_row(Text(f"{column.header}:"), text)
+    console.print(grid)
 
 
 def keep_words_whole(table: Any) -> None:

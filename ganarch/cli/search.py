@@ -267,8 +267,7 @@ def studies_command(storage: str | None = STORAGE_OPTION, as_json: bool = JSON_O
     t = Table(title=title, title_justify="left")
     t.add_column("study", no_wrap=True)
     t.add_column("trials", no_wrap=True)
-    t.add_column("best", justify="right", no_wrap=True)
-    t.add_column("best value(s)", justify="right")
+    t.add_column("best trial")
     t.add_column("space", no_wrap=True)
     t.add_column("data", no_wrap=True)
     for r in rows:
@@ -281,8 +280,7 @@ def studies_command(storage: str | None = STORAGE_OPTION, as_json: bool = JSON_O
         t.add_row(
             Text(r["name"]),
             Text("\n".join([f"{counts['total']} in all:", *counts["lines"]])),
-            fmt_value(r["best_trial"]),
-            Text("\n".join(best) or "-"),
+            Text("\n".join([f"#{r['best_trial']}", *best]) if best else "-"),
             Text(fmt_value(r["space"])),
             Text(fmt_value(r["data"])),
         )
