@@ -104,6 +104,7 @@ def test_ablate_paired_table_and_resume(tmp_path):
     assert table.evaluator is None
     r3, r7 = _row(table, 3), _row(table, 7)
     assert r7.effect.paired and r7.effect.n_paper == 3
+    assert r7.effect.method == "paired t" and r7.effect.df == 2  # not a bootstrap over 3 values
     assert r7.effect.effect == pytest.approx(0.1) and r7.verdict == "confirmed"
     assert r3.effect.effect == pytest.approx(0.0) and r3.verdict == "inconclusive"
 
