@@ -40,7 +40,7 @@ import torch
 
 from ganarch.errors import HostError, SpecError
 from ganarch.search.space import SearchSpace, resolve_choices
-from ganarch.search.storage import WORKER_ATTR, worker_identity
+from ganarch.search.storage import ACTIVE_TRIALS, WORKER_ATTR, worker_identity
 
 __all__ = [
     "DUPLICATE_ATTR",
@@ -108,16 +108,20 @@ class TrialRunner:
     # -- the objective --------------------------------------------------------------------
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        trial.set_user_attr(WORKER_ATTR, worker_identity())
-        if self.on_trial_start is not None:
-            self.on_trial_start(trial)
+        key = (trial.study.study_name, trial.number)
+        ACTIVE_TRIALS.add(key)
         try:
+            trial.set_user_attr(WORKER_ATTR, worker_identity())
+            if self.on_trial_start is not None:
+                self.on_trial_start(trial)
             return self._run(trial)
         except KeyboardInterrupt:
             # Optuna marks the trial FAIL and re-raises; say why, and queue it to run again.
             _safe_attr(trial, "failure", INTERRUPTED)
             _requeue(trial)
             raise
+        finally:
+            ACTIVE_TRIALS.discard(key)
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, float]:
         s = self.settings

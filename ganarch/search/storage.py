@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import socket
+import sys
 import tempfile
 import time
 import warnings
@@ -143,8 +144,8 @@ def open_storage(storage: str | os.PathLike | BaseStorage | None = None) -> Base
     if is_journal(url):
         path = Path(url)
         mended = journal.repair(path)  # a partial record left by a crash mid-write
-        if mended is not None:
-            warnings.warn(mended.note(), JournalRepaired, stacklevel=2)
+        if mended is not None:  # one line on stderr, from the CLI and from Python alike
+            print(f"note: {mended.note()}", file=sys.stderr, flush=True)
         try:
             # The default symlink lock works on one machine and on NFS.
             store: BaseStorage = JournalStorage(JournalFileBackend(str(path)))
@@ -154,10 +155,6 @@ def open_storage(storage: str | os.PathLike | BaseStorage | None = None) -> Base
         store = _open_rdb(url)
     _cache[url] = store
     return store
-
-
-class JournalRepaired(UserWarning):
-    """A journal's damaged records were set aside when it was opened (see ``journal``)."""
 
 
 def check_storage(url: str) -> None:
@@ -234,8 +231,12 @@ def _open_rdb(url: str) -> BaseStorage:
                 grace_period=3 * beat,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
             )
-    except ImportError as exc:  # a driver is missing (e.g. psycopg2 for PostgreSQL)
-        raise GanarchError(f"--storage: {exc}; for PostgreSQL install ganarch[postgres]") from None
+    except ImportError as exc:  # a driver is missing (psycopg for postgresql://)
+        cause = exc.__cause__ or exc
+        raise GanarchError(
+            f"--storage: no database driver for {hide_password(url).split('://', 1)[0]}:// "
+            f"({_first_line(cause)}); for PostgreSQL: pip install 'ganarch[postgres]'"
+        ) from None
     except Exception as exc:
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -367,6 +368,20 @@ def is_stale(trial: FrozenTrial, now: float | None = None, *, one_machine: bool 
     return worker_alive(worker, one_machine=one_machine) is False
 
 
+#: ``(study name, trial number)`` of the trials this process is running now (the objective
+#: adds and removes them): a RUNNING trial that names this process but is not here was
+#: abandoned (its run stopped before the storage could record it, e.g. on a full disk).
+ACTIVE_TRIALS: set[tuple[str, int]] = set()
+
+
+def _abandoned_here(study_name: str, trial: FrozenTrial) -> bool:
+    worker = trial.user_attrs.get(WORKER_ATTR)
+    if not isinstance(worker, dict) or (study_name, trial.number) in ACTIVE_TRIALS:
+        return False
+    me = worker_identity()
+    return all(worker.get(k) == me[k] for k in ("host", "pid", "start"))
+
+
 def fail_stale_trials(study: optuna.Study) -> list[int]:
     """Fail this host's RUNNING trials whose worker died, and queue their params again.
 
@@ -377,7 +392,9 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
     one_machine = isinstance(storage, JournalStorage)
     failed: list[int] = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not is_stale(trial, one_machine=one_machine):
+        if not (
+            is_stale(trial, one_machine=one_machine) or _abandoned_here(study.study_name, trial)
+        ):
             continue
         try:
             storage.set_trial_user_attr(trial._trial_id, "failure", STALE_REASON)

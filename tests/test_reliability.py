@@ -1,0 +1,658 @@
+"""Nothing lost (issue 11): a journal damaged mid-write, failures of the machine, study names,
+unusable storages, size limits, user errors as one line, markup, passwords, and workers that
+die with their parent. Searches train real (tiny) GANs: 8×8 digits, width 8, a few steps.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+from torch import nn
+from typer.testing import CliRunner
+
+import ganarch
+from ganarch.cli import app
+from ganarch.errors import GanarchError, HostError, SpecError
+from ganarch.search import SearchConfig, TrialSettings, journal, load_space, run_search
+from ganarch.search import engine as engine_module
+from ganarch.search import storage as storage_module
+from ganarch.search.objective import FAILED_CONSTRAINT, PENALTY
+from ganarch.search.storage import (
+    STALE_REASON,
+    WORKER_ATTR,
+    fail_stale_trials,
+    hide_password,
+    open_storage,
+)
+from ganarch.search.study import check_study_name
+from ganarch.spec import GANSpec
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+STEPS = 12
+SPACE = """
+template = "dcgan"
+image_size = 8
+width = 8
+latent_dim = 8
+
+[fixed]
+batch_size = 32
+
+[choices]
+g_upsample = ["tconv", "nearest_conv"]
+lr = { low = 1e-4, high = 1e-3, log = true }
+"""
+
+
+@pytest.fixture(autouse=True)
+def _fast(tmp_path_factory, monkeypatch):
+    cache = tmp_path_factory.getbasetemp() / "ganarch-cache"
+    monkeypatch.setenv("GANARCH_CACHE", str(cache))
+    storage_module._cache.clear()  # every test opens its storages afresh, as a new process would
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    storage_module._cache.clear()
+
+
+@pytest.fixture
+def space_file(tmp_path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(SPACE)
+    return path
+
+
+def config(tmp_path, space, *, trials=2, study="tiny", **kw) -> SearchConfig:
+    settings = {
+        "data": "digits",
+        "steps": STEPS,
+        "device": "cpu",
+        "out": str(tmp_path / "runs"),
+        "eval_every": STEPS,
+        "n_eval": 100,
+    }
+    settings.update({k: kw.pop(k) for k in list(kw) if k in TrialSettings.__dataclass_fields__})
+    return SearchConfig(
+        space=load_space(space),
+        settings=TrialSettings(**settings),
+        study_name=study,
+        storage=str(tmp_path / "s.journal"),
+        trials=trials,
+        sampler="random",
+        pruner="none",
+        **kw,
+    )
+
+
+def load(cfg) -> optuna.Study:
+    storage_module._cache.pop(cfg.storage, None)
+    return optuna.load_study(study_name=cfg.study_name, storage=open_storage(cfg.storage))
+
+
+def states(study) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
+
+
+def cli(*args, cwd: Path | None = None):
+    old = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        return CliRunner().invoke(app, [str(a) for a in args])
+    finally:
+        os.chdir(old)
+
+
+def one_error_line(result) -> str:
+    """The output of a refused command: exactly one line, ``error: ...``, no traceback."""
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def quick_study(path: Path, name: str = "q", n: int = 3) -> None:
+    """A journal holding ``n`` finished trials, made without training (Optuna only)."""
+    storage = JournalStorage_(path)
+    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=n)
+
+
+def JournalStorage_(path: Path):
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+# -- 1. a journal that ends in a partial record -------------------------------------------------
+
+
+def test_a_partial_last_record_is_set_aside_and_every_read_command_notes_it(tmp_path):
+    path = tmp_path / "ganarch.journal"
+    quick_study(path)
+    whole = path.read_bytes()
+    os.truncate(path, len(whole) - 7)  # a crash in the middle of the last append
+    partial = whole[whole.rstrip(b"\n").rfind(b"\n") + 1 : -7]
+
+    r = cli("studies", "--storage", path, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["n_trials"] == 3
+    note = [line for line in r.stderr.splitlines() if "partial record" in line]
+    assert len(note) == 1 and "set aside in" in note[0] and "last whole record" in note[0]
+    side = sorted(tmp_path.glob("ganarch.journal.set-aside-*"))
+    assert len(side) == 1 and side[0].read_bytes() == partial  # kept, byte for byte
+    assert path.read_bytes() == whole[: len(whole) - len(partial) - 7]
+    assert path.read_bytes().endswith(b"\n")
+
+    # the study goes on from its last whole record, and stays readable after new appends
+    storage_module._cache.clear()
+    study = optuna.load_study(study_name="q", storage=open_storage(str(path)))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    storage_module._cache.clear()
+    r = cli("trials", "q", "--storage", path, "--json")
+    assert r.exit_code == 0 and "partial record" not in r.stderr
+    assert [t["state"] for t in json.loads(r.stdout)].count("COMPLETE") >= 4
+    assert len(list(tmp_path.glob("ganarch.journal.set-aside-*"))) == 1  # nothing new
+
+
+def test_a_partial_record_an_older_version_appended_to_is_split_off(tmp_path):
+    path = tmp_path / "ganarch.journal"
+    quick_study(path, n=2)
+    whole = path.read_bytes()
+    lines = whole.splitlines(keepends=True)
+    # what older versions made: a partial line, then the next append on the same line
+    # and more appends after it
+    damaged = b"".join(lines[:-2]) + lines[-2][:25] + b"".join(lines[-2:])
+    path.write_bytes(damaged)
+    with pytest.raises(ValueError):  # Optuna alone cannot read it any more
+        list(JournalFileBackend(str(path)).read_logs(0))
+    mended = journal.repair(path)
+    assert mended is not None and not mended.trailing_only and mended.n_lines == 1
+    assert mended.side_file.read_bytes() == lines[-2][:25]
+    assert path.read_bytes() == whole
+    assert journal.repair(path) is None  # whole: nothing more to do
+
+
+def test_a_full_disk_mid_write_stops_the_search_and_the_same_command_resumes(
+    tmp_path, space_file, monkeypatch, capsys
+):
+    real_append = JournalFileBackend.append_logs
+    full = {"on": False, "trial": 0, "wrote": False}
+
+    def append(self, logs):
+        if not full["on"]:
+            attrs = [log.get("user_attr", {}) for log in logs]
+            if any("artifacts" in a for a in attrs):
+                full["trial"] += 1
+                full["on"] = full["trial"] == 2  # the disk fills during the second trial
+        if full["on"]:  # half a record reaches the disk, then ENOSPC, and from then on
+            text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+            if not full["wrote"]:  # the partial record, once
+                with open(self._file_path, "ab") as f:
+                    f.write(text.encode()[: len(text) // 2])
+                full["wrote"] = True
+            raise OSError(errno.ENOSPC, "No space left on device", self._file_path)
+        return real_append(self, logs)
+
+    monkeypatch.setattr(JournalFileBackend, "append_logs", append)
+    cfg = config(tmp_path, space_file, trials=3)
+    with pytest.raises(HostError, match="No space left on device"):
+        run_search(cfg)
+    monkeypatch.setattr(JournalFileBackend, "append_logs", real_append)
+
+    capsys.readouterr()
+    study = load(cfg)
+    assert "partial record" in capsys.readouterr().err
+    # nothing was scored by the failure: one trial finished, the second never recorded one
+    assert states(study) == {"COMPLETE": 1, "RUNNING": 1}
+    assert all(t.user_attrs.get("failure") is None for t in study.trials)
+
+    summary = run_search(cfg)  # the same search again, the disk freed
+    study = load(cfg)
+    assert summary.finished == 3 and states(study) == {"COMPLETE": 3, "FAIL": 1}
+    abandoned = next(t for t in study.trials if t.state == TrialState.FAIL)
+    assert abandoned.user_attrs["failure"] == STALE_REASON
+    retry = [t for t in study.trials if t.user_attrs.get("retry_of") == abandoned.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert len(list(tmp_path.glob("s.journal.set-aside-*"))) == 1
+
+
+# -- 2. failures of the machine are not results -------------------------------------------------
+
+
+def test_a_read_only_out_folder_mid_search_fails_the_trial_and_queues_it(
+    tmp_path, space_file, monkeypatch
+):
+    real_train = engine_module.Engine.train
+    calls = {"n": 0}
+
+    def read_only(self, spec, *, out_dir, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:  # --out turned read-only while the search runs
+            raise OSError(errno.EROFS, "Read-only file system", str(out_dir / "spec.json"))
+        return real_train(self, spec, out_dir=out_dir, **kw)
+
+    monkeypatch.setattr(engine_module.Engine, "train", read_only)
+    cfg = config(tmp_path, space_file, trials=3)
+    with pytest.raises(HostError, match=r"Read-only file system writing .*spec\.json"):
+        run_search(cfg)
+    study = load(cfg)
+    assert states(study) == {"COMPLETE": 1, "FAIL": 1, "WAITING": 1}  # no score for it
+    failed = study.trials[1]
+    assert failed.user_attrs["failure"].startswith("environment: Read-only file system")
+    assert failed.values is None and FAILED_CONSTRAINT not in failed.constraints
+    queued = study.trials[2]
+    assert queued.user_attrs["retry_of"] == 1 and queued.system_attrs["fixed_params"] == failed.params
+
+    summary = run_search(cfg)  # the folder writable again: the same command resumes
+    study = load(cfg)
+    assert summary.finished == 3 and states(study) == {"COMPLETE": 3, "FAIL": 1}
+    assert all(t.user_attrs.get("failure") is None for t in study.trials if t.number != 1)
+
+
+def test_a_failure_of_the_machine_is_one_line_and_exit_1_on_the_command_line(
+    tmp_path, space_file, monkeypatch
+):
+    def disk_full(self, spec, *, out_dir, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out_dir / "samples.png"))
+
+    monkeypatch.setattr(engine_module.Engine, "train", disk_full)
+    monkeypatch.setenv("GANARCH_CACHE", os.environ["GANARCH_CACHE"])
+    r = cli(
+        *("search", "--space", space_file, "--steps", STEPS, "--trials", 3, "--device", "cpu"),
+        *("--storage", tmp_path / "s.journal", "-q", "--sampler", "random", "--pruner", "none"),
+        cwd=tmp_path,
+    )
+    assert r.exit_code == 1
+    line = one_error_line(r)
+    assert "the search stopped: No space left on device" in line and "run the same command" in line
+    assert "finished" not in r.output and "GANARCH_DEBUG" not in line
+
+
+class OutOfMemoryBlock(nn.Module):
+    """Passes the builder's shape probe, then runs out of CUDA memory on real data."""
+
+    def __init__(self, channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(channels, out_channels, 4, 2, 1)
+
+    def forward(self, x):
+        if not x.is_meta:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+        return self.conv(x)
+
+
+class OutOfMemoryBlocks:
+    @ganarch.hookimpl
+    def ganarch_register_blocks(self, registrar):
+        registrar.add(
+            "oom_up",
+            kind="upsample",
+            factory=lambda s, out_channels: OutOfMemoryBlock(s.channels, out_channels),
+        )
+
+
+def test_cuda_out_of_memory_is_the_configurations_failure_and_frees_memory(
+    tmp_path, plugin_state, monkeypatch
+):
+    plugin_state(OutOfMemoryBlocks(), name="oom-blocks")
+    freed = {"n": 0}
+    real_free = engine_module.free_device_memory
+
+    def counting_free():
+        freed["n"] += 1
+        real_free()
+
+    monkeypatch.setattr(engine_module, "free_device_memory", counting_free)
+    path = tmp_path / "oom.toml"
+    path.write_text(SPACE.replace('["tconv", "nearest_conv"]', '["oom_up"]'))
+    cfg = config(tmp_path, path, trials=2)
+    summary = run_search(cfg)  # the study goes on: a configuration that does not fit scores 0
+    study = load(cfg)
+    assert states(study) == {"COMPLETE": 2}
+    for t in study.trials:
+        assert t.user_attrs["failure"] == "out of memory (CUDA)"
+        assert t.value == PENALTY and t.constraints == {FAILED_CONSTRAINT: 1.0}
+    assert freed["n"] == 2  # the memory of each failed trial was handed back
+    assert summary.failures == {"out of memory (CUDA)": 2}
+
+
+# -- 3. study names are names -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../../victim", "/tmp/abs", ".", "..", "a/b", "a\\b", "x..y", "line\nbreak", "-rf", " "],
+)
+def test_a_study_name_that_is_not_a_name_is_refused_before_anything_is_written(tmp_path, name):
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    r = cli("search", "--space", "quick", "--study", name, "--trials", 1, cwd=work)
+    assert r.exit_code == 2
+    assert "--study" in one_error_line(r)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b"]  # nothing written
+
+
+def test_an_empty_study_name_is_refused_from_python():
+    for name in ("", None, "x" * 201):
+        with pytest.raises(GanarchError, match="--study"):
+            check_study_name(name)
+
+
+def test_ordinary_study_names_pass():
+    for name in ("dcgan-digits", "k9", "run_2.1", ":smile:x", "[red]x", "é"):
+        assert check_study_name(name) == name
+
+
+# -- 4. in-memory and unusable storages ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("storage", "says"),
+    [
+        ("sqlite:///", "in-memory database"),
+        ("sqlite:///:memory:", "in-memory database"),
+        ("sqlite:garbage", "not a SQLite URL"),
+        ("postgres:", "cannot read 'postgres:' as a database URL"),
+        ("/proc/x.journal", "cannot create /proc/x.journal"),
+        ("missing/x.db", "does not exist"),
+    ],
+)
+def test_an_unusable_storage_is_refused_before_anything_starts(tmp_path, storage, says):
+    r = cli("search", "--space", "quick", "--storage", storage, "--trials", 1, cwd=tmp_path)
+    assert r.exit_code == 2 and says in one_error_line(r)
+    assert list(tmp_path.iterdir()) == []  # no study, no artifacts folder claimed
+    r = cli("studies", "--storage", storage, cwd=tmp_path)
+    assert r.exit_code == 2 and one_error_line(r)
+
+
+# -- 5. limits ----------------------------------------------------------------------------------
+
+
+def _spec_dict() -> dict:
+    return ganarch.dcgan_spec(image_size=8, channels=1, width=8, latent_dim=8).to_dict()
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (
+            lambda d: d["generator"]["layers"][0]["params"].update(out_channels=10**9),
+            "generator.layers[0].params.out_channels: at most",
+        ),
+        (lambda d: d["training"].update(batch_size=10**12), "training.batch_size: at most"),
+        (lambda d: d.update(image_size=65536), "image_size: at most"),
+        (
+            lambda d: d["discriminator"].update(layers=["leaky_relu"] * 10_000),
+            "discriminator.layers: 10000 layers; at most",
+        ),
+        # fits every single limit, but not the memory of a training step
+        (
+            lambda d: (
+                d["training"].update(batch_size=65536)
+                or d.update(image_size=8)
+                or d["generator"]["layers"][0]["params"].update(out_channels=65536)
+            ),
+            "one training step would hold about",
+        ),
+    ],
+)
+def test_sizes_no_machine_could_train_are_located_spec_errors(change, where):
+    d = _spec_dict()
+    change(d)
+    with pytest.raises(SpecError, match=where.replace("[", r"\[").replace("]", r"\]")):
+        GANSpec.from_dict(d)
+
+
+def test_parameters_are_counted_before_any_allocation():
+    d = ganarch.dcgan_spec(image_size=32, channels=1, width=8, latent_dim=8).to_dict()
+    for layer in d["generator"]["layers"]:
+        if "out_channels" in layer.get("params", {}) and layer["params"]["out_channels"] != 1:
+            layer["params"]["out_channels"] = 60000
+    with pytest.raises(SpecError, match="parameters in G and D; at most"):
+        GANSpec.from_dict(d)  # ~10^10 weights: planned on the meta device, never allocated
+
+
+def test_yaml_aliases_that_expand_exponentially_are_refused(tmp_path):
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        levels.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 10) + "]")
+    path = tmp_path / "bomb.yaml"
+    body = "\n".join("  " + line for line in levels)
+    path.write_text(
+        "image_size: 8\nchannels: 1\nlatent_dim: 8\ngenerator: [project_tconv]\n"
+        f"discriminator: [head_dense]\nmeta:\n{body}\n"
+    )
+    r = cli("validate", path)
+    assert r.exit_code == 2 and "expands to more than" in one_error_line(r)
+
+
+# -- 7. every error a user can cause: one line, exit 2 -----------------------------------------
+
+
+def _files(tmp_path: Path) -> None:
+    (tmp_path / "big.json").write_text('{"image_size": ' + "9" * 5000 + "}")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "deep.yaml").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "afile").write_text("")
+    from PIL import Image
+
+    for i in range(3):
+        (tmp_path / "three").mkdir(exist_ok=True)
+        Image.new("L", (8, 8), 20 * i).save(tmp_path / "three" / f"{i}.png")
+    for i in range(8):
+        (tmp_path / "mixed" / "cats").mkdir(parents=True, exist_ok=True)
+        Image.new("L", (8, 8), 20 * i).save(tmp_path / "mixed" / "cats" / f"{i}.png")
+    Image.new("L", (8, 8), 5).save(tmp_path / "mixed" / "stray.png")
+
+
+USER_ERRORS = [
+    (["train", "dcgan:abc"], "dcgan:abc: no such file"),
+    (["spec", "dcgan:65536"], "image_size: at most 1024"),
+    (["spec", "dcgan:16", "--choice", "latent_dim=16"], "set with --latent-dim"),
+    (["spec", "dcgan:16", "--choice", "g_dense_layers=1000000000"], "g_dense_layers: at most"),
+    (["train", "dcgan:8", "--data", "digits", "--out", "/proc/x"], "--out: cannot create /proc/x"),
+    (["train", "dcgan:8", "--data", "digits", "--out", "afile/sub"], "afile is a file"),
+    (["search", "--storage", "/proc/x.journal"], "cannot create /proc/x.journal"),
+    (["studies", "--storage", "sqlite:garbage"], "not a SQLite URL"),
+    (["studies", "--storage", "postgres:"], "as a database URL"),
+    (["validate", "big.json"], "big.json: cannot parse JSON: Exceeds the limit"),
+    (["validate", "deep.json"], "deep.json: nested too deeply"),
+    (["validate", "deep.yaml"], "deep.yaml: nested too deeply"),
+    (["search", "--data", "folder:three", "--storage", "s.journal"], "3 image(s)"),
+    (["search", "--data", "folder:mixed", "--storage", "s.journal"], "stray.png) lie beside"),
+]
+
+
+@pytest.mark.parametrize(("args", "says"), USER_ERRORS, ids=[" ".join(a) for a, _ in USER_ERRORS])
+def test_every_error_a_user_can_cause_is_one_line_and_exit_2(tmp_path, args, says):
+    _files(tmp_path)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    r = cli(*args, cwd=tmp_path)
+    assert r.exit_code == 2, r.output
+    assert says in one_error_line(r)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no study, no run folder
+
+
+def _two_activations_in_a_row() -> dict:
+    d = _spec_dict()
+    layers = d["discriminator"]["layers"]
+    i = next(i for i, layer in enumerate(layers) if layer["block"] == "leaky_relu")
+    layers.insert(i + 1, {"block": "relu"})  # LeakyReLU then ReLU, both in place
+    return d
+
+
+def test_a_spec_that_validates_trains_even_with_in_place_activations_in_a_row(monkeypatch):
+    from ganarch import builder
+
+    spec = GANSpec.from_dict(_two_activations_in_a_row())
+    x = torch.randn(4, 1, 8, 8)
+
+    def step() -> None:
+        _G, D = spec.build()
+        D(torch.tanh(x) * 1.0).sum().backward()  # one backward pass through D
+
+    step()  # trains
+    monkeypatch.setattr(builder, "_guard_inplace", lambda module, previous: None)
+    with pytest.raises(RuntimeError, match="inplace operation"):
+        step()  # what the guard prevents: the second in-place layer breaks the gradient
+
+
+# -- 8, 9. markup and passwords in messages -----------------------------------------------------
+
+
+def test_user_text_is_printed_as_typed_never_as_markup_or_emoji(tmp_path):
+    path = tmp_path / "s.journal"
+    for name in (":smile:x", "[red]x[/]"):
+        quick_study(path, name=name, n=1)
+    r = cli("studies", "--storage", path)
+    assert r.exit_code == 0 and ":smile:x" in r.stdout and "[red]x[/]" in r.stdout
+    assert "😄" not in r.output
+    r = cli("trials", ":smile:x", "--storage", path)
+    assert r.exit_code == 0 and ":smile:x" in r.stdout and "😄" not in r.output
+    r = cli("train", "dcgan:abc")
+    assert "error: dcgan:abc: no such file" in r.output and "🔤" not in r.output
+
+
+def test_passwords_are_masked_in_every_printed_url(tmp_path):
+    url = "postgresql://ganarch:s3cret-pw@127.0.0.1:1/db"
+    r = cli("search", "--space", "quick", "--storage", url, "--trials", 1, cwd=tmp_path)
+    assert r.exit_code == 2 and "cannot open postgresql://ganarch:***@127.0.0.1:1/db" in r.output
+    assert "s3cret" not in r.output
+    for raw, shown in [
+        ("postgresql://u:secret@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:se@cr/et@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql://h/db?password=secret&x=1", "postgresql://h/db?password=***&x=1"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("/data/a:b@c.journal", "/data/a:b@c.journal"),
+    ]:
+        assert hide_password(raw) == shown
+
+
+# -- 11. the stale-trial check itself -----------------------------------------------------------
+
+
+def test_only_this_hosts_dead_workers_are_taken_as_stale(tmp_path):
+    storage = open_storage(str(tmp_path / "s.journal"))
+    study = optuna.create_study(study_name="s", storage=storage)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    elsewhere = study.ask()
+    elsewhere.set_user_attr(WORKER_ATTR, {"host": "another-machine", "pid": dead.pid})
+    here = study.ask()
+    here.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": dead.pid})
+    alive = study.ask()
+    alive.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": os.getppid()})
+    assert fail_stale_trials(study) == [here.number]
+    got = {t.number: t.state for t in study.get_trials()}
+    # another machine's worker cannot be judged from here: the RDB heartbeat does that
+    assert got[elsewhere.number] == TrialState.RUNNING
+    assert got[alive.number] == TrialState.RUNNING
+    assert got[here.number] == TrialState.FAIL
+
+
+# -- 6. workers die with their parent; a worker killed mid-step is retried ----------------------
+
+
+PARENT = """
+import sys
+from ganarch.search import SearchConfig, TrialSettings, load_space, run_search
+settings = TrialSettings(data="digits", steps=400, device="cpu", out=sys.argv[2],
+                         eval_every=400, n_eval=100)
+run_search(SearchConfig(space=load_space(sys.argv[1]), settings=settings, study_name="tiny",
+                        storage=sys.argv[3], trials=40, sampler="random", pruner="none",
+                        workers=2))
+"""
+
+
+def _running(path: str) -> list:
+    storage_module._cache.pop(path, None)
+    try:
+        study = optuna.load_study(study_name="tiny", storage=open_storage(path))
+    except (KeyError, GanarchError):
+        return []
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if WORKER_ATTR in t.user_attrs
+    ]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") >= 0
+
+
+@pytest.mark.slow
+def test_workers_die_with_their_killed_parent_and_a_killed_worker_is_retried(tmp_path, space_file):
+    journal_path = str(tmp_path / "s.journal")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "OMP_NUM_THREADS": "1"}
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(PARENT),
+            str(space_file),
+            str(tmp_path / "runs"),
+            journal_path,
+        ],
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while len({t.user_attrs[WORKER_ATTR]["pid"] for t in _running(journal_path)}) < 2:
+            assert time.monotonic() < deadline and parent.poll() is None, "no two workers ran"
+            time.sleep(0.5)
+        running = _running(journal_path)
+        killed, survivor = running[0], running[1]
+        os.kill(killed.user_attrs[WORKER_ATTR]["pid"], signal.SIGKILL)  # mid-step, no goodbye
+        parent.kill()  # SIGKILL: the parent cannot stop its workers
+        parent.wait()
+        pid = survivor.user_attrs[WORKER_ATTR]["pid"]
+        deadline = time.monotonic() + 60
+        while not _gone(pid):
+            assert time.monotonic() < deadline, "a worker outlived its parent"
+            time.sleep(0.5)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert list(temp.iterdir()) == []  # no config.pickle or folder left behind
+
+    storage_module._cache.clear()
+    study = optuna.load_study(study_name="tiny", storage=open_storage(journal_path))
+    by_number = {t.number: t for t in study.trials}
+    assert by_number[survivor.number].state == TrialState.FAIL
+    assert by_number[survivor.number].user_attrs["failure"] == "interrupted"
+    assert by_number[killed.number].state == TrialState.RUNNING  # SIGKILL left it so
+
+    done = states(study).get("COMPLETE", 0)
+    cfg = config(tmp_path, space_file, trials=done + 2, steps=400, eval_every=400)
+    summary = run_search(cfg)  # the same search: the killed worker's trial runs again
+    study = load(cfg)
+    assert summary.finished == done + 2
+    assert study.trials[killed.number].user_attrs["failure"] == STALE_REASON
+    retried = {t.user_attrs.get("retry_of") for t in study.trials if t.state == TrialState.COMPLETE}
+    assert {killed.number, survivor.number} <= retried
