@@ -398,6 +398,15 @@ def test_blocks_table_fits_80_columns_with_names_and_params_whole(monkeypatch) -
     assert "n_power_iterations=1" in out and "kind: upsample" in out
 
 
+def test_inspect_fits_80_columns_with_wraps_under_their_block(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    spec = ganarch.dcgan_spec(64, channels=3, d_wrap="spectral_norm", g_wrap="spectral_norm")
+    out = _cli("inspect", spec.save(tmp_path / "sn.json")).stdout
+    table = [line for line in _lines(out) if line[:1] in "┏┃┡│└"]  # the first line names a path
+    assert table and max(len(line) for line in table) <= 80, out
+    assert "┃" in out and "+ spectral_norm" in out and "out_channels=512" in out
+
+
 # -- 4. the live display -----------------------------------------------------------------------
 
 

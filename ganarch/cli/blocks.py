@@ -210,23 +210,21 @@ def _net_json(net: NetPlan) -> dict[str, Any]:
 
 
 def _net_table(title: str, net: NetPlan) -> Table:
-    show_wrap = any(layer.wrap for layer in net.layers)  # an empty column only costs width
     t = Table(title=title, title_justify="left")
     t.add_column("#", justify="right", no_wrap=True)
-    t.add_column("block", style="bold", no_wrap=True)
-    t.add_column("params", overflow="fold")
-    if show_wrap:
-        t.add_column("wrap", overflow="fold")
+    t.add_column("block", no_wrap=True)  # a wrap shows under its layer's block: "+ name"
+    t.add_column("params")
     t.add_column("input", justify="right", no_wrap=True)
     t.add_column("output", justify="right", no_wrap=True)
     t.add_column("parameters", justify="right", no_wrap=True)
     for layer in net.layers:
-        wrap = [", ".join(w.name for w in layer.wrap)] if show_wrap else []
+        block = Text(layer.block.name, style="bold")
+        for w in layer.wrap:
+            block.append(f"\n+ {w.name}")
         t.add_row(
             str(layer.index),
-            layer.block.name,
-            fmt_params(layer.params),
-            *wrap,
+            block,
+            Text(fmt_params(layer.params)),
             str(layer.in_shape),
             str(layer.out_shape),
             fmt_count(layer.n_params),
