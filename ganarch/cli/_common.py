@@ -106,6 +106,8 @@ def _least_width(table: Any) -> int:
             texts = [c.plain if isinstance(c, Text) else str(c) for c in cells]
             width = max([width, *(cell_len(line) for t in texts for line in t.splitlines())])
         total += width + table.padding[1] + table.padding[3]
+    if not table.pad_edge:
+        total -= table.padding[1] + table.padding[3]
     borders = len(table.columns) + 1 if table.show_edge else len(table.columns) - 1
     return total + (borders if table.box else 0)
 

@@ -244,7 +244,9 @@ def _num(value: Any) -> str:
 
 
 def _params_text(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={fmt_value(v)}" for k, v in params.items())
+    """``k=v, ...``; a conditional choice's branch label (``slope|leaky_relu``) is left out:
+    the choice it depends on is in the same list (``--json`` keeps Optuna's full names)."""
+    return ", ".join(f"{k.split('|')[0]}={fmt_value(v)}" for k, v in params.items())
 
 
 # --- studies / trials / best -----------------------------------------------------------------
@@ -299,7 +301,13 @@ def trials_command(
     if as_json:
         print_json(rows)
         return
-    t = Table(title=f"{len(rows)} trials of {study}", title_justify="left")
+    # no outer edge: two more columns for the choices, the widest cell of any table
+    t = Table(
+        title=f"{len(rows)} trials of {study}",
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+    )
     t.add_column("#", justify="right", no_wrap=True)
     t.add_column("state", no_wrap=True)
     for col in ("objective", "quality", "stability"):
