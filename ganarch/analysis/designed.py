@@ -183,12 +183,15 @@ def reseed_flips(
     higher_is_better: bool = True,
 ) -> list[tuple[int, int]] | None:
     """Per factor ``(flips, refits)``: refit without each seed in turn and count verdicts that
-    differ from the full fit's. ``None`` unless every run has the same K ≥ 2 seed responses."""
+    differ from the full fit's. ``None`` unless every run has the same K ≥ 2 seed responses
+    and the full fit gives verdicts."""
     ks = {len(r.seeds) if r.seeds else 0 for r in runs}
     if len(ks) != 1 or (k := ks.pop()) < 2:
         return None
     seeds = np.array([r.seeds for r in runs], dtype=float)  # runs × K
     full = fit_main_effects(levels, seeds.mean(axis=1))
+    if not full.estimable or full.df < 1:
+        return None  # no verdicts to flip
     base = [design_verdict(e, higher_is_better=higher_is_better) for e in full.effects]
     flips = [0] * len(base)
     for s in range(k):

@@ -482,7 +482,9 @@ def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> 
     if flips:
         notes.append("flips: refits leaving one seed out whose verdict differs from the full fit's")
     else:
-        notes.append("flips: not measured (needs every run with the same 2 or more seeds)")
+        notes.append(
+            "flips: not measured (needs verdicts and every run with the same 2 or more seeds)"
+        )
     return RulesTable(
         tuple(rows),
         evidence,

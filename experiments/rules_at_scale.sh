@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Reproduce docs/RESULTS.md: the paper's seven claims at GPU scale, in one command.
+#
+#   bash experiments/rules_at_scale.sh            # everything, into ./results
+#   OUT=r2 STEPS=3000 SEEDS=8 bash experiments/rules_at_scale.sh
+#
+# What it runs (each step resumes where it stopped when the script is run again):
+#   1. per dataset (digits, shapes): a designed study of the seven claim toggles, the 32-run
+#      2^(7-2) resolution IV design (search_spaces/claims.toml), SEEDS paired seeds per run,
+#      at SHORT_STEPS and at STEPS training steps (does a verdict change with training length?);
+#   2. per dataset: `ganarch ablate` (the paper's DCGAN, one rule flipped at a time, SEEDS
+#      paired seeds, STEPS steps) as the one-factor-at-a-time check of the same claims;
+#   3. a space-filling (QMC) search of TRIALS trials over the full `dcgan` space on digits, for
+#      effects beyond the toggles (spectral norm, learning rate, other blocks and slopes).
+# Outputs under OUT: *.rules.json (rules tables), ablate-*.json, report-*/report.html (tables
+# and effect plots), environment.txt (device, versions, commit), walltimes.txt.
+set -euo pipefail
+
+OUT=${OUT:-results}
+SIZE=${SIZE:-32}
+WIDTH=${WIDTH:-32}
+STEPS=${STEPS:-2000}
+SHORT_STEPS=${SHORT_STEPS:-500}
+SEEDS=${SEEDS:-5}
+TRIALS=${TRIALS:-300}
+DEVICE=${DEVICE:-cuda}
+DATASETS=${DATASETS:-digits shapes}
+
+mkdir -p "$OUT"
+STORE="$OUT/studies.journal"
+{
+    echo "started $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "settings: size $SIZE width $WIDTH steps $STEPS/$SHORT_STEPS seeds $SEEDS trials $TRIALS device $DEVICE"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+    python -c "import torch, optuna, ganarch, platform; print('python', platform.python_version(), 'torch', torch.__version__, 'cuda', torch.version.cuda, 'optuna', optuna.__version__, 'ganarch', ganarch.__version__)"
+    echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown)"
+} > "$OUT/environment.txt"
+
+timed() {  # timed NAME COMMAND...: run it and append its wall time to walltimes.txt
+    local name=$1 start
+    shift
+    start=$(date +%s)
+    "$@"
+    echo "$name $(($(date +%s) - start)) s" >> "$OUT/walltimes.txt"
+}
+
+rules() {  # rules STUDY: the rules table (JSON) and the HTML report of a study
+    ganarch rules "$1" --storage "$STORE" --json > "$OUT/$1.rules.json"
+    ganarch report "$1" --storage "$STORE" -o "$OUT/report-$1" --force > /dev/null
+}
+
+for DATA in $DATASETS; do
+    for N in "$SHORT_STEPS" "$STEPS"; do
+        STUDY="claims-$DATA-$SIZE-$N"
+        timed "$STUDY" ganarch search --space claims --sampler fractional32 --data "$DATA" \
+            --image-size "$SIZE" --width "$WIDTH" --steps "$N" --seeds "$SEEDS" --trials 32 \
+            --study "$STUDY" --storage "$STORE" --out "$OUT/runs/$STUDY" --device "$DEVICE" --quiet
+        rules "$STUDY"
+    done
+    timed "ablate-$DATA" ganarch ablate --data "$DATA" --image-size "$SIZE" --width "$WIDTH" \
+        --steps "$STEPS" --seeds "$SEEDS" --out "$OUT/ablate-$DATA" --device "$DEVICE" --json \
+        > "$OUT/ablate-$DATA.json"
+done
+
+STUDY="dcgan-qmc-digits-$SIZE"
+timed "$STUDY" ganarch search --space dcgan --sampler qmc --pruner none --data digits \
+    --image-size "$SIZE" --width "$WIDTH" --steps "$STEPS" --trials "$TRIALS" \
+    --study "$STUDY" --storage "$STORE" --out "$OUT/runs/$STUDY" --device "$DEVICE" --quiet
+rules "$STUDY"
+
+echo "finished $(date -u +%Y-%m-%dT%H:%M:%SZ)" >> "$OUT/environment.txt"
+echo "done: tables in $OUT/*.json, reports in $OUT/report-*/report.html; see docs/RESULTS.md"
