@@ -4,7 +4,8 @@
 claim's one documented change (``Claim.alternative``, e.g. claim 7: ``beta1=0.9``), each with
 the same seeds. Seed ``s`` of a variant is paired with seed ``s`` of the paper's spec (same
 initial noise stream, same batches), and the effect is the mean per-seed difference of the
-objective with a paired bootstrap CI (``ganarch.analysis.stats``).
+objective with a t-interval on the paired differences (``ganarch.analysis.stats``; a
+bootstrap over a handful of seeds would be far too narrow).
 
 Every finished run is saved at once to ``OUT/variants/<variant>.json`` (and its run directory
 under ``OUT/runs/``), so an interrupted ablation resumes where it stopped when run again with
