@@ -1,6 +1,7 @@
 """Rule rediscovery: the paper's claims as data, rules tables from studies, ablations, reports.
 
-``rules_table(study)`` reads a search; ``ablate(...)`` runs the controlled experiment;
+``rules_table(study)`` reads a search (or a designed study: main effects by least squares);
+``ablate(...)`` runs the controlled experiment;
 ``write_report(study, out_dir)`` writes one offline HTML page. The verdict rule is in
 ``ganarch.analysis.stats``.
 """
@@ -18,7 +19,16 @@ from ganarch.analysis.rules import (
     RulesTable,
     rules_table,
 )
-from ganarch.analysis.stats import N_MIN, Effect, bootstrap_diff, bootstrap_paired, verdict
+from ganarch.analysis.stats import (
+    N_MIN,
+    Effect,
+    bootstrap_diff,
+    bootstrap_paired,
+    search_diff,
+    t_paired,
+    verdict,
+    welch_diff,
+)
 
 __all__ = [
     "CLAIMS",
@@ -35,7 +45,10 @@ __all__ = [
     "bootstrap_paired",
     "get_claim",
     "rules_table",
+    "search_diff",
+    "t_paired",
     "verdict",
+    "welch_diff",
     "write_report",
 ]
 
