@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from ganarch.analysis import CLAIMS, rules_table
 from ganarch.analysis.claims import resolve
-from ganarch.analysis.designed import fit_main_effects, reseed_flips
+from ganarch.analysis.designed import fit_interactions, fit_main_effects, reseed_flips
 from ganarch.errors import GanarchError
 from ganarch.search.design import (
     CLAIM_TOGGLES,
@@ -321,3 +321,23 @@ def test_a_tiny_real_designed_study_end_to_end(tmp_path, tmp_path_factory, monke
     for cid in (1, 3, 4, 5):
         assert rows[cid].verdict == "not enough trials"
         assert rows[cid].importance_note == "not in the design"
+
+
+def test_interactions_of_the_32_run_design_are_recovered():
+    """A planted 1×2 interaction (clear of others in the 32-run design) and a 3×5 one (sharing
+    its column with 6×7) come out as the two largest chains, with the right sign."""
+    d = make_design("fractional32", _factors(7))
+    x = d.matrix
+    rng = np.random.default_rng(5)
+    y = 0.5 + 0.1 * x[:, 2] + 0.04 * x[:, 0] * x[:, 1] - 0.05 * x[:, 2] * x[:, 4]
+    y = y + rng.normal(0, 0.005, len(x))
+    names = [str(i + 1) for i in range(7)]
+    inter = fit_interactions(d, range(32), y, names)
+    assert inter is not None and inter[0].effect.df == 32 - 1 - 7 - 18
+    top = {i.chain: i.effect for i in inter[:2]}
+    assert set(top) == {("1×2",), ("3×5", "6×7")}
+    assert top[("1×2",)].ci_low <= 0.08 <= top[("1×2",)].ci_high  # effect = 2 × coefficient
+    assert top[("3×5", "6×7")].ci_low <= -0.10 <= top[("3×5", "6×7")].ci_high
+    assert (
+        fit_interactions(make_design("fractional", _factors(7)), range(16), y[:16], names) is None
+    )

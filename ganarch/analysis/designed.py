@@ -31,10 +31,13 @@ from ganarch.analysis.stats import CONFIDENCE, N_MIN, Effect, t_quantile, verdic
 from ganarch.search.design import DESIGN_ATTR, RUN_ATTR, Design, Factor
 
 __all__ = [
+    "MIN_INTERACTION_DF",
     "DesignRun",
     "Fit",
+    "Interaction",
     "design_of",
     "design_runs",
+    "fit_interactions",
     "fit_main_effects",
     "reseed_flips",
 ]
@@ -219,3 +222,43 @@ def chain_text(design: Design, names: Sequence[str]) -> list[str]:
         if len(chain) > 1:
             out.append(" = ".join("×".join(names[letters.index(c)] for c in ab) for ab in chain))
     return out
+
+
+#: The fewest residual degrees of freedom left after fitting the interaction chains too.
+MIN_INTERACTION_DF = 3
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """One two-factor interaction column (an alias chain, e.g. ``3×5 = 6×7``) and its effect:
+    mean(y where the two factors agree) − mean(y where they differ), with a t-interval."""
+
+    chain: tuple[str, ...]
+    effect: Effect
+
+
+def fit_interactions(
+    design: Design,
+    runs: Sequence[int],
+    y: Sequence[float],
+    names: Sequence[str],
+    *,
+    confidence: float = CONFIDENCE,
+) -> list[Interaction] | None:
+    """Main effects plus one column per two-factor alias chain, fitted together; the chains'
+    effects, largest first. ``None`` when that model leaves fewer than ``MIN_INTERACTION_DF``
+    residual degrees of freedom (a 16-run design for seven factors leaves one)."""
+    letters = design.letters
+    m = design.matrix[list(runs)]
+    chains = design.two_factor_chains()
+    cols = [m[:, letters.index(c[0][0])] * m[:, letters.index(c[0][1])] for c in chains]
+    if not cols or len(runs) - 1 - m.shape[1] - len(cols) < MIN_INTERACTION_DF:
+        return None
+    fit = fit_main_effects(np.column_stack([m, *cols]), y, confidence=confidence)
+    if not fit.estimable:
+        return None
+    out = [
+        Interaction(tuple("×".join(names[letters.index(c)] for c in ab) for ab in chain), e)
+        for chain, e in zip(chains, fit.effects[m.shape[1] :], strict=True)
+    ]
+    return sorted(out, key=lambda i: -abs(i.effect.effect or 0.0))

@@ -475,6 +475,17 @@ def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> 
         chains = designed.chain_text(design, names)
         if chains:
             notes.append("two-factor interactions that share a column: " + "; ".join(chains))
+    inter = designed.fit_interactions(design, present, [r.response for r in runs], names)
+    if inter:
+        top = "; ".join(
+            f"{' = '.join(i.chain)}: {i.effect.effect:+.3f} "
+            f"[{i.effect.ci_low:+.3f}, {i.effect.ci_high:+.3f}]"
+            for i in inter[:3]
+        )
+        notes.append(
+            "largest two-factor interactions (mean where both factors are on the same side − "
+            f"mean where they differ; 95% t, {int(inter[0].effect.df or 0)} df): {top}"
+        )
     if len(runs) < design.runs:
         notes.append(f"incomplete design: {len(runs)} of {design.runs} runs finished")
     if not fit.estimable:
@@ -494,5 +505,14 @@ def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> 
         study.study_name,
         len(runs),
         tuple(notes),
-        design=design.to_dict(),
+        design={
+            **design.to_dict(),
+            "interactions": [
+                {"chain": list(i.chain), **_effect_dict(i.effect)} for i in inter or []
+            ],
+        },
     )
+
+
+def _effect_dict(e: Effect) -> dict[str, Any]:
+    return {"effect": e.effect, "ci_low": e.ci_low, "ci_high": e.ci_high, "df": e.df}
