@@ -340,7 +340,8 @@ def test_cli_trains_and_refuses_an_existing_run(tmp_path, evaluator, feature_cac
         ["train", "dcgan:16", "--steps", "0"],
         ["train", "dcgan:12"],
         ["train", "dcgan:16", "--data", "nope"],
-        ["train", "dcgan:16", "--device", "cuda:7"],
+        # one past the last GPU: invalid on any machine (cuda:7 exists on an 8-GPU one)
+        ["train", "dcgan:16", "--device", f"cuda:{torch.cuda.device_count()}"],
     ):
         res = runner.invoke(_app(), [*bad, "--out", str(tmp_path / "x"), "--quiet"])
         assert res.exit_code == 2, (bad, res.output)

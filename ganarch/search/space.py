@@ -342,7 +342,7 @@ def parse_space(data: Any, source: str = "<space>", name: str = "space") -> Sear
         if key not in _TOP_KEYS:
             raise err(str(key), f"unknown key; {closest(str(key), _TOP_KEYS)}")
     template = data.get("template", "dcgan")
-    if template not in TEMPLATES:
+    if not isinstance(template, str) or template not in TEMPLATES:  # a list is unhashable
         raise err("template", f"unknown template {template!r}; {closest(str(template), TEMPLATES)}")
     geometry: dict[str, int] = {}
     for key in GEOMETRY:
