@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from ganarch.analysis import CLAIMS, rules_table
 from ganarch.analysis.claims import resolve
-from ganarch.analysis.designed import fit_interactions, fit_main_effects, reseed_flips
+from ganarch.analysis.designed import fit_design, fit_main_effects, reseed_flips
 from ganarch.errors import GanarchError
 from ganarch.search.design import (
     CLAIM_TOGGLES,
@@ -234,9 +234,10 @@ def test_reseeding_flips_count_verdicts_that_change():
         (0.5 + 0.2 * a + 0.001 * i, 0.5 + 0.001 * ((i * 7) % 5)) for i, a in enumerate(x[:, 0])
     ]
     runs = [DesignRun(i, i, {}, float(np.mean(s)), s) for i, s in enumerate(seeds)]
-    flips = reseed_flips(x, runs)
+    names = ["a", "b", "c"]
+    flips = reseed_flips(d, runs, names)
     assert flips is not None and flips[0][1] == 2 and flips[0][0] >= 1
-    assert reseed_flips(x, [DesignRun(i, i, {}, 0.5, None) for i in range(8)]) is None
+    assert reseed_flips(d, [DesignRun(i, i, {}, 0.5, None) for i in range(8)], names) is None
 
 
 def test_resume_and_failed_trials_keep_the_design_whole():
@@ -332,12 +333,17 @@ def test_interactions_of_the_32_run_design_are_recovered():
     y = 0.5 + 0.1 * x[:, 2] + 0.04 * x[:, 0] * x[:, 1] - 0.05 * x[:, 2] * x[:, 4]
     y = y + rng.normal(0, 0.005, len(x))
     names = [str(i + 1) for i in range(7)]
-    inter = fit_interactions(d, range(32), y, names)
-    assert inter is not None and inter[0].effect.df == 32 - 1 - 7 - 18
+    fit = fit_design(d, range(32), y, names)
+    inter = fit.interactions
+    assert inter is not None and inter[0].effect.df == fit.main.df == 32 - 1 - 7 - 18
+    main = fit_main_effects(x, y)  # the same main effects, with the interactions out of the error
+    assert [e.effect for e in fit.main.effects] == pytest.approx([e.effect for e in main.effects])
+    assert fit.main.effects[2].ci_high - fit.main.effects[2].ci_low < (
+        main.effects[2].ci_high - main.effects[2].ci_low
+    )
     top = {i.chain: i.effect for i in inter[:2]}
     assert set(top) == {("1×2",), ("3×5", "6×7")}
     assert top[("1×2",)].ci_low <= 0.08 <= top[("1×2",)].ci_high  # effect = 2 × coefficient
     assert top[("3×5", "6×7")].ci_low <= -0.10 <= top[("3×5", "6×7")].ci_high
-    assert (
-        fit_interactions(make_design("fractional", _factors(7)), range(16), y[:16], names) is None
-    )
+    small = fit_design(make_design("fractional", _factors(7)), range(16), y[:16], names)
+    assert small.interactions is None and small.main.df == 8

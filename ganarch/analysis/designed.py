@@ -32,12 +32,13 @@ from ganarch.search.design import DESIGN_ATTR, RUN_ATTR, Design, Factor
 
 __all__ = [
     "MIN_INTERACTION_DF",
+    "DesignFit",
     "DesignRun",
     "Fit",
     "Interaction",
     "design_of",
     "design_runs",
-    "fit_interactions",
+    "fit_design",
     "fit_main_effects",
     "reseed_flips",
 ]
@@ -180,26 +181,28 @@ def design_verdict(effect: Effect, *, higher_is_better: bool = True) -> str:
 
 
 def reseed_flips(
-    levels: np.ndarray,
+    design: Design,
     runs: Sequence[DesignRun],
+    names: Sequence[str],
     *,
     higher_is_better: bool = True,
 ) -> list[tuple[int, int]] | None:
-    """Per factor ``(flips, refits)``: refit without each seed in turn and count verdicts that
-    differ from the full fit's. ``None`` unless every run has the same K ≥ 2 seed responses
-    and the full fit gives verdicts."""
+    """Per factor ``(flips, refits)``: refit (the model of :func:`fit_design`) without each
+    seed in turn and count verdicts that differ from the full fit's. ``None`` unless every
+    run has the same K ≥ 2 seed responses and the full fit gives verdicts."""
     ks = {len(r.seeds) if r.seeds else 0 for r in runs}
     if len(ks) != 1 or (k := ks.pop()) < 2:
         return None
+    present = [r.run for r in runs]
     seeds = np.array([r.seeds for r in runs], dtype=float)  # runs × K
-    full = fit_main_effects(levels, seeds.mean(axis=1))
+    full = fit_design(design, present, seeds.mean(axis=1), names).main
     if not full.estimable or full.df < 1:
         return None  # no verdicts to flip
     base = [design_verdict(e, higher_is_better=higher_is_better) for e in full.effects]
     flips = [0] * len(base)
     for s in range(k):
         keep = [i for i in range(k) if i != s]
-        fit = fit_main_effects(levels, seeds[:, keep].mean(axis=1))
+        fit = fit_design(design, present, seeds[:, keep].mean(axis=1), names).main
         for j, e in enumerate(fit.effects):
             flips[j] += design_verdict(e, higher_is_better=higher_is_better) != base[j]
     return [(f, k) for f in flips]
@@ -237,28 +240,42 @@ class Interaction:
     effect: Effect
 
 
-def fit_interactions(
+@dataclass(frozen=True)
+class DesignFit:
+    """A designed study's fit: the main effects, and the interaction chains when fitted."""
+
+    main: Fit
+    interactions: list[Interaction] | None  # largest first; None: not in the model
+
+
+def fit_design(
     design: Design,
     runs: Sequence[int],
     y: Sequence[float],
     names: Sequence[str],
     *,
     confidence: float = CONFIDENCE,
-) -> list[Interaction] | None:
-    """Main effects plus one column per two-factor alias chain, fitted together; the chains'
-    effects, largest first. ``None`` when that model leaves fewer than ``MIN_INTERACTION_DF``
-    residual degrees of freedom (a 16-run design for seven factors leaves one)."""
+) -> DesignFit:
+    """The model a designed study's table uses: main effects plus one column per two-factor
+    alias chain when the runs leave at least ``MIN_INTERACTION_DF`` residual degrees of freedom
+    for them (32 runs for seven factors: 6), else main effects alone (16 runs: 8 df).
+
+    The columns are orthogonal in a complete design, so adding the chains leaves every main
+    effect's estimate unchanged; it takes real interactions out of the residual, which would
+    otherwise widen every interval. Chains are named in ``names`` (``"3×5 = 6×7"``).
+    """
     letters = design.letters
     m = design.matrix[list(runs)]
     chains = design.two_factor_chains()
     cols = [m[:, letters.index(c[0][0])] * m[:, letters.index(c[0][1])] for c in chains]
-    if not cols or len(runs) - 1 - m.shape[1] - len(cols) < MIN_INTERACTION_DF:
-        return None
-    fit = fit_main_effects(np.column_stack([m, *cols]), y, confidence=confidence)
-    if not fit.estimable:
-        return None
-    out = [
-        Interaction(tuple("×".join(names[letters.index(c)] for c in ab) for ab in chain), e)
-        for chain, e in zip(chains, fit.effects[m.shape[1] :], strict=True)
-    ]
-    return sorted(out, key=lambda i: -abs(i.effect.effect or 0.0))
+    k = m.shape[1]
+    if cols and len(runs) - 1 - k - len(cols) >= MIN_INTERACTION_DF:
+        fit = fit_main_effects(np.column_stack([m, *cols]), y, confidence=confidence)
+        if fit.estimable:
+            inter = [
+                Interaction(tuple("×".join(names[letters.index(c)] for c in ab) for ab in ch), e)
+                for ch, e in zip(chains, fit.effects[k:], strict=True)
+            ]
+            inter.sort(key=lambda i: -abs(i.effect.effect or 0.0))
+            return DesignFit(Fit(fit.effects[:k], fit.df, True), inter)
+    return DesignFit(fit_main_effects(m, y, confidence=confidence), None)

@@ -417,10 +417,10 @@ def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> 
     trials = study.get_trials(deepcopy=False)
     runs = designed.design_runs(trials, index, per_seed=score == "objective")
     present = [r.run for r in runs]
-    levels = design.matrix[present] if present else design.matrix[:0]
-    fit = designed.fit_main_effects(levels, [r.response for r in runs])
-    flips = designed.reseed_flips(levels, runs, higher_is_better=higher)
     names = [str(f.claim) if f.claim is not None else f.name for f in design.factors]
+    model = designed.fit_design(design, present, [r.response for r in runs], names)
+    fit, inter = model.main, model.interactions
+    flips = designed.reseed_flips(design, runs, names, higher_is_better=higher)
     column = {f.claim: j for j, f in enumerate(design.factors) if f.claim is not None}
     rows = []
     notes: list[str] = []
@@ -460,8 +460,9 @@ def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> 
     )
     notes.insert(
         0,
-        f"effects: least-squares main effects on the design's levels, 95% t-intervals with "
-        f"{fit.df} residual df; score: {score} ({'higher' if higher else 'lower'} is better)"
+        "effects: least-squares main effects on the design's levels"
+        + (" (fitted with the two-factor interaction chains)" if inter else "")
+        + f", 95% t-intervals with {fit.df} residual df; score: {score} ({'higher' if higher else 'lower'} is better)"
         + (", each run's mean over its seeds" if k or flips else ""),
     )
     if design.generators:
@@ -475,7 +476,6 @@ def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> 
         chains = designed.chain_text(design, names)
         if chains:
             notes.append("two-factor interactions that share a column: " + "; ".join(chains))
-    inter = designed.fit_interactions(design, present, [r.response for r in runs], names)
     if inter:
         top = "; ".join(
             f"{' = '.join(i.chain)}: {i.effect.effect:+.3f} "
