@@ -145,7 +145,7 @@ def train_command(
         if key != "quality" and isinstance(value, int | float | bool):
             t.add_row(key, _fmt(value))
     comps = result.stability_components
-    for key in ("saturation", "oscillation", "gap"):
+    for key in ("learned", "saturation", "oscillation", "gap"):
         t.add_row(f"stability.{key}", _fmt(comps.get(key)))
     t.add_row("seconds", f"{result.seconds:.1f}")
     print_table(t)
