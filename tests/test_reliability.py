@@ -260,7 +260,9 @@ def test_a_read_only_out_folder_mid_search_fails_the_trial_and_queues_it(
     assert failed.user_attrs["failure"].startswith("environment: Read-only file system")
     assert failed.values is None and FAILED_CONSTRAINT not in failed.constraints
     queued = study.trials[2]
-    assert queued.user_attrs["retry_of"] == 1 and queued.system_attrs["fixed_params"] == failed.params
+    assert (
+        queued.user_attrs["retry_of"] == 1 and queued.system_attrs["fixed_params"] == failed.params
+    )
 
     summary = run_search(cfg)  # the folder writable again: the same command resumes
     study = load(cfg)
@@ -605,7 +607,10 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_workers_die_with_their_killed_parent_and_a_killed_worker_is_retried(tmp_path, space_file):
+@pytest.mark.parametrize("parent_signal", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"])
+def test_workers_die_with_their_killed_parent_and_a_killed_worker_is_retried(
+    tmp_path, space_file, parent_signal
+):
     journal_path = str(tmp_path / "s.journal")
     temp = tmp_path / "tmp"
     temp.mkdir()
@@ -629,8 +634,10 @@ def test_workers_die_with_their_killed_parent_and_a_killed_worker_is_retried(tmp
         running = _running(journal_path)
         killed, survivor = running[0], running[1]
         os.kill(killed.user_attrs[WORKER_ATTR]["pid"], signal.SIGKILL)  # mid-step, no goodbye
-        parent.kill()  # SIGKILL: the parent cannot stop its workers
-        parent.wait()
+        # SIGKILL: the parent cannot stop its workers, they notice it is gone; SIGTERM: it
+        # stops them as Ctrl-C would
+        parent.send_signal(parent_signal)
+        parent.wait(timeout=90)
         pid = survivor.user_attrs[WORKER_ATTR]["pid"]
         deadline = time.monotonic() + 60
         while not _gone(pid):

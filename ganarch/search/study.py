@@ -465,7 +465,10 @@ def run_search(
     out, owner = Path(config.settings.out), _owner(config)
     artifacts.check_owner(out, owner)
     engine = Engine(config.settings, config.space)
-    engine.prepare()  # trains and caches the feature net once, not once per worker
+    try:
+        engine.prepare()  # trains and caches the feature net once, not once per worker
+    except OSError as exc:  # e.g. the feature cache's disk is full or read-only
+        raise HostError(f"the search could not start: {host_failure(exc)}") from exc
     undo_claim = artifacts.claim(out, owner)
     try:
         study = prepare_study(config)
