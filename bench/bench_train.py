@@ -7,6 +7,8 @@ For each network it times, interleaved ``--repeats`` times:
 - **ganarch**: the step ``ganarch.training.fit`` runs (``make_step``: data on the device,
   batches drawn by index, logits loss, no host sync; on CUDA captured in a CUDA graph);
 - **ganarch eager** (CUDA only): the same with ``cuda_graph=False``, to show what capture buys;
+- **ganarch compiled** (CUDA, ``--compile``): the eager step under ``torch.compile``'s
+  ``reduce-overhead`` mode, the issue's alternative to hand capture;
 - **fused K**: K seeds as one stacked network (``ganarch.fused.make_fused_step``), K in
   ``--ks``; its images/s count all K seeds' images.
 
@@ -116,6 +118,21 @@ def ganarch_step(spec, images, device, options: StepOptions):
     return step.stepper, step.stepper
 
 
+def compiled_step(spec, images, device, options: StepOptions):
+    """ganarch's eager step under ``torch.compile(mode="reduce-overhead")`` (CUDA graphs
+    through Inductor), or ``None`` with the reason on stderr when it does not compile."""
+    step = ganarch_step(spec, images, device, options)[0].step
+    fn = torch.compile(step, mode="reduce-overhead")
+    try:
+        for _ in range(3):
+            fn()
+        sync(device)
+    except Exception as exc:  # report and leave it out, do not lose the other figures
+        print(f"torch.compile step failed: {type(exc).__name__}: {exc}"[:300], file=sys.stderr)
+        return None
+    return fn
+
+
 def fused_step(spec, images, device, k: int, options: StepOptions):
     fs = make_fused_step(spec, images, list(range(k)), device, options)
     return fs.stepper, fs.stepper
@@ -179,6 +196,10 @@ def bench_net(name: str, args, device: torch.device, peak: float) -> dict:
             precision=args.precision, channels_last=args.channels_last, cuda_graph=False
         )
         loops["ganarch_eager"] = (ganarch_step(spec, images, device, eager)[0], 1)
+        if args.compile:  # the issue's other route: torch.compile's CUDA graphs
+            compiled = compiled_step(spec, images, device, eager)
+            if compiled is not None:
+                loops["ganarch_compiled"] = (compiled, 1)
     for k in args.ks:
         loops[f"fused_k{k}"] = (fused_step(spec, images, device, k, options)[0], k)
     steps = args.steps if name == "dcgan" else max(1, args.steps // args.seed_divisor)
@@ -232,6 +253,7 @@ def main() -> None:
     p.add_argument("--matmul", type=int, default=0, help="matmul size for the bound (0: auto)")
     p.add_argument("--precision", default="float32", choices=("float32", "bf16"))
     p.add_argument("--channels-last", action="store_true", help="NHWC on CUDA")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile (CUDA)")
     p.add_argument("--json", help="also write the result here")
     args = p.parse_args()
     args.ks = [int(k) for k in args.ks.split(",") if k.strip()]
