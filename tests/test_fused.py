@@ -395,3 +395,26 @@ def test_cuda_bf16_runs_and_is_recorded(data):
         options=StepOptions(precision="bf16", channels_last=True),
     )
     assert r.engine["precision"] == "bf16" and not r.diverged
+
+
+class _HostSync(nn.Module):
+    """A plugin block that reads a device value on the host (cannot be captured)."""
+
+    def forward(self, x):
+        if x.abs().max().item() > 1e9:  # a host sync: illegal while a stream is capturing
+            return x * 0
+        return x
+
+
+@cuda
+def test_cuda_uncapturable_block_falls_back_to_eager_and_trains(plugin_state, data):
+    class Plugin:
+        @hookimpl
+        def ganarch_register_blocks(self, registrar):
+            registrar.add("syncs", kind="activation", factory=lambda in_shape: _HostSync())
+
+    plugin_state(Plugin(), name="host-sync")
+    spec = _spec(d_activation="syncs")
+    r = fit(spec, data, 12, seed=0, device="cuda", eval_every=6, n_eval=64, progress=False)
+    assert r.engine["step"] == "eager" and r.engine["reason"].startswith("capture failed"), r.engine
+    assert r.steps_done == 12 and not r.diverged
