@@ -169,6 +169,11 @@ class Stepper:
 
     def record(self) -> dict[str, Any]:
         """What the run's metrics record about how its step ran."""
+        if self.mode == "graph" and self._graph is None:  # the run ended inside warm-up
+            return {
+                "step": "eager",
+                "reason": f"the run ended before capture ({self._warmed} warm-up steps)",
+            }
         return {"step": self.mode, "reason": self.reason}
 
     def _warm_up(self) -> None:

@@ -311,7 +311,12 @@ def test_failed_capture_falls_back_to_eager_with_the_reason(monkeypatch):
 
     stepper = Stepper(lambda: calls.append(1), CPU, StepOptions(warmup_steps=2), capture=capture)
     assert stepper.mode == "graph"
-    for _ in range(6):
+    stepper()
+    assert stepper.record() == {  # a run this short never reaches the graph: say so
+        "step": "eager",
+        "reason": "the run ended before capture (1 warm-up steps)",
+    }
+    for _ in range(5):
         stepper()
     assert len(calls) == 6  # 2 warm-up + the step whose capture failed + 3 eager
     assert stepper.mode == "eager"
