@@ -585,8 +585,9 @@ def _run_processes(config: SearchConfig, study: optuna.Study, display: Any) -> N
             if display is not None:
                 display.poll(study)
             time.sleep(0.5)
-    except BaseException:
-        _stop(procs)
+    except BaseException as exc:
+        # a terminal's Ctrl-C reached the workers already; a SIGTERM reached only us
+        _stop(procs, forward_now=isinstance(exc, _Terminated))
         raise
     finally:
         if main:
@@ -606,13 +607,18 @@ def _run_processes(config: SearchConfig, study: optuna.Study, display: Any) -> N
         )
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM to the parent: stop as Ctrl-C does, but the workers have not been told."""
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    raise _Terminated
 
 
-def _stop(procs: list[subprocess.Popen]) -> None:
-    """Let workers record their interrupted trial (a terminal's Ctrl-C reaches them too)."""
-    deadline = time.monotonic() + 5
+def _stop(procs: list[subprocess.Popen], forward_now: bool = False) -> None:
+    """Let workers record their interrupted trial. A terminal's Ctrl-C reaches them too, so
+    they get a moment to stop on their own; ``forward_now`` passes the interrupt on at once."""
+    deadline = time.monotonic() + (0 if forward_now else 5)
     for p in procs:
         with contextlib.suppress(subprocess.TimeoutExpired):
             p.wait(timeout=max(0.0, deadline - time.monotonic()))
