@@ -347,3 +347,42 @@ def test_interactions_of_the_32_run_design_are_recovered():
     assert top[("3×5", "6×7")].ci_low <= -0.10 <= top[("3×5", "6×7")].ci_high
     small = fit_design(make_design("fractional", _factors(7)), range(16), y[:16], names)
     assert small.interactions is None and small.main.df == 8
+
+
+@pytest.mark.slow
+def test_a_designed_search_on_the_command_line_ends_with_the_rules_table(
+    tmp_path, tmp_path_factory, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from ganarch.cli import app
+
+    monkeypatch.setenv("GANARCH_CACHE", str(tmp_path_factory.getbasetemp() / "ganarch-cache"))
+    monkeypatch.setenv("COLUMNS", "150")
+    monkeypatch.chdir(tmp_path)
+    torch.set_num_threads(1)
+    (tmp_path / "three.toml").write_text(
+        'template = "dcgan"\nimage_size = 8\nwidth = 8\nlatent_dim = 8\n'
+        "[fixed]\nbatch_size = 32\n[choices]\n"
+        'g_upsample = ["tconv", "nearest_conv"]\nd_activation = ["leaky_relu", "relu"]\n'
+        "beta1 = [0.5, 0.9]\n"
+    )
+    args = ["search", "--space", "three.toml", "--data", "digits", "--steps", "4"]
+    args += ["--sampler", "factorial", "--trials", "8", "--device", "cpu", "--quiet"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "pruning is off" in r.output  # the default pruner would cut design runs
+    table = r.output[r.output.index("Rules of Radford") :]
+    assert "designed study (controlled): full 2^3 factorial, 8 runs" in " ".join(table.split())
+    for claim in ("strided conv", "LeakyReLU in D", "Adam beta1 0.5"):
+        line = next(x for x in table.splitlines() if claim in x)
+        assert "4/4" in line and "not enough trials" not in line
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    (other / "range.toml").write_text(
+        'template = "dcgan"\nimage_size = 8\n[choices]\nlr = { low = 1e-4, high = 1e-3 }\n'
+    )
+    bad = CliRunner().invoke(app, ["search", "--space", "range.toml", "--sampler", "fractional"])
+    assert bad.exit_code == 2 and "two-level design" in bad.output
+    assert list(other.iterdir()) == [other / "range.toml"]  # refused before anything is written
