@@ -4,6 +4,7 @@ report, and the ``rules`` / ``ablate`` / ``report`` commands."""
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import optuna
@@ -370,3 +371,30 @@ def test_evaluator_names_match_the_analysis():
     from ganarch.analysis.rules import EVALUATORS
 
     assert tuple(EVALUATORS) == analysis_cli.EVALUATOR_NAMES
+
+
+def test_ablation_flips_under_leave_one_seed_out():
+    from ganarch.analysis.ablation import reseed_flips
+
+    steady = reseed_flips([0.80, 0.82, 0.79, 0.81], [0.70, 0.71, 0.70, 0.69])
+    assert steady == (0, 4)
+    # three seeds agree, one disagrees: leaving that one out changes the verdict
+    shaky = reseed_flips([0.80, 0.82, 0.79, 0.50], [0.70, 0.71, 0.70, 0.60])
+    assert shaky is not None and shaky[1] == 4 and shaky[0] >= 1
+    assert reseed_flips([0.8, 0.8, 0.8], [0.7, 0.7, 0.7]) is None  # a refit of 2 has no verdict
+    assert reseed_flips([0.8, 0.8, 0.8, math.nan], [0.7, 0.7, 0.7, 0.7]) is None
+
+
+def test_ablate_table_reports_flips_with_four_seeds(tmp_path):
+    table = ablate(
+        _base(),
+        seeds=[0, 1, 2, 3],
+        steps=5,
+        claims=[get_claim(7)],
+        out_dir=tmp_path,
+        train_fn=FakeTrain(),
+        progress=False,
+    )
+    row = _row(table, 7)
+    assert row.verdict == "confirmed" and row.flips == (0, 4)
+    assert any(n.startswith("flips: leave-one-seed-out") for n in table.notes)

@@ -28,7 +28,7 @@ from typing import Any
 
 from ganarch.analysis.claims import CLAIMS, Claim
 from ganarch.analysis.rules import EVIDENCE_ABLATION, RuleRow, RulesTable
-from ganarch.analysis.stats import t_paired, verdict
+from ganarch.analysis.stats import N_MIN, t_paired, verdict
 from ganarch.errors import GanarchError, SpecError
 from ganarch.spec import GANSpec
 from ganarch.templates import PAPER_CHOICES, dcgan_spec
@@ -357,6 +357,23 @@ def ablate(
     return ablation_table(out, seeds=seeds, claims=claims)
 
 
+def reseed_flips(paper: Sequence[float], alt: Sequence[float]) -> tuple[int, int] | None:
+    """``(flips, refits)``: how many leave-one-seed-out t-intervals give another verdict than
+    all seeds together. ``None`` below ``N_MIN + 1`` usable pairs (a refit would have too few
+    seeds for any verdict)."""
+    pairs = [
+        (p, a) for p, a in zip(paper, alt, strict=True) if math.isfinite(p) and math.isfinite(a)
+    ]
+    if len(pairs) < N_MIN + 1:
+        return None
+    full = verdict(t_paired([p for p, _ in pairs], [a for _, a in pairs]))
+    flips = 0
+    for i in range(len(pairs)):
+        rest = pairs[:i] + pairs[i + 1 :]
+        flips += verdict(t_paired([p for p, _ in rest], [a for _, a in rest])) != full
+    return flips, len(pairs)
+
+
 def ablation_table(
     out_dir: str | Path,
     *,
@@ -385,12 +402,23 @@ def ablation_table(
         ]
         if failed:
             notes.append(f"claim {claim.id} ({claim.name}): " + "; ".join(failed))
-        rows.append(RuleRow(claim, effect, verdict(effect, higher_is_better=True), None, {}, None))
+        rows.append(
+            RuleRow(
+                claim,
+                effect,
+                verdict(effect, higher_is_better=True),
+                flips=reseed_flips(paper, alt),
+            )
+        )
         n_runs += len(runs)
     base_failed = [f"seed {k}: {r['failure']}" for k, r in base.items() if r.get("failure")]
     if base_failed:
         notes.insert(0, "paper's DCGAN: " + "; ".join(base_failed))
     notes.insert(0, f"score: {SCORE} (higher is better), one value per seed; pairs share a seed")
+    if any(r.flips for r in rows):
+        notes.append("flips: leave-one-seed-out refits whose verdict differs from the full one")
+    else:
+        notes.append(f"flips: not measured (needs {N_MIN + 1} or more paired seeds)")
     return RulesTable(
         tuple(rows),
         EVIDENCE_ABLATION,
