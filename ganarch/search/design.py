@@ -326,11 +326,16 @@ class DesignSampler(optuna.samplers.BaseSampler):
         storage = study._storage  # not study.user_attrs: a pruner may wrap the study
         if DESIGN_ATTR not in storage.get_study_user_attrs(study._study_id):
             storage.set_study_user_attr(study._study_id, DESIGN_ATTR, self.design.to_dict())
-        run = self._run_of_params(trial.system_attrs.get("fixed_params") or {})
-        if run is None:
-            taken = self._taken(study, exclude=trial._trial_id)
-            free = [r for r in range(self.design.runs) if r not in taken]
-            run = free[0] if free else trial.number % self.design.runs
+        # a queued retry names its run by its params (all of them, or those set before it
+        # was interrupted): the first free run they fit; a new trial: the first free run
+        fits = self._runs_of_params(trial.system_attrs.get("fixed_params") or {})
+        taken = self._taken(study, exclude=trial._trial_id)
+        free = [r for r in fits if r not in taken]
+        if free:
+            run = free[0]
+        else:  # past the design (or a retry of a run done meanwhile): repeat runs in order
+            pool = fits or list(range(self.design.runs))
+            run = pool[trial.number % len(pool)]
         self._runs[trial._trial_id] = run
         storage.set_trial_user_attr(trial._trial_id, RUN_ATTR, run)
         trial.user_attrs[RUN_ATTR] = run  # the cached copy the suggest calls read
@@ -364,12 +369,15 @@ class DesignSampler(optuna.samplers.BaseSampler):
         return taken
 
     def _run_of_params(self, params: Mapping[str, Any]) -> int | None:
-        """The run whose levels ``params`` (a queued retry's) name, if they name one."""
-        if not params:
-            return None
+        """The first run whose levels ``params`` (a queued retry's) fit, if they name one."""
+        fits = self._runs_of_params(params) if params else []
+        return fits[0] if fits else None
+
+    def _runs_of_params(self, params: Mapping[str, Any]) -> list[int]:
+        """The runs whose levels fit ``params`` (every run for no params)."""
         named = {k.split(BRANCH_SEP, 1)[0]: v for k, v in params.items()}
-        for run in range(self.design.runs):
-            choices = self.design.choices(run)
-            if all(_same(named[k], v) for k, v in choices.items() if k in named):
-                return run
-        return None
+        return [
+            run
+            for run in range(self.design.runs)
+            if all(_same(named[k], v) for k, v in self.design.choices(run).items() if k in named)
+        ]
