@@ -61,6 +61,12 @@ def modes(ctx: MetricContext) -> dict[str, float]:
     return {"modes_hit": float(hit), "modes_total": float(total), "mode_kl": float(kl)}
 
 
+def copies(ctx: MetricContext) -> dict[str, float]:
+    """Share of fakes closer to a training image than 99 % of training images are to another."""
+    r1 = _memo(ctx, "copies.radii1", lambda: q.knn_radii(ctx.real_features, 1))
+    return {"copy_fraction": float(q.copy_fraction(ctx.real_features, ctx.fake_features, 0.01, r1))}
+
+
 def spectrum(ctx: MetricContext) -> dict[str, float]:
     """Distance between the radially averaged power spectra of real and fake images."""
     real = _memo(ctx, "spectrum.real", lambda: q.radial_spectrum(ctx.real_images))
@@ -94,5 +100,6 @@ def ganarch_register_metrics(registrar) -> None:
         fn=modes,
         higher_is_better={"modes_hit": True, "modes_total": True, "mode_kl": False},
     )
+    registrar.add("copies", fn=copies, higher_is_better={"copy_fraction": False})
     registrar.add("spectrum", fn=spectrum, higher_is_better={"spectral_distance": False})
     registrar.add("inception_fid", fn=inception_fid, higher_is_better=False)

@@ -68,7 +68,8 @@ def control_sets(
     - ``one real digit x1000`` (collapse) and ``ten real digits x100`` (a memorised handful);
     - ``real + checkerboard 0.4``: training images with a period-2 pattern of amplitude 0.4
       added, the artefact of transposed convolutions;
-    - ``real on grey background``: training images at half contrast on a grey background.
+    - ``real on grey background``: held-out images at half contrast on a grey background;
+    - ``training images replayed``: 1,000 of the generators' own training images (memorised).
     """
     rng = np.random.default_rng(seed)
     shape = (n, *reference.shape[1:])
@@ -84,7 +85,8 @@ def control_sets(
         "one real digit x1000": np.repeat(held_out[:1], n, axis=0),
         "ten real digits x100": np.tile(ten, (n // 10, 1, 1, 1)),
         "real + checkerboard 0.4": np.clip(real_n + 0.4 * checker, -1, 1),
-        "real on grey background": real_n * 0.5 + 0.2,
+        "real on grey background": held_out * 0.5 + 0.2,
+        "training images replayed": real_n,
     }
 
 

@@ -28,7 +28,12 @@ from ganarch.score import (
     mode_coverage,
     precision_recall,
 )
-from ganarch.score.quality import gaussian_stats, radial_spectrum, spectral_distance
+from ganarch.score.quality import (
+    copy_fraction,
+    gaussian_stats,
+    radial_spectrum,
+    spectral_distance,
+)
 from ganarch.score.registry import MetricContext
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -112,6 +117,16 @@ def test_gaussian_stats_are_the_mean_and_unbiased_covariance():
     a = torch.tensor([[-1.0, 0.0], [1.0, 0.0]])
     b = torch.tensor([[-2.0, 0.0], [2.0, 0.0]])
     assert float(fid(a, b)) == pytest.approx(2.0)
+
+
+def test_copy_fraction_by_hand():
+    # Reals on a line at 0, 1, 3, 6, 10: nearest-other squared distances 1, 1, 4, 9, 16; their
+    # 25 % quantile (linear interpolation) is 1. Fakes at 0.5 (0.25 from a real: a copy),
+    # 2 (1: on the limit, a copy), 4.5 (2.25: not) and 20 (100: not) → 2 of 4.
+    real = torch.tensor([[0.0], [1.0], [3.0], [6.0], [10.0]])
+    fake = torch.tensor([[0.5], [2.0], [4.5], [20.0]])
+    assert float(copy_fraction(real, fake, quantile=0.25)) == pytest.approx(0.5)
+    assert float(copy_fraction(real, real, quantile=0.25)) == 1.0
 
 
 def test_radial_spectrum_and_spectral_distance_by_hand():
@@ -436,16 +451,17 @@ def test_evaluator_kid_reuses_its_real_side_and_matches_a_fresh_computation(eval
 def test_quality_formula(evaluator):
     perfect = {"fid": 0.0, "precision": 1, "recall": 1, "density": 1.3, "coverage": 1,
                "modes_hit": 10, "modes_total": 10, "mode_kl": 0.0,
-               "spectral_distance": 0.0}  # fmt: skip
+               "spectral_distance": 0.0, "copy_fraction": 0.0}  # fmt: skip
     assert evaluator.quality(perfect) == pytest.approx(1.0)
     # By hand: t_fid = exp(−ln 2) = 0.5, precision 0.8, min(density, 1) = 1,
     # t_modes = 8/10 · exp(−ln 1.25) = 0.64, t_spectrum = exp(−ln 4) = 0.25,
-    # diversity = min(1, 0.3 + 0.4) = 0.7:
-    # quality = 0.7 · (0.5·0.5 + 0.1·0.8 + 0.1·1 + 0.2·0.64 + 0.1·0.25) / 1.0 = 0.7 · 0.583.
+    # diversity = min(1, 0.3 + 0.4) = 0.7, novelty = 1 − 0.2 = 0.8:
+    # quality = 0.7 · 0.8 · (0.5·0.5 + 0.1·0.8 + 0.1·1 + 0.2·0.64 + 0.1·0.25) / 1.0 = 0.56 · 0.583.
     m = {"fid": evaluator.fid_scale * math.log(2), "precision": 0.8, "recall": 0.3,
          "density": 1.5, "coverage": 0.4, "modes_hit": 8, "modes_total": 10,
-         "mode_kl": math.log(1.25), "spectral_distance": evaluator.spectral_scale * math.log(4)}  # fmt: skip
-    assert evaluator.quality(m) == pytest.approx(0.7 * 0.583, rel=1e-12)
+         "mode_kl": math.log(1.25), "spectral_distance": evaluator.spectral_scale * math.log(4),
+         "copy_fraction": 0.2}  # fmt: skip
+    assert evaluator.quality(m) == pytest.approx(0.56 * 0.583, rel=1e-12)
     terms = evaluator.quality_components(m)
     assert terms == pytest.approx(
         {
@@ -455,11 +471,15 @@ def test_quality_formula(evaluator):
             "modes": 0.64,
             "spectrum": 0.25,
             "diversity": 0.7,
+            "novelty": 0.8,
         }
     )
-    # Recall + coverage above 1 is full diversity; a collapsed set (both 0) scores 0.
-    assert evaluator.quality(dict(m, recall=0.7, coverage=0.6)) == pytest.approx(0.583)
+    # Recall + coverage above 1 is full diversity; a collapsed set (both 0) scores 0, and so
+    # does a set of copies of training images.
+    no_copies = dict(m, copy_fraction=0.0)
+    assert evaluator.quality(dict(no_copies, recall=0.7, coverage=0.6)) == pytest.approx(0.583)
     assert evaluator.quality(dict(perfect, recall=0.0, coverage=0.0)) == 0.0
+    assert evaluator.quality(dict(perfect, copy_fraction=1.0)) == 0.0
     assert evaluator.quality({"fid": float("nan")}) == 0.0
     # Missing terms are left out and the weights renormalised: FID and precision only.
     assert evaluator.quality({"fid": evaluator.fid_scale * math.log(2), "precision": 0.8}) == (

@@ -5,8 +5,8 @@ top; uniform noise, independent pixels, one digit repeated and ten digits repeat
 any generator of legible, varied digits; a grey background changes nothing; checkerboard
 artefacts cost; a graded ladder (more pixel noise, fewer classes) falls monotonically. A
 briefly and a well-trained GAN take their places between, a run that never learned is not
-called stable, and an independent judge (scikit-learn on raw pixels, no ganarch.score
-inside) agrees with the order.
+called stable, a replay of the training images is caught as copies, and an independent judge
+(scikit-learn on raw pixels, no ganarch.score inside) agrees with the order.
 """
 
 from __future__ import annotations
@@ -66,9 +66,16 @@ def test_held_out_real_images_are_near_the_top(scored):
     assert _q(scored, "held-out real") > 0.9
 
 
-@pytest.mark.parametrize(
-    "name", ["uniform noise", "independent pixels", "one real digit x1000", "ten real digits x100"]
-)
+NEAR_ZERO = [
+    "uniform noise",
+    "independent pixels",
+    "one real digit x1000",
+    "ten real digits x100",
+    "training images replayed",
+]
+
+
+@pytest.mark.parametrize("name", NEAR_ZERO)
 def test_noise_collapse_and_memorised_sets_score_near_zero(scored, name):
     m, q = scored[name]
     assert q < FLOOR, (name, q, m)
@@ -80,6 +87,14 @@ def test_a_memorised_handful_loses_on_diversity_not_on_fidelity(scored):
     # coverage are near 0, and the diversity factor takes the score down with them.
     assert m["precision"] > 0.5 and m["recall"] + m["coverage"] < 0.1
     assert q < FLOOR < _q(scored, "held-out real")
+
+
+def test_replayed_training_images_are_caught_as_copies(scored):
+    m, q = scored["training images replayed"]
+    # Real, varied digits by every other measure; but each is a training image.
+    assert m["recall"] + m["coverage"] > 1 and m["copy_fraction"] > 0.95
+    assert scored["held-out real"][0]["copy_fraction"] < 0.02
+    assert q < FLOOR
 
 
 def test_background_brightness_and_contrast_do_not_move_quality(evaluator, sets, scored):

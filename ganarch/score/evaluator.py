@@ -26,7 +26,7 @@ from ganarch.score.inception import InceptionFeatures, inception_path
 from ganarch.score.registry import MetricContext, MetricInfo, metrics
 
 #: Weights of the quality terms (renormalised over the terms available); the mean is then
-#: multiplied by the diversity factor (see :meth:`Evaluator.quality`).
+#: multiplied by the diversity and novelty factors (see :meth:`Evaluator.quality`).
 QUALITY_WEIGHTS: dict[str, float] = {
     "fid": 0.5,
     "precision": 0.1,
@@ -232,7 +232,7 @@ class Evaluator:
     def quality_components(self, metrics: Mapping[str, float]) -> dict[str, float]:
         """The [0, 1] terms of :meth:`quality` available in ``metrics``: the weighted ones
         (``fid``, ``precision``, ``density``, ``modes``, ``spectrum``) and the ``diversity``
-        factor."""
+        and ``novelty`` factors."""
         terms: dict[str, float] = {}
         fid = metrics.get("fid")
         if fid is not None:
@@ -251,12 +251,14 @@ class Evaluator:
             )
         if "recall" in metrics and "coverage" in metrics:
             terms["diversity"] = metrics["recall"] + metrics["coverage"]
+        if "copy_fraction" in metrics:
+            terms["novelty"] = 1.0 - metrics["copy_fraction"]
         return {k: (min(max(v, 0.0), 1.0) if math.isfinite(v) else 0.0) for k, v in terms.items()}
 
     def quality(self, metrics: Mapping[str, float]) -> float:
         """One higher-is-better number in [0, 1] from the metrics of :meth:`evaluate`.
 
-        ``quality = diversity × Σ wᵢ·tᵢ / Σ wᵢ`` over the terms present, with
+        ``quality = diversity × novelty × Σ wᵢ·tᵢ / Σ wᵢ`` over the terms present, with
 
         - ``t_fid = exp(−FID / FID_ref)`` (w = 0.5), where ``FID_ref`` is the FID of an
           "independent pixels" baseline: 1,000 images whose pixels are drawn from Gaussians
@@ -270,14 +272,16 @@ class Evaluator:
           power where real images have none;
         - ``diversity = min(1, recall + coverage)``: the samples must reach as far as the
           real data does. A collapsed or memorised set (one image, or ten, repeated) has
-          recall and coverage near 0, so whatever its fidelity its quality is near 0.
+          recall and coverage near 0, so whatever its fidelity its quality is near 0;
+        - ``novelty = 1 − copy_fraction``: samples that copy training images do not count (a
+          generator that replays its training set would otherwise look perfect).
 
         Terms that are missing (e.g. modes on an unlabelled dataset) are left out and the
-        weights renormalised (diversity missing: factor 1); a non-finite value counts as 0.
+        weights renormalised (a factor missing: 1); a non-finite value counts as 0.
         """
         terms = self.quality_components(metrics)
-        diversity = terms.pop("diversity", 1.0)
+        factor = terms.pop("diversity", 1.0) * terms.pop("novelty", 1.0)
         if not terms:
             return 0.0
         total = sum(QUALITY_WEIGHTS[k] for k in terms)
-        return diversity * sum(QUALITY_WEIGHTS[k] * v for k, v in terms.items()) / total
+        return factor * sum(QUALITY_WEIGHTS[k] * v for k, v in terms.items()) / total

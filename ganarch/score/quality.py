@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 
 __all__ = [
+    "copy_fraction",
     "density_coverage",
     "fid",
     "frechet_distance",
@@ -238,6 +239,29 @@ def density_coverage(
     rr = knn_radii(r, k) if real_radii is None else _f64(real_radii).to(r.device)
     counts, hit = _inside(f, r, rr)
     return counts.double().sum() / (k * f.shape[0]), hit.double().mean()
+
+
+def copy_fraction(
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    quantile: float = 0.01,
+    real_radii: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Share of fakes that are copies of a real (training) image.
+
+    Two distinct real images are rarely very close: the copy radius is the ``quantile`` of the
+    real set's nearest-other-neighbour squared distances (``knn_radii(real, 1)``, which
+    ``real_radii`` may pass in), and a fake counts as a copy when its nearest real feature lies
+    within it. A generator that replays its training images scores about 1; held-out real
+    images score about ``quantile`` or less.
+    """
+    _check_2d("real", real, 2)
+    _check_2d("fake", fake, 1)
+    r, f = _f64(real), _f64(fake).to(_f64(real).device)
+    radii = knn_radii(r, 1) if real_radii is None else _f64(real_radii).to(r.device)
+    limit = torch.quantile(radii, quantile)
+    nearest = torch.cat([_sqdist(chunk, r).min(1).values for chunk in f.split(4096)])
+    return (nearest <= limit).double().mean()
 
 
 # --- power spectrum ---------------------------------------------------------------------------
