@@ -173,6 +173,7 @@ def fit_seeds(
     progress: bool = True,
     training: Any = None,
     options: StepOptions | None = None,
+    after_point: Callable[[int], None] | None = None,
 ) -> list[FitResult]:
     """Train ``spec`` once per seed — fused into one network where it can be, else one
     after another — and return one :class:`FitResult` per seed, in ``seeds`` order.
@@ -182,6 +183,12 @@ def fit_seeds(
     ``after_eval``); a seed that diverges stops there while the others train on. Each
     result's ``engine["seeds"]`` is ``"fused"`` or ``"sequential"``, with
     ``engine["seeds_reason"]`` saying why not fused.
+
+    ``after_point(effort)`` is called once an evaluation point is complete — fused: after
+    every live seed's ``after_eval`` at that step; sequential: after each seed's — with the
+    training done so far in seed-steps, counted as if no seed had stopped: ``K * step``
+    fused, ``i * steps + step`` for seed ``i`` sequential. A pruner that compares trials at
+    equal effort (and waits for half of ``K * steps``) then treats both ways alike.
     """
     t0 = time.perf_counter()
     seeds = list(seeds)
@@ -204,7 +211,7 @@ def fit_seeds(
     reason = _why_sequential(spec, dev, options, len(seeds))
     if reason is not None:
         results = []
-        for s, out, h in zip(seeds, out_dirs, hooks, strict=True):
+        for i, (s, out, h) in enumerate(zip(seeds, out_dirs, hooks, strict=True)):
             r = fit(
                 spec,
                 dataset,
@@ -217,7 +224,7 @@ def fit_seeds(
                 n_eval=n_eval,
                 prepare=h.prepare,
                 evaluate=h.evaluate,
-                after_eval=h.after_eval,
+                after_eval=_then_point(h.after_eval, after_point, i * steps),
                 progress=progress,
                 options=options,
             )
@@ -240,7 +247,23 @@ def fit_seeds(
         progress,
         options,
         t0,
+        after_point,
     )
+
+
+def _then_point(
+    after_eval: AfterEval | None, after_point: Callable[[int], None] | None, offset: int
+) -> AfterEval | None:
+    """A sequential seed's ``after_eval`` followed by ``after_point(offset + step)``."""
+    if after_point is None:
+        return after_eval
+
+    def both(step: int, history: list[dict[str, Any]]) -> None:
+        if after_eval is not None:
+            after_eval(step, history)
+        after_point(offset + step)
+
+    return both
 
 
 def _why_sequential(
@@ -318,6 +341,7 @@ def _fit_fused(
     progress: bool,
     options: StepOptions,
     t0: float,
+    after_point: Callable[[int], None] | None,
 ) -> list[FitResult]:
     k = len(seeds)
     outs = []
@@ -356,6 +380,8 @@ def _fit_fused(
                     live.remove(i)  # diverged: its modules keep this point's weights
             if not live:
                 break
+            if after_point is not None:
+                after_point(k * step)  # all K seeds' steps: effort as in the sequential way
             bar.info(runs[live[0]].shown)
     finally:
         bar.close()

@@ -46,6 +46,7 @@ from ganarch.training import (
 __all__ = ["SeedsResult", "TrainResult", "default_eval_every", "train", "train_seeds"]
 
 OnEval = Callable[[int, Mapping[str, Any]], None]
+OnPoint = Callable[[int, list[tuple[int, Mapping[str, Any]]]], None]
 
 
 class _ReadsLikeADict:
@@ -385,12 +386,17 @@ def train_seeds(
     eval_every: int | None = None,
     n_eval: int = DEFAULT_N_EVAL,
     options: StepOptions | None = None,
+    on_point: OnPoint | None = None,
 ) -> SeedsResult:
     """Train ``spec`` once per seed and combine: quality is the mean final quality,
     stability adds the spread across seeds (see ``ganarch.score.stability.aggregate_seeds``).
 
     Runs go to ``out_dir/seed-{S}``; ``out_dir/metrics.json`` holds the combined scores.
     ``on_eval(seed, step, record)`` is called after each evaluation of each seed.
+    ``on_point(effort, [(seed, record), ...])`` once per evaluation point, with the records
+    of the seeds evaluated there and the training done so far in seed-steps (see
+    ``fit_seeds``'s ``after_point``): all live seeds at one step when fused, one seed when
+    sequential. A search reports to its pruner here, so both ways prune alike.
 
     Where the spec allows (and by default on CUDA) the seeds train as one fused network
     (``ganarch.fused``), each with its own weights, statistics, optimizer state and data
@@ -408,10 +414,25 @@ def train_seeds(
     dataset, data_name = resolve_data(data, spec, dev)
     if evaluator is None:
         evaluator = _make_evaluator(dataset, dev)
+    point: list[tuple[int, Mapping[str, Any]]] = []  # this evaluation point's records
+
+    def seed_eval(seed: int, step: int, record: Mapping[str, Any]) -> None:
+        if on_eval is not None:
+            on_eval(seed, step, record)
+        if on_point is not None:
+            point.append((seed, record))
+
+    def after_point(effort: int) -> None:
+        if on_point is not None and point:
+            records = list(point)
+            point.clear()
+            on_point(effort, records)
+
     scorings = []
     for s in seeds:
-        cb = (lambda step, rec, _s=s: on_eval(_s, step, rec)) if on_eval is not None else None
-        scorings.append(_Scoring(s, steps, evaluator, cb))
+        scorings.append(
+            _Scoring(s, steps, evaluator, lambda step, rec, _s=s: seed_eval(_s, step, rec))
+        )
     fitted = fit_seeds(
         spec,
         dataset,
@@ -425,6 +446,7 @@ def train_seeds(
         hooks=[sc.hooks() for sc in scorings],
         progress=progress,
         options=options,
+        after_point=after_point,
     )
     results = [sc.finish(f) for sc, f in zip(scorings, fitted, strict=True)]
     agg = aggregate_seeds([{**r.stability_components, "quality": r.quality} for r in results])

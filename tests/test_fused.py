@@ -136,6 +136,72 @@ def test_train_seeds_fused_writes_each_seed_and_records_the_engine(tmp_path, dat
     assert top["engine"]["seeds"] == "fused" and top["seeds"] == [0, 1]
 
 
+@pytest.mark.parametrize("fused", ["on", "off"])
+def test_a_search_prunes_no_trial_before_half_its_seeds_steps(tmp_path, monkeypatch, fused):
+    """The pruner's rule "no pruning before half of steps × seeds" holds whether the seeds
+    train fused or one after another. Four finished trials far better than anything this one
+    can reach make the median pruner stop it at its first chance; that chance must come
+    only once its seeds have trained half their steps (fused seeds once reported seed K-1 at
+    ``(K-1) * steps + s`` after s steps, and were pruned at a fifth of their training)."""
+    import optuna
+
+    from ganarch.search import TrialSettings
+    from ganarch.search.objective import TrialRunner
+    from ganarch.search.space import parse_space
+    from ganarch.search.study import make_pruner
+
+    monkeypatch.setenv("GANARCH_FUSED_SEEDS", fused)
+    steps, k, every = 10, 2, 2
+    settings = TrialSettings(
+        data="digits",
+        steps=steps,
+        seeds=k,
+        device="cpu",
+        out=str(tmp_path / "runs"),
+        eval_every=every,
+        n_eval=64,
+        image_size=SIZE,
+        width=8,
+    )
+    space = parse_space(
+        {
+            "template": "dcgan",
+            "image_size": SIZE,
+            "width": 8,
+            "latent_dim": 8,
+            "fixed": {"batch_size": 32},
+            "choices": {"lr": [2e-4, 3e-4]},
+        }
+    )
+    budget = steps * k
+    study = optuna.create_study(
+        direction="maximize", pruner=make_pruner("median", settings, multi=False)
+    )
+    for _ in range(4):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={},
+                distributions={},
+                value=1e9,
+                intermediate_values={s: 1e9 for s in range(1, budget + 1)},
+            )
+        )
+    seen: list[tuple[int, int]] = []  # (reported step, the seeds' own step)
+    runner = TrialRunner(
+        space, settings, on_progress=lambda t, step, rec: seen.append((step, rec["step"]))
+    )
+    study.optimize(runner, n_trials=1)
+    trial = study.trials[-1]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    last_step, seed_step = seen[-1]
+    assert last_step >= budget // 2
+    assert last_step == max(trial.intermediate_values)  # the step the pruner judged
+    if fused == "on":
+        assert seed_step >= steps // 2  # every seed had trained half its steps
+        assert all(step == k * s for step, s in seen)  # once per point, in seed-steps
+        assert trial.user_attrs["stability"] is not None  # the point's mean record was kept
+
+
 def test_a_diverging_seed_stops_alone_and_does_not_leak(monkeypatch, data):
     """A seed that diverges stops at its evaluation point, and the other seeds train on
     exactly as they would alone (NaN in one seed's stacked weights reaches no other seed)."""

@@ -118,10 +118,14 @@ class Engine:
     def train(self, spec: Any, *, out_dir: Path, on_eval: OnEval) -> dict[str, Any]:
         """Train ``spec`` with the search's seeds; ``on_eval(step, record)`` at evaluations.
 
-        With K seeds the reported step runs on across them (seed i's step s is
-        ``i * steps + s``), so pruners compare trials at equal effort. Seeds trained fused
-        (``ganarch.fused``; the default on CUDA) report the same steps, seed by seed at each
-        evaluation point, so fused and sequential trials of one study stay comparable.
+        With K seeds the reported step is the training done so far in seed-steps, so
+        pruners compare trials at equal effort and the pruner's "not before half of
+        ``steps * seeds``" means the same both ways. Seeds trained one after another report
+        each evaluation of seed i at step s as ``i * steps + s``. Seeds trained fused
+        (``ganarch.fused``; the default on CUDA) all reach step s together: they report once
+        per evaluation point, as ``K * s``, with the mean of the live seeds' values (a
+        per-seed report would put seed K-1 at ``(K-1) * steps + s`` after only s steps of
+        training, and prune at a fifth of the budget).
         """
         from ganarch.run import train, train_seeds
 
@@ -140,12 +144,11 @@ class Engine:
             result = train(spec, self.data(), s.steps, seed=s.seed, on_eval=on_eval, **common)
         else:
             seeds = [s.seed + i for i in range(s.seeds)]
-            index = {seed: i for i, seed in enumerate(seeds)}
 
-            def relay(seed: int, step: int, record: Mapping[str, Any]) -> None:
-                on_eval(index[seed] * s.steps + step, record)
+            def relay(effort: int, records: list[tuple[int, Mapping[str, Any]]]) -> None:
+                on_eval(effort, _mean_record([r for _, r in records]))
 
-            result = train_seeds(spec, self.data(), s.steps, seeds=seeds, on_eval=relay, **common)
+            result = train_seeds(spec, self.data(), s.steps, seeds=seeds, on_point=relay, **common)
             if not (Path(out_dir) / "spec.json").exists():
                 spec.save(Path(out_dir) / "spec.json")
         return {
@@ -160,3 +163,24 @@ class Engine:
             # each seed's own objective, in seed order: a designed study's paired replicates
             "seed_objectives": [r.objective for r in getattr(result, "results", [result])],
         }
+
+
+def _mean_record(records: list[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """One evaluation point's record for the pruner and the live display: the last seed's,
+    with the scores (and the metrics every seed has) averaged over the seeds evaluated."""
+    if len(records) == 1:
+        return records[0]
+    out = dict(records[-1])
+    for key in ("quality", "stability", "objective"):
+        values = [float(r[key]) for r in records if r.get(key) is not None]
+        if len(values) == len(records):
+            out[key] = sum(values) / len(values)
+    metrics = [r.get("metrics") or {} for r in records]
+    out["metrics"] = {
+        k: sum(float(m[k]) for m in metrics) / len(metrics)
+        for k, v in metrics[-1].items()
+        if all(
+            isinstance(m.get(k), int | float) and not isinstance(m.get(k), bool) for m in metrics
+        )
+    }
+    return out

@@ -54,6 +54,8 @@ from ganarch.search.storage import (
     is_journal,
     open_storage,
     storage_identity,
+    unchecked_running,
+    unchecked_text,
 )
 
 __all__ = [
@@ -124,6 +126,8 @@ class SearchSummary:
     interrupted: bool = False
     elapsed_s: float = 0.0
     stale: list[int] = field(default_factory=list)
+    #: A line naming RUNNING trials of workers this machine cannot check (journal only).
+    unchecked: str = ""
     repeats: int = 0  # COMPLETE trials that reused an earlier configuration's result
     #: The study's trials and this run's, in disjoint groups (``search.counts.TrialCounts``).
     trial_counts: dict[str, int] = field(default_factory=dict)
@@ -217,7 +221,7 @@ def make_pruner(name: str, settings: TrialSettings, *, multi: bool) -> optuna.pr
     from ganarch.run import default_eval_every
 
     every = settings.eval_every or default_eval_every(settings.steps)
-    # K seeds train one after another and report on a running step count (see the engine)
+    # K seeds report the training done so far in seed-steps, fused or not (see the engine)
     budget = settings.steps * settings.seeds
     # A GAN's quality early in training predicts its final quality poorly (slow starters such
     # as the paper's own DCGAN would be cut first), so no trial is pruned before half its
@@ -423,7 +427,15 @@ def _run_worker(
                 break
             if done + counts["RUNNING"] >= config.trials:
                 # the last trials are running elsewhere; one may yet fail (its worker killed)
-                # and be queued again, so wait for them rather than end short of the budget
+                # and be queued again, so wait for them rather than end short of the budget --
+                # but only for trials something will judge: an RDB heartbeat, or a worker of
+                # this machine. A journal trial of another host name is never judged stale, so
+                # the run ends and its summary names it (``unchecked``)
+                unchecked = {t.number for t in unchecked_running(study)}
+                if not heartbeats and all(
+                    t.number in unchecked for t in trials if t.state == TrialState.RUNNING
+                ):
+                    break
                 lock.release()
                 time.sleep(WAIT_S)
                 continue
@@ -507,6 +519,11 @@ def run_search(
         if t.state.is_finished() and t.number not in before and t.state != TrialState.FAIL
     )
     summary.best = [trial_row(t, study) for t in ranked_trials(study)[:5]]
+    left = unchecked_running(study)
+    if left:
+        summary.unchecked = unchecked_text(
+            left, config.study_name, describe_storage(config.storage)
+        )
     summary.elapsed_s = time.monotonic() - start
     return summary
 
@@ -740,4 +757,6 @@ def summary_lines(summary: SearchSummary, mapping: Mapping[str, Any] | None = No
     ]
     if summary.failures:
         lines.append("failures: " + ", ".join(f"{k} ×{n}" for k, n in summary.failures.items()))
+    if summary.unchecked:
+        lines.append(summary.unchecked)
     return lines
