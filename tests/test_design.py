@@ -388,3 +388,12 @@ def test_a_designed_search_on_the_command_line_ends_with_the_rules_table(
     bad = CliRunner().invoke(app, ["search", "--space", "range.toml", "--sampler", "fractional"])
     assert bad.exit_code == 2 and "two-level design" in bad.output
     assert list(other.iterdir()) == [other / "range.toml"]  # refused before anything is written
+
+
+def test_the_report_of_a_designed_study_calls_its_effects_controlled(tmp_path):
+    from ganarch.analysis import write_report
+
+    study, _ = _designed_study(effects=PLANTED, noise=0.01, rng=np.random.default_rng(2))
+    html = write_report(study, tmp_path / "report").read_text()
+    assert "designed study (controlled): 2^(7-3)" in html
+    assert "controlled comparisons" in html and "associations" not in html

@@ -186,7 +186,7 @@ def effect_figure(table: RulesTable) -> Any:
     ax.set_ylim(-0.7, len(rows) - 0.3)
     better = "higher" if table.higher_is_better else "lower"
     ax.set_xlabel(f"effect on {table.score}: mean(paper) − mean(alternative); {better} is better")
-    ax.set_title(f"Rule effects with 95% bootstrap CIs — {table.evidence}", fontsize=10)
+    ax.set_title(f"Rule effects with 95% CIs — {table.evidence}", fontsize=10)
     from matplotlib.lines import Line2D
 
     handles = [
@@ -405,6 +405,12 @@ def render_html(
             + (f'<img alt="scores by choice" src="{_png_data_uri(scores)}">' if scores else "")
         )
     rule_text = _e(stats.VERDICT_RULE)
+    kind = (  # a designed study's runs are fixed in advance: its effects are controlled
+        "Its runs follow a fixed design, so these effects are controlled comparisons."
+        if table.design
+        else "A search's trials are chosen by its sampler, so these effects are associations; "
+        "<code>ganarch ablate</code> is the controlled test."
+    )
     created = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -417,8 +423,7 @@ def render_html(
 <h2>Study</h2>
 {_summary_html(study, table)}
 <h2>Rules table</h2>
-<p class="muted">Evidence: {_e(table.evidence)}. A search's trials are chosen by its sampler, so these
-effects are associations; <code>ganarch ablate</code> is the controlled test.
+<p class="muted">Evidence: {_e(table.evidence)}. {kind}
 Importance: {_e(table.evaluator or "-")}.</p>
 {_rules_html(table)}
 <p class="muted">Verdict rule: {rule_text}</p>
