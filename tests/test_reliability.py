@@ -5,6 +5,7 @@ die with their parent. Searches train real (tiny) GANs: 8×8 digits, width 8, a 
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -38,7 +39,7 @@ from ganarch.search.storage import (
     hide_password,
     open_storage,
 )
-from ganarch.search.study import check_study_name
+from ganarch.search.study import check_study_name, summary_lines
 from ganarch.spec import GANSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -569,6 +570,32 @@ def test_only_this_hosts_dead_workers_are_taken_as_stale(tmp_path):
     assert got[elsewhere.number] == TrialState.RUNNING
     assert got[alive.number] == TrialState.RUNNING
     assert got[here.number] == TrialState.FAIL
+
+
+def test_resume_never_waits_forever_for_a_trial_another_host_left_running(
+    tmp_path, space_file
+):
+    """A container restarted under a new host name: its killed trial stays RUNNING in the
+    journal and nothing here can judge it, so the search ends and names it."""
+    import threading
+
+    cfg = config(tmp_path, space_file, trials=1)
+    run_search(cfg)
+    study = load(cfg)
+    left = study.ask()
+    left.set_user_attr(WORKER_ATTR, {"host": "container-7f3a", "boot": "x", "pid": 4242})
+    storage_module._cache.clear()
+    resumed = dataclasses.replace(cfg, trials=2)
+    got: dict = {}
+    runner = threading.Thread(target=lambda: got.update(s=run_search(resumed)), daemon=True)
+    runner.start()
+    runner.join(120)  # a trial takes seconds; before the fix this waited forever
+    assert not runner.is_alive(), "the resumed search is still waiting for the other host"
+    summary = got["s"]
+    assert f"trial {left.number} by host container-7f3a pid 4242" in summary.unchecked
+    assert "--state fail" in summary.unchecked
+    assert summary.unchecked in summary_lines(summary)
+    assert load(resumed).trials[left.number].state == TrialState.RUNNING  # never failed here
 
 
 # -- 6. workers die with their parent; a worker killed mid-step is retried ----------------------

@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import os
 import re
+import shlex
 import socket
 import sys
 import tempfile
@@ -52,6 +53,8 @@ __all__ = [
     "require_existing",
     "storage_file",
     "storage_identity",
+    "unchecked_running",
+    "unchecked_text",
     "worker_identity",
 ]
 
@@ -406,6 +409,40 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
         if trial.params:
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
     return failed
+
+
+def unchecked_running(study: optuna.Study) -> list[FrozenTrial]:
+    """RUNNING trials of a journal whose worker this machine cannot check (another host name:
+    another machine on a shared file, or a container that got a new name on restart).
+
+    Nothing will ever judge them stale (a journal has no heartbeat), so waiting for them could
+    last forever; the caller ends instead and names them (``unchecked_text``)."""
+    if not isinstance(study._storage, JournalStorage):
+        return []
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if WORKER_ATTR in t.user_attrs
+        and worker_alive(t.user_attrs[WORKER_ATTR], one_machine=True) is None
+    ]
+
+
+def unchecked_text(trials: list[FrozenTrial], study_name: str, storage: str) -> str:
+    """One line naming trials left running by workers this machine cannot check, and the
+    command that marks one failed once its process is known to be gone."""
+    who = "; ".join(
+        f"trial {t.number} by host {w.get('host')!s} pid {w.get('pid')!s}"
+        for t in trials
+        for w in [t.user_attrs.get(WORKER_ATTR) or {}]
+    )
+    first = trials[0].number
+    return (
+        f"not waited for: {who} (marked running by a worker this machine cannot check). If "
+        "that process is gone, mark the trial failed with `optuna tell --storage "
+        f"{shlex.quote(storage)} --storage-class JournalFileBackend --study-name "
+        f"{shlex.quote(study_name)} --trial-number {first} --state fail` (once per trial) "
+        "and run the search again to train the rest"
+    )
 
 
 class StorageLock:
