@@ -7,17 +7,29 @@ For each network it times, interleaved ``--repeats`` times:
 - **ganarch**: the step ``ganarch.training.fit`` runs (``make_step``: data on the device,
   batches drawn by index, logits loss, no host sync; on CUDA captured in a CUDA graph);
 - **ganarch eager** (CUDA only): the same with ``cuda_graph=False``, to show what capture buys;
+- **ganarch before** (CUDA only): ganarch as it was before issue 8 (eager, bf16 autocast,
+  channels_last), the baseline of the issue's fused-seeds target ("≥ 10× one seed trained
+  alone by ganarch today"): ``vs_ganarch_before``;
 - **ganarch compiled** (CUDA, ``--compile``): the eager step under ``torch.compile``'s
   ``reduce-overhead`` mode, the issue's alternative to hand capture;
 - **fused K**: K seeds as one stacked network (``ganarch.fused.make_fused_step``), K in
-  ``--ks``; its images/s count all K seeds' images.
+  ``--ks``; its images/s count all K seeds' images. Fused seeds are always NCHW (they ignore
+  ``--channels-last``; each loop's ``channels_last`` says what it ran).
 
 Per-step time = (time of ``--steps`` steps) / steps, after ``--warmup`` steps (CUDA-graph
 capture and cuDNN autotuning happen there), with ``torch.cuda.synchronize()`` on both sides of
 the timed region on CUDA. Medians over repeats; ratios per repeat. The arithmetic bound is
 FLOPs per training image (counted by ``torch.utils.flop_counter`` over one step: G forward,
 D on real and fake, both backward passes) against the matmul rate measured on the same
-device in the same process (float32, or bf16 with ``--precision bf16`` on CUDA).
+device in the same process. On CUDA there are two: the issue's own bound, the bf16 dense
+matmul rate (``fraction_of_bf16_bound``), and the rate of the arithmetic the step runs
+(``fraction_of_bound``): bf16 with ``--precision bf16``, else float32 matmul with TF32 on,
+as cuDNN runs float32 convolutions by default (both ``allow_tf32`` flags are recorded).
+``ganarch``'s ``make_step`` turns on ``cudnn.benchmark`` process-wide, so every loop here,
+the textbook one too, runs with cuDNN autotuning (recorded as ``cudnn_benchmark``).
+
+Each net's result is printed, and written to ``--json`` (with ``"complete": false`` until
+the last net), as soon as it is done, so a run cut short keeps what it measured.
 
 Usage::
 
@@ -152,9 +164,20 @@ def flops_per_image(spec) -> float:
     return counter.get_total_flops() / spec.training.batch_size
 
 
-def matmul_flops_per_s(device: torch.device, n: int, dtype: torch.dtype) -> float:
-    """The matmul rate of this device in ``dtype`` (best of 5 after one warm-up): the
-    arithmetic bound's denominator."""
+def matmul_flops_per_s(
+    device: torch.device, n: int, dtype: torch.dtype, tf32: bool = False
+) -> float:
+    """The matmul rate of this device in ``dtype`` (best of 5 after one warm-up), float32
+    with TF32 when ``tf32``: an arithmetic bound's denominator."""
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        return _matmul_rate(device, n, dtype)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def _matmul_rate(device: torch.device, n: int, dtype: torch.dtype) -> float:
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")
@@ -178,7 +201,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def bench_net(name: str, args, device: torch.device, peak: float) -> dict:
+def bench_net(name: str, args, device: torch.device, peak: float, bf16_peak: float | None) -> dict:
     cfg = NETS[name]
     spec = ganarch.dcgan_spec(
         cfg["image_size"], cfg["channels"], width=cfg["width"], batch_size=cfg["batch_size"]
@@ -188,7 +211,9 @@ def bench_net(name: str, args, device: torch.device, peak: float) -> dict:
     images = data.images
     # the default of ganarch train: float32, CUDA graph on CUDA (precision switchable here)
     options = StepOptions(precision=args.precision, channels_last=args.channels_last)
+    nhwc = options.uses_channels_last(device)
     loops: dict[str, tuple[Callable[[], None], int]] = {}
+    layout: dict[str, bool] = {"textbook": False, "ganarch": nhwc}
     loops["textbook"] = (textbook_step(spec, images, device), 1)
     loops["ganarch"] = (ganarch_step(spec, images, device, options)[0], 1)
     if device.type == "cuda":
@@ -196,20 +221,36 @@ def bench_net(name: str, args, device: torch.device, peak: float) -> dict:
             precision=args.precision, channels_last=args.channels_last, cuda_graph=False
         )
         loops["ganarch_eager"] = (ganarch_step(spec, images, device, eager)[0], 1)
+        layout["ganarch_eager"] = nhwc
+        # ganarch before issue 8: eager, bf16 autocast, NHWC (the fused target's baseline)
+        before = StepOptions(precision="bf16", channels_last=True, cuda_graph=False)
+        loops["ganarch_before"] = (ganarch_step(spec, images, device, before)[0], 1)
+        layout["ganarch_before"] = True
         if args.compile:  # the issue's other route: torch.compile's CUDA graphs
             compiled = compiled_step(spec, images, device, eager)
             if compiled is not None:
                 loops["ganarch_compiled"] = (compiled, 1)
+                layout["ganarch_compiled"] = nhwc
     for k in args.ks:
         loops[f"fused_k{k}"] = (fused_step(spec, images, device, k, options)[0], k)
+        layout[f"fused_k{k}"] = False  # make_fused_step does not apply channels_last
     steps = args.steps if name == "dcgan" else max(1, args.steps // args.seed_divisor)
     warmup = args.warmup
     if device.type == "cuda":  # the graph's warm-up steps and its capture happen in warm-up
         warmup = max(warmup, options.warmup_steps + 2)
     times: dict[str, list[float]] = {key: [] for key in loops}
+    failed: dict[str, str] = {}
     for r in range(args.repeats):
-        for key, (step, _) in loops.items():  # interleaved: every loop sees the same load
-            times[key].append(seconds_per_step(step, steps, warmup if r == 0 else 1, device))
+        for key, (step, _) in list(loops.items()):  # interleaved: all see the same load
+            try:
+                times[key].append(seconds_per_step(step, steps, warmup if r == 0 else 1, device))
+            except Exception as exc:  # a compiled step can fail late: drop it, keep the rest
+                if key != "ganarch_compiled":
+                    raise
+                failed[key] = f"{type(exc).__name__}: {exc}"[:300]
+                print(f"  {name} {key} failed: {failed[key]}", file=sys.stderr)
+                del loops[key], times[key]
+                continue
             print(f"  {name} repeat {r + 1} {key}: {times[key][-1] * 1e3:.2f} ms", file=sys.stderr)
     fpi = flops_per_image(spec)
     out: dict = {
@@ -217,10 +258,13 @@ def bench_net(name: str, args, device: torch.device, peak: float) -> dict:
         f"width {cfg['width']} batch {bs}",
         "steps_timed": steps,
         "gflop_per_training_image": round(fpi / 1e9, 4),
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,  # make_step sets it for all loops
+        "failed": failed,
         "loops": {},
     }
     base = times["textbook"]
     single = times["ganarch"]
+    old = times.get("ganarch_before")
     for key, (_, k) in loops.items():
         med = statistics.median(times[key])
         ips = k * bs / med
@@ -236,7 +280,14 @@ def bench_net(name: str, args, device: torch.device, peak: float) -> dict:
             "vs_textbook_per_repeat": [round(r, 3) for r in vs_textbook],
             "vs_ganarch_one_seed_median": round(statistics.median(vs_single), 3),
             "vs_ganarch_one_seed_per_repeat": [round(r, 3) for r in vs_single],
+            "channels_last": layout[key],
         }
+        if bf16_peak is not None:  # the issue's bound: the bf16 dense matmul rate
+            out["loops"][key]["fraction_of_bf16_bound"] = round(ips * fpi / bf16_peak, 4)
+        if old is not None:  # vs ganarch before issue 8 (eager, bf16, NHWC), one seed
+            vs_old = [k * b / t for b, t in zip(old, times[key], strict=True)]
+            out["loops"][key]["vs_ganarch_before_median"] = round(statistics.median(vs_old), 3)
+            out["loops"][key]["vs_ganarch_before_per_repeat"] = [round(r, 3) for r in vs_old]
         print(f"{name} {key}: {med * 1e3:.2f} ms/step, {ips:,.0f} img/s", file=sys.stderr)
     return out
 
@@ -258,12 +309,13 @@ def main() -> None:
     args = p.parse_args()
     args.ks = [int(k) for k in args.ks.split(",") if k.strip()]
     device = torch.device(args.device)
-    bf16 = args.precision == "bf16" and device.type == "cuda"
-    peak = matmul_flops_per_s(
-        device,
-        args.matmul or (8192 if device.type == "cuda" else 1024),
-        torch.bfloat16 if bf16 else torch.float32,
-    )
+    cuda = device.type == "cuda"
+    bf16 = args.precision == "bf16" and cuda
+    n = args.matmul or (8192 if cuda else 1024)
+    # the rate of the arithmetic the step runs: cuDNN runs float32 convolutions as TF32
+    tf32 = cuda and not bf16 and torch.backends.cudnn.allow_tf32
+    peak = matmul_flops_per_s(device, n, torch.bfloat16 if bf16 else torch.float32, tf32)
+    bf16_peak = matmul_flops_per_s(device, n, torch.bfloat16) if cuda else None
     result = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python " + " ".join(sys.argv),
@@ -274,15 +326,23 @@ def main() -> None:
         "ganarch": ganarch.__version__,
         "precision": args.precision,
         "channels_last": args.channels_last,
-        "bound_matmul_dtype": "bfloat16" if bf16 else "float32",
+        "bound_matmul_dtype": "bfloat16" if bf16 else ("tf32" if tf32 else "float32"),
         "bound_matmul_tflop_per_s": round(peak / 1e12, 4),
-        "nets": [bench_net(n.strip(), args, device, peak) for n in args.nets.split(",")],
+        "bf16_bound_matmul_tflop_per_s": round(bf16_peak / 1e12, 4) if bf16_peak else None,
+        "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "complete": False,
+        "nets": [],
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
+    names = [n.strip() for n in args.nets.split(",")]
+    for i, name in enumerate(names):
+        result["nets"].append(bench_net(name, args, device, peak, bf16_peak))
+        result["complete"] = i == len(names) - 1
+        text = json.dumps(result, indent=2)
+        print(json.dumps(result["nets"][-1], indent=2), flush=True)
+        if args.json:  # after every net: a run cut short keeps what it measured
+            with open(args.json, "w") as f:
+                f.write(text + "\n")
 
 
 if __name__ == "__main__":

@@ -1,25 +1,39 @@
 #!/usr/bin/env bash
 # One prepared GPU check for issue 8 (the GPU trial engine), for a session lent a GPU.
 # Prepare on a machine with the registries: `bash ../shared/gpu/wheels.sh` (fills .whl/ with
-# Optuna, typer and a wheel of the project as it stands), then run from the project's root on
-# the GPU machine:   bash bench/gpu_check.sh        (about 9 minutes; every step has a timeout)
-# Everything goes to $OUT (or ./gpu-check-out): check.log, bench_*.json, smi_*.csv, tests.
+# Optuna, typer and a wheel of the project as it stands; rebuild it after every change), then
+# from the project's root on the GPU machine (the `run` tool needs carry: [".whl"]):
+#   bash bench/gpu_check.sh        the essentials, about 8 minutes with the install (limits sum
+#                                  to 430 s): tests, per-step bench, searches, how trials ran
+#   bash bench/gpu_check.sh more   optional, a second command if time is left (about 4 min):
+#                                  torch.compile beside the hand graph, bf16 + channels_last
+# Everything goes to $OUT (or ./gpu-check-out): check.log, bench_*.json, smi_*.csv, journals.
 set -uo pipefail
+PART=${1:-core}
 OUT=${OUT:-$PWD/gpu-check-out}
 mkdir -p "$OUT"
-LOG="$OUT/check.log"
+LOG="$OUT/check-$PART.log"
 exec > >(tee -a "$LOG") 2>&1
+echo "=== gpu_check $PART $(date -u +%H:%M:%S)"
 
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH || exit 3
-python3 -c "import ganarch, optuna, torch; assert torch.cuda.is_available(); print('ganarch', ganarch.__version__, 'torch', torch.__version__, torch.cuda.get_device_name())" || exit 3
+# /work/shared/gpu/README.md step 2, verbatim
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH || exit 3
+# Every step must run the code of this checkout: the wheel must hold exactly these sources
+# (a wheel built before the last change would measure old code), and imports come from it.
+diff -rq -x __pycache__ ganarch /tmp/site/ganarch || { echo "stale .whl: rebuild it (wheels.sh)"; exit 3; }
+(cd /tmp && python3 -c "
+import ganarch, ganarch.stepper, ganarch.fused, optuna, torch
+assert ganarch.__file__.startswith('/tmp/site/'), ganarch.__file__
+assert torch.cuda.is_available(), 'no CUDA'
+print('ganarch', ganarch.__version__, 'from', ganarch.__file__, '| torch', torch.__version__, torch.cuda.get_device_name())
+") || exit 3
 
-step() {  # step NAME SECONDS COMMAND...: run under a timeout, say how it ended (on stderr)
+step() {  # step NAME SECONDS COMMAND...: run under a timeout, say how it ended
   local name=$1 limit=$2; shift 2
-  echo "=== $name ($(date -u +%H:%M:%S), limit ${limit}s): $*" >&2
+  echo "=== $name ($(date -u +%H:%M:%S), limit ${limit}s): $*"
   local t0=$SECONDS
   timeout "$limit" "$@"
-  echo "=== $name: exit $? after $((SECONDS - t0)) s" >&2
+  echo "=== $name: exit $? after $((SECONDS - t0)) s"
 }
 
 smi_start() { nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -lms 500 > "$OUT/smi_$1.csv" & SMI=$!; }
@@ -29,61 +43,100 @@ smi_stop() {
 import sys
 rows = [l.split(",") for l in open(sys.argv[1]) if l.strip()]
 util = [float(r[0]) for r in rows]
-print(f"GPU busy ({sys.argv[1]}): mean {sum(util) / max(1, len(util)):.1f}% over {len(util)} samples of 0.5 s")
+mem = [float(r[1]) for r in rows]
+print(f"GPU busy ({sys.argv[1]}): mean {sum(util) / max(1, len(util)):.1f}% over {len(util)} samples of 0.5 s;"
+      f" memory.used max {max(mem, default=0):.0f} MiB")
 EOF
 }
 
-nvidia-smi
 export GANARCH_CACHE=$OUT/cache
+# -P: do not put the checkout first on sys.path (the tests import the installed wheel)
+PY="python3 -P"
 
-# Limits add up to about 9 minutes; the most important checks come first.
-# 1. The CUDA tests: graph capture vs eager, fused seeds on CUDA vs CPU, bf16 (skipped
-#    elsewhere), then the trainer's own tests with CUDA present.
-step tests-cuda 150 python3 -m pytest tests/test_fused.py tests/test_train.py -q -p no:cacheprovider -rs -x
+if [ "$PART" = core ]; then
+nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv
 
-# 2. Per-step benchmarks, side by side in one process: float32 (the default), with
-#    torch.compile beside the hand-captured graph.
-step bench-fp32 150 python3 bench/bench_train.py --device cuda --nets dcgan,seed --ks 1,4,8,16 \
-  --steps 100 --repeats 3 --compile --json "$OUT/bench_fp32.json"
+# 1. The CUDA tests (graph vs eager, fused on CUDA vs fit on CUDA, the capture fallback,
+#    bf16), then the trainer's own tests with CUDA present.
+step tests-cuda 90 $PY -m pytest tests/test_fused.py tests/test_train.py -q -p no:cacheprovider -rs -x
 
-# 3. Search throughput: a fixed 800-step dcgan-space study on digits, pruning off, 60 s of
-#    trials each: one worker one seed; four workers; one worker with 4 fused seeds per trial.
-#    GPU utilisation sampled every 0.5 s. Trials finished = the journal's COMPLETE count.
-search() {  # search NAME EXTRA-ARGS...
-  local name=$1; shift
-  smi_start "$name"
-  step "search-$name" 100 ganarch search --space dcgan --data digits --image-size 32 --steps 800 \
-    --pruner none --device cuda --timeout 60 --trials 100000 --storage "$OUT/$name.journal" \
-    --out "$OUT/runs-$name" --quiet --json "$@" > "$OUT/search_$name.json"
-  smi_stop "$name"
-  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[2], d.get('run_counts'))" \
-    "$OUT/search_$name.json" "$name" || true
-}
-search w1
-search w4 --workers 4
-search seeds4 --seeds 4
-
-# 4. One trial's peak GPU memory (what a `--workers auto` would divide free memory by).
-step trial-memory 60 python3 -c "
+# 2. One trial's peak memory (what a `--workers auto` would divide free memory by), measured
+#    three ways; it also fills the feature-net cache so no search below pays for it.
+step trial-memory 45 $PY -c "
 import torch, ganarch
+free0, total = torch.cuda.mem_get_info()
 spec = ganarch.dcgan_spec(32, 1, width=32, batch_size=64)
-ganarch.train(spec, 'digits', 200, device='cuda', progress=False)
-print('peak GPU memory of one 32x32 width-32 trial (MiB):', torch.cuda.max_memory_allocated() // 2**20)
+r = ganarch.train(spec, 'digits', 200, device='cuda', progress=False)
+free1, _ = torch.cuda.mem_get_info()
+print('engine:', dict(r.engine))
+print('peak allocated by tensors (MiB):', torch.cuda.max_memory_allocated() // 2**20,
+      '| reserved by the caching allocator:', torch.cuda.max_memory_reserved() // 2**20,
+      '| device memory used by this process incl. context and handles:', (free0 - free1) // 2**20,
+      'plus the context before the first call (see nvidia-smi)')
 "
 
-# 5. bf16 + channels_last, for the precision choice (float32 stays unless this is faster).
-step bench-bf16 90 python3 bench/bench_train.py --device cuda --nets dcgan,seed --ks 1,8 \
-  --steps 100 --repeats 3 --precision bf16 --channels-last --json "$OUT/bench_bf16.json"
+# 3. Per-step benchmarks, side by side in one process, float32 (the default). Each net's
+#    result is written to the JSON as soon as it is done.
+step bench-fp32 90 $PY bench/bench_train.py --device cuda --nets dcgan,seed --ks 1,4,8,16 \
+  --steps 100 --seed-divisor 2 --repeats 3 --json "$OUT/bench_fp32.json"
 
-# how each trial's step ran (graph or eager and why; seeds fused or sequential and why)
-python3 - "$OUT" <<'EOF'
+# 4. Search throughput: a fixed number of 800-step dcgan-space trials on digits, pruning off:
+#    one worker one seed; four workers; one worker with 4 fused seeds per trial. The feature
+#    cache is warm (step 2). Trials/hour = COMPLETE trials over the span from the first
+#    trial's start to the last one's end (from the journal, so a killed search still counts).
+#    --timeout stops new trials early enough that the search ends and prints its summary.
+search() {  # search NAME TRIALS EXTRA-ARGS...
+  local name=$1 trials=$2; shift 2
+  smi_start "$name"
+  step "search-$name" 60 ganarch search --space dcgan --data digits --image-size 32 --steps 800 \
+    --pruner none --device cuda --trials "$trials" --timeout 35 --storage "$OUT/$name.journal" \
+    --out "$OUT/runs-$name" --quiet --json "$@" > "$OUT/search_$name.json"
+  smi_stop "$name"
+}
+search w1 3
+search w4 8 --workers 4
+search seeds4 2 --seeds 4
+
+# how each search went: trials/hour, and how each trial's step ran (graph or eager and why;
+# seeds fused or sequential and why) -- the only evidence that capture and fusing happened
+$PY - "$OUT" <<'EOF'
 import collections, json, pathlib, sys
-for d in ("runs-w1", "runs-w4", "runs-seeds4"):
+import optuna
+from ganarch.search.storage import open_storage
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+out = pathlib.Path(sys.argv[1])
+for name in ("w1", "w4", "seeds4"):
+    journal = out / f"{name}.journal"
+    if not journal.exists():
+        print(name, "no journal"); continue
+    storage = open_storage(str(journal))
+    for s in optuna.get_all_study_summaries(storage):
+        trials = optuna.load_study(study_name=s.study_name, storage=storage).trials
+        done = [t for t in trials if t.state.name == "COMPLETE"]
+        states = collections.Counter(t.state.name for t in trials)
+        if done:
+            span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in trials)).total_seconds()
+            per = [(t.datetime_complete - t.datetime_start).total_seconds() for t in done]
+            print(f"{name}: {dict(states)}; {len(done)} complete in {span:.1f} s = "
+                  f"{len(done) / span * 3600:.0f} trials/hour; seconds per trial {sorted(round(p, 1) for p in per)}")
+        else:
+            print(f"{name}: {dict(states)}; none complete")
     seen = collections.Counter()
-    for m in pathlib.Path(sys.argv[1], d).glob("*/metrics.json"):
+    for m in (out / f"runs-{name}").glob("*/metrics.json"):
         e = json.loads(m.read_text()).get("engine", {})
         seen[(e.get("step"), e.get("reason"), e.get("seeds"), e.get("seeds_reason"))] += 1
     for k, n in seen.most_common():
-        print(d, n, k)
+        print(f"  {name} {n} trial(s): step {k[0]} ({k[1]}), seeds {k[2]} ({k[3]})")
 EOF
-echo "=== done $(date -u +%H:%M:%S)"
+fi
+
+if [ "$PART" = more ]; then
+# 5. torch.compile (reduce-overhead) beside the hand-captured graph, in its own step: its
+#    compile time is unknown, and each net's figures are written as soon as they exist.
+step bench-compile 150 $PY bench/bench_train.py --device cuda --nets dcgan,seed --ks "" \
+  --steps 100 --seed-divisor 2 --repeats 3 --compile --json "$OUT/bench_compile.json"
+# 6. bf16 + channels_last, for the precision choice (float32 stays unless this is faster).
+step bench-bf16 75 $PY bench/bench_train.py --device cuda --nets dcgan,seed --ks 1,8 \
+  --steps 100 --seed-divisor 2 --repeats 3 --precision bf16 --channels-last --json "$OUT/bench_bf16.json"
+fi
+echo "=== done $PART $(date -u +%H:%M:%S)"
