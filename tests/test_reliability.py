@@ -338,6 +338,119 @@ def test_cuda_out_of_memory_is_the_configurations_failure_and_frees_memory(
     assert summary.failures == {"out of memory (CUDA)": 2}
 
 
+def test_host_memory_exhaustion_is_the_configurations_failure_not_a_requeue_loop(
+    tmp_path, space_file, monkeypatch
+):
+    def too_big(self, spec, *, out_dir, **kw):
+        raise MemoryError  # a configuration too big for this host's RAM, every time
+
+    monkeypatch.setattr(engine_module.Engine, "train", too_big)
+    cfg = config(tmp_path, space_file, trials=2)
+    summary = run_search(cfg)  # before: HostError on every run, the same trial queued forever
+    study = load(cfg)
+    assert states(study) == {"COMPLETE": 2}
+    for t in study.trials:
+        assert t.user_attrs["failure"] == "out of memory (host)" and "retry_of" not in t.user_attrs
+        assert t.value == PENALTY and t.constraints == {FAILED_CONSTRAINT: 1.0}
+    assert summary.failures == {"out of memory (host)": 2}
+
+
+class MissingWeights(nn.Module):
+    def __init__(self, channels: int, out_channels: int, how: str) -> None:
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(channels, out_channels, 4, 2, 1)
+        self.how = how
+
+    def forward(self, x):
+        if x.is_meta:
+            return self.conv(x)
+        if self.how == "wrapped":
+            try:
+                open("/nonexistent/weights.pt")  # noqa: SIM115
+            except FileNotFoundError:
+                raise RuntimeError("pretrained weights missing") from None
+        raise FileNotFoundError(2, "No such file or directory", "/nonexistent/weights.pt")
+
+
+@pytest.mark.parametrize("how", ["raw", "wrapped"])
+def test_an_os_error_from_a_blocks_own_code_is_the_configurations_failure(
+    tmp_path, plugin_state, how
+):
+    class Blocks:
+        @ganarch.hookimpl
+        def ganarch_register_blocks(self, registrar):
+            registrar.add(
+                "weights_up",
+                kind="upsample",
+                factory=lambda s, out_channels: MissingWeights(s.channels, out_channels, how),
+            )
+
+    plugin_state(Blocks(), name="weights-blocks")
+    path = tmp_path / "w.toml"
+    path.write_text(SPACE.replace('["tconv", "nearest_conv"]', '["weights_up"]'))
+    cfg = config(tmp_path, path, trials=2)
+    run_search(cfg)  # no HostError: a block that cannot find its file fails its configuration
+    study = load(cfg)
+    assert states(study) == {"COMPLETE": 2}
+    kind = "FileNotFoundError" if how == "raw" else "RuntimeError"
+    for t in study.trials:
+        assert t.user_attrs["failure"].startswith(f"error: {kind}")
+        assert t.constraints == {FAILED_CONSTRAINT: 1.0}
+
+
+def test_a_retry_that_fails_on_the_machine_the_same_way_is_penalised_not_queued_again(
+    tmp_path, space_file, monkeypatch
+):
+    real_train = engine_module.Engine.train
+    calls = {"n": 0}
+
+    def refused(self, spec, *, out_dir, **kw):
+        calls["n"] += 1
+        if calls["n"] <= 2:  # the trial and its retry: EACCES writing its artifacts
+            raise PermissionError(errno.EACCES, "Permission denied", str(out_dir / "spec.json"))
+        return real_train(self, spec, out_dir=out_dir, **kw)
+
+    monkeypatch.setattr(engine_module.Engine, "train", refused)
+    cfg = config(tmp_path, space_file, trials=2)
+    with pytest.raises(HostError, match="Permission denied"):
+        run_search(cfg)
+    summary = run_search(cfg)  # the retry fails alike: scored, and the search goes on
+    study = load(cfg)
+    assert summary.finished == 2 and states(study) == {"FAIL": 1, "COMPLETE": 2}
+    retry = study.trials[1]
+    assert retry.user_attrs["retry_of"] == 0
+    assert retry.user_attrs["failure"].startswith("environment failure again on retry")
+    assert retry.value == PENALTY and retry.constraints == {FAILED_CONSTRAINT: 1.0}
+    assert study.trials[2].user_attrs.get("failure") is None
+
+
+def test_a_dropped_database_connection_is_a_failure_of_the_machine_never_a_score(
+    tmp_path, space_file, monkeypatch
+):
+    from sqlalchemy.exc import OperationalError
+
+    real = optuna.storages.RDBStorage.set_trial_intermediate_value
+    dropped = {"n": 0}
+
+    def drop_once(self, *args, **kw):
+        dropped["n"] += 1
+        if dropped["n"] == 1:
+            raise OperationalError("UPDATE ...", {}, Exception("server closed the connection"))
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_intermediate_value", drop_once)
+    cfg = dataclasses.replace(
+        config(tmp_path, space_file, trials=2), storage=f"sqlite:///{tmp_path}/s.db"
+    )
+    with pytest.raises(HostError, match="the database failed .*server closed the connection"):
+        run_search(cfg)
+    study = load(cfg)
+    assert states(study) == {"FAIL": 1, "WAITING": 1}  # nothing scored, the trial queued
+    assert study.trials[0].user_attrs["failure"].startswith("environment: the database failed")
+    summary = run_search(cfg)  # the server back: the same command resumes
+    assert summary.finished == 2 and states(load(cfg)) == {"FAIL": 1, "COMPLETE": 2}
+
+
 # -- 3. study names are names -------------------------------------------------------------------
 
 

@@ -170,14 +170,25 @@ class TrialRunner:
             raise
         except torch.cuda.OutOfMemoryError:
             out_of_memory = True  # free memory below, once the traceback's frames are gone
+        except MemoryError:  # host RAM on CPU: the configuration's size, as CUDA OOM is
+            return self._penalise(trial, "out of memory (host)")
         except SpecError as exc:  # the template or a block's shape rule rejects the choices
             return self._penalise(trial, f"invalid spec: {exc}")
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
+            if isinstance(exc, RuntimeError) and any(m in str(exc) for m in _HOST_MEMORY):
+                return self._penalise(trial, "out of memory (host)")
             host = host_failure(exc)
+            key = _failure_key(exc) if host is not None else None
+            if key is not None and _repeats(trial, key):
+                # the retry of a failure of the machine failed the same way: it follows the
+                # configuration (re-queued, it would stop every resume forever), so score it
+                return self._penalise(trial, f"environment failure again on retry: {host}")
             if host is not None:  # the machine failed, not the configuration: no score
                 _safe_attr(trial, "failure", f"environment: {host}")
+                if key is not None:
+                    _safe_attr(trial, FAILURE_KEY_ATTR, key)
                 _requeue(trial)
                 raise HostError(
                     f"the search stopped: {host} during trial {trial.number}; nothing was "
@@ -261,22 +272,107 @@ _HOST_MEMORY = (
 )
 
 
+#: user attr of a trial stopped by a failure of the machine: what failed (``OSError:28``), so
+#: a retry that fails the same way is told apart from the machine failing once.
+FAILURE_KEY_ATTR = "environment_failure"
+
+
 def host_failure(exc: BaseException) -> str | None:
-    """A one-line description when ``exc`` (or what caused it) is a failure of the machine
-    rather than of the trial's configuration: any ``OSError`` (disk full, read-only or
-    unwritable folder, I/O error) or host ``MemoryError``; else None."""
+    """A one-line description when ``exc`` is a failure of the machine rather than of the
+    trial's configuration, else None.
+
+    The machine: an ``OSError`` outside the model's code (disk full, read-only or unwritable
+    folder, I/O error writing artifacts or the storage), the database (a dropped connection:
+    SQLAlchemy's ``OperationalError``, also inside Optuna's ``StorageInternalError``), host ``MemoryError``
+    outside a trial. An ``OSError`` raised while building or running the model (a plugin
+    block's missing weights file) is the configuration's. Only Optuna's wrappers are looked
+    through (its ``StorageInternalError`` and the ``AssertionError("Should not reach")`` of a
+    failed tell): a block that raises ``RuntimeError`` while handling an ``OSError`` is the
+    block's failure."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, OSError):
+            if _in_model_code(exc):
+                return None
             where = f" writing {exc.filename}" if exc.filename else ""
             return f"{exc.strerror or type(exc).__name__}{where} (OSError errno {exc.errno})"
+        if _is_database_error(exc):
+            from ganarch.search.storage import hide_password
+
+            detail = hide_password(_first_line(getattr(exc, "orig", None) or exc))[:200]
+            return f"the database failed ({type(exc).__name__}: {detail})"
         if isinstance(exc, MemoryError):
             return "the machine ran out of memory (MemoryError)"
         if isinstance(exc, RuntimeError) and any(m in str(exc) for m in _HOST_MEMORY):
             return "the machine ran out of memory (" + str(exc).splitlines()[0][:200] + ")"
-        exc = exc.__cause__ or exc.__context__
+        if isinstance(exc, optuna.exceptions.StorageInternalError):
+            exc = exc.__cause__ or exc.__context__
+        elif isinstance(exc, AssertionError) and "Should not reach" in str(exc):
+            exc = None if exc.__suppress_context__ else exc.__context__
+        else:
+            return None
     return None
+
+
+#: Where the model's code runs: a failure raised from inside these is the configuration's.
+_MODEL_CODE = (
+    f"{Path('ganarch', 'builder.py')}",
+    f"{Path('torch', 'nn', 'modules', 'module.py')}",
+    f"{Path('torch', 'autograd', '')}",
+)
+
+
+def _in_model_code(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if any(part in name for part in _MODEL_CODE):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    """The database connection failed (dropped, server restarted, unreachable). Bad data the
+    database refuses (``DataError``, ``IntegrityError``) is not included: it would fail the
+    same way on every retry."""
+    try:
+        from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+    except ImportError:  # no SQLAlchemy, no database
+        return False
+    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _failure_key(exc: BaseException) -> str | None:
+    """What failed, for comparing a retry with its original: an ``OSError``'s errno (the
+    file name holds the trial number); None for the database (a retry cannot be scored on a
+    storage that fails)."""
+    while exc is not None:
+        if isinstance(exc, OSError):
+            return f"OSError:{exc.errno}"
+        if _is_database_error(exc):
+            return None
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return None
+
+
+def _repeats(trial: optuna.Trial, key: str) -> bool:
+    """Whether ``trial`` retries a trial that failed on the machine with the same ``key``."""
+    retry_of = trial.user_attrs.get("retry_of")
+    if not isinstance(retry_of, int):
+        return False
+    for t in trial.study.get_trials(deepcopy=False):
+        if t.number == retry_of:
+            return t.user_attrs.get(FAILURE_KEY_ATTR) == key
+    return False
 
 
 def _finished_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
