@@ -54,7 +54,12 @@ def pg_url() -> str:
         if in_ci:
             pytest.fail(f"CI=true but {reason}; the PostgreSQL tests must run in CI")
         pytest.skip(reason)
-    pytest.importorskip("psycopg", reason="pip install 'ganarch[postgres]'")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        if in_ci:
+            pytest.fail("CI=true but psycopg is missing: pip install -e '.[test]'")
+        pytest.skip("pip install 'ganarch[postgres]'")
     try:
         open_storage(url)
     except Exception as exc:  # the server is named but does not answer

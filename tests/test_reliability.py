@@ -481,6 +481,22 @@ def test_ordinary_study_names_pass():
 # -- 4. in-memory and unusable storages ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_a_postgresql_url_is_opened_with_psycopg_3_whatever_sqlalchemy_defaults_to(scheme):
+    """SQLAlchemy 2.0 maps postgresql:// to psycopg2 and no version reads postgres://; the
+    extras install psycopg 3, so ganarch names it: the storage reaches the server."""
+    pytest.importorskip("psycopg", reason="pip install 'ganarch[postgres]'")
+    from sqlalchemy.engine import make_url
+
+    url = f"{scheme}://u:secret@127.0.0.1:1/db"
+    assert make_url(storage_module.driver_url(url)).get_dialect().driver == "psycopg"
+    with pytest.raises(GanarchError) as refused:  # nothing listens on port 1
+        open_storage(url)
+    message = str(refused.value)
+    assert "port 1 failed" in message and "plugin" not in message and "driver" not in message
+    assert "secret" not in message
+
+
 @pytest.mark.parametrize(
     ("storage", "says"),
     [

@@ -222,6 +222,16 @@ def heartbeat_seconds() -> int:
     return value
 
 
+def driver_url(url: str) -> str:
+    """The URL SQLAlchemy connects with: a bare ``postgresql://`` or ``postgres://`` names
+    psycopg 3 (``ganarch[postgres]``) explicitly. SQLAlchemy 2.0 would pick psycopg2 for a
+    bare ``postgresql://`` and no version reads ``postgres://``; printed URLs stay as typed."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
 def _open_rdb(url: str) -> BaseStorage:
     beat = heartbeat_seconds()
     try:
@@ -229,7 +239,7 @@ def _open_rdb(url: str) -> BaseStorage:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             # Heartbeats let Optuna fail trials of killed workers on other machines too.
             return RDBStorage(
-                url,
+                driver_url(url),
                 heartbeat_interval=beat,
                 grace_period=3 * beat,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
@@ -499,7 +509,7 @@ class StorageLock:
         import sqlalchemy
         from sqlalchemy.pool import NullPool
 
-        engine = sqlalchemy.create_engine(self._url, poolclass=NullPool)
+        engine = sqlalchemy.create_engine(driver_url(self._url), poolclass=NullPool)
         conn = engine.connect()
         try:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_KEY})
