@@ -15,8 +15,9 @@ the default so a command-line run can switch them without new flags:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -28,6 +29,11 @@ __all__ = ["PRECISIONS", "StepOptions", "Stepper", "graph_blocker"]
 
 PRECISIONS = ("float32", "bf16")
 _FUSED = ("auto", "on", "off")
+
+#: Why the first failed capture of this process failed. A failed capture can leave torch's
+#: capture bookkeeping half torn down (the allocator's pool, a generator's capture state),
+#: so no later Stepper in the process tries again: it runs eagerly and says why.
+_FAILED_CAPTURE: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,9 +138,12 @@ class Stepper:
     Random draws must use the default CUDA generator or one of ``generators`` (registered
     with the graph so each replay draws fresh numbers).
 
-    If capture raises, the run goes on eagerly from where it is (warm-up steps already
-    trained stay trained) and :attr:`reason` says why; :attr:`mode` is ``"graph"`` or
-    ``"eager"``.
+    Warm-up steps after the first run with CUDA's sync debug mode on: a step that makes
+    the host wait (``.item()``, a copy to the CPU) cannot be captured, so it is never tried
+    and the run goes on eagerly. If capture itself raises, the run goes on eagerly from where
+    it is (warm-up steps already trained stay trained) and no later Stepper of the process
+    tries to capture. :attr:`reason` says why (the first exception of a chain), and
+    :attr:`mode` is ``"graph"`` or ``"eager"``.
     """
 
     def __init__(
@@ -150,6 +159,8 @@ class Stepper:
         self.generators = tuple(generators)
         self.warmup = options.warmup_steps
         self.reason = graph_blocker(device, options)
+        if self.reason is None and _FAILED_CAPTURE is not None:
+            self.reason = f"an earlier capture failed in this process ({_FAILED_CAPTURE})"
         self.mode = "eager" if self.reason else "graph"
         self._capture = capture or _capture_cuda_graph
         self._graph: Any = None
@@ -179,22 +190,52 @@ class Stepper:
     def _warm_up(self) -> None:
         # Side stream, as PyTorch's whole-network capture recipe: the warm-up's lazy
         # allocations and autotuning do not land on the stream that will be captured.
+        # The first warm-up step autotunes cuDNN and allocates, so host syncs are looked for
+        # from the second on.
         with torch.cuda.device(self.device):
             stream, current = self._stream, torch.cuda.current_stream()
             stream.wait_stream(current)
-            with torch.cuda.stream(stream):
+            with torch.cuda.stream(stream), _host_syncs(self._checks_syncs()) as syncs:
                 self.step()
             current.wait_stream(stream)
         self._warmed += 1
+        if syncs:  # this step ran whole; the next ones run eagerly, uncaptured
+            self.mode = "eager"
+            self.reason = f"the step makes the host wait, so it cannot be captured: {syncs[0]}"
+
+    def _checks_syncs(self) -> bool:
+        return self._warmed > 0 and self.device.type == "cuda"
 
     def _capture_and_replay(self) -> None:
+        global _FAILED_CAPTURE
         try:
-            with torch.cuda.device(self.device):  # capture on the run's GPU, not device 0
+            # on the run's GPU (not device 0) and on the Stepper's own stream, which the
+            # ``with`` always leaves, whatever capture raises
+            with torch.cuda.device(self.device), torch.cuda.stream(self._stream):
                 self._graph = self._capture(self.step, self.generators)
         except Exception as exc:  # any failure to capture: run on, eagerly, and say why
-            self.fall_back(f"capture failed: {type(exc).__name__}: {_first_line(exc)}")
+            root = _root_cause(exc)
+            _FAILED_CAPTURE = f"{type(root).__name__}: {_first_line(root)}"
+            reason = f"capture failed: {_FAILED_CAPTURE}"
+            if self.device.type == "cuda":
+                try:
+                    self._release_generators()
+                except Exception as gen_exc:  # the eager step may then fail on a draw
+                    reason += f" (generators not reset: {type(gen_exc).__name__})"
+            self.fall_back(reason)
             return
         self._graph.replay()  # capture recorded the step without running it
+
+    def _release_generators(self) -> None:
+        """A capture that fails inside the step ends before torch's ``capture_epilogue``, so
+        every generator it captured (the run's and the device's default) stays marked as
+        capturing, and its next eager draw raises "Offset increment outside graph capture".
+        Give each a fresh state object with the same seed and offset."""
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        for gen in (*self.generators, torch.cuda.default_generators[index]):
+            fresh = torch.Generator(device=gen.device)
+            fresh.set_state(gen.get_state())
+            gen.graphsafe_set_state(fresh)
 
     def fall_back(self, reason: str) -> None:
         """Run eagerly from now on (this step included) and record ``reason``."""
@@ -205,18 +246,60 @@ class Stepper:
         self.step()
 
 
-def _first_line(exc: BaseException) -> str:
+@contextmanager
+def _host_syncs(check: bool) -> Iterator[list[str]]:
+    """Collect the host syncs of the block (CUDA's sync debug mode, ``"warn"``: the step
+    still runs to its end, so nothing is half done). Other warnings are passed on."""
+    found: list[str] = []
+    if not check:
+        yield found
+        return
+    before = torch.cuda.get_sync_debug_mode()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield found
+        finally:
+            torch.cuda.set_sync_debug_mode(before)
+    for w in caught:
+        text = str(w.message)
+        if "synchronizing cuda operation" in text.lower():
+            found.append(_first_line(w.message))  # type: ignore[arg-type]
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The first exception of a chain: a capture that fails inside the step fails again at
+    ``capture_end`` ("operation failed due to a previous error"); the first one says why."""
+    seen = {id(exc)}
+    while True:
+        nxt = exc.__cause__ or exc.__context__
+        if nxt is None or id(nxt) in seen:
+            return exc
+        seen.add(id(nxt))
+        exc = nxt
+
+
+def _first_line(exc: BaseException | Warning) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else ""
 
 
 def _capture_cuda_graph(step: Callable[[], None], generators: Sequence[torch.Generator]):
-    """Record ``step`` in a new CUDA graph (nothing runs during capture)."""
+    """Record ``step`` in a new CUDA graph on the current stream (the Stepper's own; nothing
+    runs during capture). ``capture_end`` runs whatever the step raises, so torch's capture
+    state is closed as far as torch allows."""
     graph = torch.cuda.CUDAGraph()
     for gen in generators:
         # A non-default generator must be registered before capture, or capture refuses it;
         # registered, each replay advances its offset and draws new numbers.
         graph.register_generator_state(gen)
-    with torch.cuda.graph(graph):
+    torch.cuda.synchronize()  # the steps so far finish before capture (torch.cuda.graph does)
+    graph.capture_begin()
+    try:
         step()
+    finally:
+        graph.capture_end()
     return graph

@@ -43,6 +43,36 @@ def _close_state(a: nn.Module, b: nn.Module, atol: float = 1e-4) -> None:
             assert torch.equal(sa[key], sb[key]), key  # num_batches_tracked
 
 
+def _tf32_off(monkeypatch) -> None:
+    """Full float32 on CUDA, so a CUDA comparison can be as tight as float32 allows."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+
+
+def _near_state(a: nn.Module, b: nn.Module) -> None:
+    """Two CUDA runs of the same training: different kernels (grouped or not, autotuned)
+    round differently, and Adam's first steps are nearly sign(g), so a gradient near zero
+    may flip one weight by up to 2 lr per step; a wrong batch, noise, statistic or Adam
+    slice moves the typical weight, which the mean bounds."""
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        x, y = sa[key], sb[key]
+        if not x.is_floating_point():
+            assert torch.equal(x.cpu(), y.cpu()), key
+            continue
+        diff = (x.float() - y.float()).abs()
+        assert float(diff.mean()) <= 1e-4, (key, float(diff.mean()))
+        assert float(diff.max()) <= 5e-3, (key, float(diff.max()))
+
+
+def _same_history(a: list[dict], b: list[dict], rel: float = 1e-3) -> None:
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for x, y in zip(a, b, strict=True):
+        for key in ("loss_d", "loss_g", "d_real", "d_fake"):
+            assert x[key] == pytest.approx(y[key], rel=rel, abs=1e-5), (x["step"], key)
+
+
 # --- fused equals separate ------------------------------------------------------------------
 
 
@@ -202,10 +232,24 @@ def test_a_search_prunes_no_trial_before_half_its_seeds_steps(tmp_path, monkeypa
         assert trial.user_attrs["stability"] is not None  # the point's mean record was kept
 
 
-def test_a_diverging_seed_stops_alone_and_does_not_leak(monkeypatch, data):
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+        ),
+    ],
+)
+def test_a_diverging_seed_stops_alone_and_does_not_leak(monkeypatch, data, device):
     """A seed that diverges stops at its evaluation point, and the other seeds train on
-    exactly as they would alone (NaN in one seed's stacked weights reaches no other seed)."""
+    exactly as they would alone (NaN in one seed's stacked weights reaches no other seed;
+    on CUDA through the grouped cuDNN kernels too)."""
     from ganarch import fused as fused_module
+
+    if device == "cuda":
+        _tf32_off(monkeypatch)
 
     class Poisoned(fused_module._Stack):
         def __init__(self, modules):
@@ -221,7 +265,7 @@ def test_a_diverging_seed_stops_alone_and_does_not_leak(monkeypatch, data):
         data,
         6,
         seeds=(0, 1),
-        device="cpu",
+        device=device,
         eval_every=3,
         n_eval=64,
         progress=False,
@@ -230,9 +274,15 @@ def test_a_diverging_seed_stops_alone_and_does_not_leak(monkeypatch, data):
     assert results[1].diverged is True and results[1].failure == "nan"
     assert results[1].steps_done == 3 and len(results[1].history) == 1
     assert results[0].diverged is False and results[0].steps_done == 6
-    alone = fit(spec, data, 6, seed=0, device="cpu", eval_every=3, n_eval=64, progress=False)
-    _close_state(alone.generator, results[0].generator)
-    assert results[0].history[-1]["loss_d"] == pytest.approx(alone.history[-1]["loss_d"], rel=1e-4)
+    alone = fit(spec, data, 6, seed=0, device=device, eval_every=3, n_eval=64, progress=False)
+    if device == "cpu":
+        _close_state(alone.generator, results[0].generator)
+        assert results[0].history[-1]["loss_d"] == pytest.approx(
+            alone.history[-1]["loss_d"], rel=1e-4
+        )
+    else:
+        _near_state(alone.generator, results[0].generator)
+        _same_history(alone.history, results[0].history)
 
 
 # --- fallback to sequential seeds ------------------------------------------------------------
@@ -363,7 +413,10 @@ def test_graph_is_not_tried_off_cuda_or_when_turned_off():
 
 def test_failed_capture_falls_back_to_eager_with_the_reason(monkeypatch):
     """The decision logic of the CUDA path, without a GPU: warm-up steps run eagerly, a
-    capture that raises is recorded and every step still runs (eagerly) exactly once."""
+    capture that raises is recorded (its first exception: capture_end fails after a step
+    that failed), every step still runs (eagerly) exactly once, and no later Stepper of the
+    process tries to capture again."""
+    monkeypatch.setattr("ganarch.stepper._FAILED_CAPTURE", None)
     monkeypatch.setattr("ganarch.stepper.graph_blocker", lambda device, options: None)
     monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: _NoStream())
     monkeypatch.setattr(torch.cuda, "current_stream", lambda: _NoStream())
@@ -373,7 +426,10 @@ def test_failed_capture_falls_back_to_eager_with_the_reason(monkeypatch):
     calls = []
 
     def capture(step, generators):
-        raise RuntimeError("operation not permitted when stream is capturing\nmore")
+        try:
+            raise RuntimeError("operation not permitted when stream is capturing\nmore")
+        finally:  # what capture_end says after the step failed inside capture
+            raise RuntimeError("operation failed due to a previous error during capture")
 
     stepper = Stepper(lambda: calls.append(1), CPU, StepOptions(warmup_steps=2), capture=capture)
     assert stepper.mode == "graph"
@@ -389,6 +445,12 @@ def test_failed_capture_falls_back_to_eager_with_the_reason(monkeypatch):
     assert stepper.reason == (
         "capture failed: RuntimeError: operation not permitted when stream is capturing"
     )
+    later = Stepper(lambda: calls.append(1), CPU, StepOptions(), capture=lambda s, g: 1 / 0)
+    assert later.mode == "eager" and later.reason == (
+        "an earlier capture failed in this process "
+        "(RuntimeError: operation not permitted when stream is capturing)"
+    )
+    monkeypatch.setattr("ganarch.stepper._FAILED_CAPTURE", None)
 
     replays = []
 
@@ -418,7 +480,45 @@ class _ReplayingGraph:
         self.step()
 
 
+def test_a_step_that_makes_the_host_wait_is_never_captured(monkeypatch):
+    """A host sync seen in warm-up (CUDA's sync debug mode warns) means the step cannot be
+    captured: no capture is tried, the run goes on eagerly, every step runs once, the reason
+    is recorded, and the sync debug mode is restored. The first warm-up step (cuDNN
+    autotuning) is not checked."""
+    import warnings
+
+    monkeypatch.setattr("ganarch.stepper._FAILED_CAPTURE", None)
+    monkeypatch.setattr("ganarch.stepper.graph_blocker", lambda device, options: None)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: _NoStream())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: _NoStream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: _NoContext())
+    monkeypatch.setattr(torch.cuda, "device", lambda d: _NoContext())
+    modes = ["default"]
+    monkeypatch.setattr(torch.cuda, "get_sync_debug_mode", lambda: modes[-1])
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", lambda m: modes.append(m))
+    calls = []
+
+    def step():
+        calls.append(1)
+        if modes[-1] == "warn":  # what torch does on .item() in this mode
+            warnings.warn("called a synchronizing CUDA operation", UserWarning, stacklevel=1)
+
+    def capture(step, generators):
+        raise AssertionError("capture must not be tried")
+
+    stepper = Stepper(step, torch.device("cuda"), StepOptions(warmup_steps=3), capture=capture)
+    for _ in range(6):
+        stepper()
+    assert len(calls) == 6 and modes == ["default", "warn", "default"]
+    assert stepper.record() == {
+        "step": "eager",
+        "reason": "the step makes the host wait, so it cannot be captured: "
+        "called a synchronizing CUDA operation",
+    }
+
+
 def _pretend_cuda_graphs(monkeypatch):
+    monkeypatch.setattr("ganarch.stepper._FAILED_CAPTURE", None)
     monkeypatch.setattr("ganarch.stepper.graph_blocker", lambda device, options: None)
     monkeypatch.setattr("ganarch.stepper._capture_cuda_graph", _ReplayingGraph)
     monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: _NoStream())
@@ -472,31 +572,60 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 
 
 @cuda
-def test_cuda_graph_step_trains_like_eager(data):
-    """The captured step replays the same arithmetic as the eager step on CUDA: same seed,
-    both float32, losses within tolerance (CUDA kernels are not bitwise reproducible)."""
+def test_cuda_graph_step_trains_like_eager(monkeypatch, data):
+    """The captured step replays the eager step's arithmetic and random draws on CUDA: same
+    seed, full float32, the same per-point losses within 1e-3 and the same final weights (a
+    replay that reused a batch or its noise, or skipped a step, would differ far more)."""
+    _tf32_off(monkeypatch)
     spec = _spec()
-    kw = dict(device="cuda", eval_every=20, n_eval=64, progress=False)
-    graph = fit(spec, data, 40, seed=0, options=StepOptions(), **kw)
-    eager = fit(spec, data, 40, seed=0, options=StepOptions(cuda_graph=False), **kw)
+    kw = dict(device="cuda", eval_every=4, n_eval=64, progress=False)
+    graph = fit(spec, data, 12, seed=0, options=StepOptions(), **kw)
+    eager = fit(spec, data, 12, seed=0, options=StepOptions(cuda_graph=False), **kw)
     assert graph.engine["step"] == "graph", graph.engine
     assert eager.engine["step"] == "eager"
-    for a, b in zip(graph.history, eager.history, strict=True):
-        assert a["loss_d"] == pytest.approx(b["loss_d"], rel=0.05)
-        assert a["loss_g"] == pytest.approx(b["loss_g"], rel=0.05)
+    _same_history(graph.history, eager.history)
+    _near_state(graph.generator, eager.generator)
+    _near_state(graph.discriminator, eager.discriminator)
 
 
 @cuda
-def test_cuda_fused_seeds_match_cpu(data):
+def test_cuda_graph_replays_draw_new_numbers_in_eager_order():
+    """A registered generator advances on every replay: the captured draws are the draws a
+    fresh generator with the same seed makes eagerly, call for call, never repeated."""
+    dev = torch.device("cuda")
+    gen = torch.Generator(device=dev).manual_seed(5)
+    out = torch.zeros(64, dtype=torch.long, device=dev)
+
+    def step():
+        out.copy_(torch.randint(1 << 30, (64,), device=dev, generator=gen))
+
+    stepper = Stepper(step, dev, StepOptions(warmup_steps=2), generators=[gen])
+    seen = []
+    for _ in range(6):  # 2 warm-up, capture + its replay, 3 replays
+        stepper()
+        seen.append(out.clone())
+    assert stepper.record() == {"step": "graph", "reason": None}
+    ref = torch.Generator(device=dev).manual_seed(5)
+    for got in seen:
+        assert torch.equal(got, torch.randint(1 << 30, (64,), device=dev, generator=ref))
+    assert all(not torch.equal(seen[i], seen[i + 1]) for i in range(len(seen) - 1))
+
+
+@cuda
+def test_cuda_fused_seeds_equal_separate_cuda_runs(monkeypatch, data):
+    """On CUDA (vmap over grouped cuDNN convolutions, BatchNorm with K times the channels,
+    one generator per seed) each fused seed ends where ``fit`` on CUDA with that seed ends:
+    both draw the same batches and noise from a CUDA generator with that seed."""
+    _tf32_off(monkeypatch)
     spec = _spec()
-    kw = dict(seeds=(0, 1, 2), eval_every=8, n_eval=64, progress=False, options=FUSED)
-    on_gpu = fit_seeds(spec, data, 8, device="cuda", **kw)
-    on_cpu = fit_seeds(spec, data, 8, device="cpu", **kw)
-    assert on_gpu[0].engine["seeds"] == "fused", on_gpu[0].engine
-    # the batches differ (CUDA and CPU generators draw different streams), so compare the
-    # training statistics' scale, and check the initial weights were the same per seed
-    for g, c in zip(on_gpu, on_cpu, strict=True):
-        assert g.history[-1]["loss_d"] == pytest.approx(c.history[-1]["loss_d"], rel=0.5)
+    kw = dict(device="cuda", eval_every=4, n_eval=64, progress=False)
+    fused = fit_seeds(spec, data, 8, seeds=(0, 1, 2), options=FUSED, **kw)
+    assert fused[0].engine["seeds"] == "fused", fused[0].engine
+    for seed, f in zip((0, 1, 2), fused, strict=True):
+        alone = fit(spec, data, 8, seed=seed, **kw)
+        _same_history(alone.history, f.history)
+        _near_state(alone.generator, f.generator)
+        _near_state(alone.discriminator, f.discriminator)
 
 
 @cuda
@@ -533,5 +662,38 @@ def test_cuda_uncapturable_block_falls_back_to_eager_and_trains(plugin_state, da
     plugin_state(Plugin(), name="host-sync")
     spec = _spec(d_activation="syncs")
     r = fit(spec, data, 12, seed=0, device="cuda", eval_every=6, n_eval=64, progress=False)
-    assert r.engine["step"] == "eager" and r.engine["reason"].startswith("capture failed"), r.engine
+    assert r.engine["step"] == "eager" and "makes the host wait" in r.engine["reason"], r.engine
     assert r.steps_done == 12 and not r.diverged
+
+
+class _DeviceSync(nn.Module):
+    """A block that waits for the whole device: not a sync the debug mode reports, and
+    illegal while a stream is capturing, so capture itself fails."""
+
+    def forward(self, x):
+        torch.cuda.synchronize()
+        return x
+
+
+@cuda
+def test_cuda_failed_capture_falls_back_safely_and_is_not_retried(monkeypatch, plugin_state, data):
+    """A capture that fails inside the step: the run trains on eagerly to its end, the
+    current stream is the default one again, the reason is the first error, and the next
+    run of the process does not try to capture."""
+    monkeypatch.setattr("ganarch.stepper._FAILED_CAPTURE", None)  # restored afterwards
+
+    class Plugin:
+        @hookimpl
+        def ganarch_register_blocks(self, registrar):
+            registrar.add("waits", kind="activation", factory=lambda in_shape: _DeviceSync())
+
+    plugin_state(Plugin(), name="device-sync")
+    kw = dict(seed=0, device="cuda", eval_every=6, n_eval=64, progress=False)
+    r = fit(_spec(d_activation="waits"), data, 12, **kw)
+    assert r.engine["step"] == "eager" and r.engine["reason"].startswith("capture failed")
+    assert "previous error" not in r.engine["reason"], r.engine  # the cause, not the echo
+    assert r.steps_done == 12 and not r.diverged
+    assert torch.cuda.current_stream() == torch.cuda.default_stream()
+    again = fit(_spec(), data, 6, **kw)
+    assert again.engine["step"] == "eager" and "earlier capture failed" in again.engine["reason"]
+    assert again.steps_done == 6 and not again.diverged
