@@ -139,9 +139,10 @@ class _Stack:
         return module
 
 
-def _probe(spec: GANSpec, device: torch.device) -> str | None:
-    """Run a fused forward and backward of two fresh copies on a batch of two: a block that
-    vmap cannot batch (a random op, a data-dependent shape) fails here, before training."""
+def _probe(spec: GANSpec, device: torch.device, options: StepOptions) -> str | None:
+    """Run a fused forward and backward of two fresh copies on a batch of two, under the
+    run's autocast: a block that vmap cannot batch (a random op, a data-dependent shape, an
+    op without a bf16 batching rule) fails here, before training."""
     try:
         gs, ds = [], []
         for _ in range(2):
@@ -150,7 +151,8 @@ def _probe(spec: GANSpec, device: torch.device) -> str | None:
             ds.append(_Logits(D.to(device).train()))
         g, d = _Stack(gs), _Stack(ds)
         z = torch.randn(2, 2, spec.latent_dim, device=device)
-        out = d(g(z))
+        with options.autocast(device)():
+            out = d(g(z))
         out.float().sum().backward()
     except Exception as exc:  # any failure means: train the seeds one after another
         text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
@@ -278,7 +280,7 @@ def _why_sequential(
             f"fused seeds are off by default on {device.type} (no faster there; see BENCHMARKS.md)"
         )
     G, D = spec.build(init=False)
-    return fusion_blocker(G, D) or _probe(spec, device)
+    return fusion_blocker(G, D) or _probe(spec, device, options)
 
 
 @dataclass
@@ -388,6 +390,7 @@ def _fit_fused(
     engine = {
         **stepper.record(),
         "precision": options.precision if dev.type == "cuda" else "float32",
+        "channels_last": False,  # the stacked step stays NCHW (channels_last is not applied)
         "seeds": "fused",
         "seeds_reason": None,
         "fused_k": k,

@@ -551,7 +551,11 @@ def fit(
             bar.info(run.shown)
     finally:
         bar.close()
-    engine = {**stepper.record(), "precision": _precision(options, dev)}
+    engine = {
+        **stepper.record(),
+        "precision": _precision(options, dev),
+        "channels_last": options.uses_channels_last(dev),
+    }
     return run.finish(
         G,
         D,
