@@ -4,7 +4,7 @@
 # Optuna, typer and a wheel of the project as it stands; rebuild it after every change), then
 # from the project's root on the GPU machine (the `run` tool needs carry: [".whl"]):
 #   bash bench/gpu_check.sh        the essentials, about 8 minutes with the install (limits sum
-#                                  to 430 s): tests, per-step bench, searches, how trials ran
+#                                  to 405 s): tests, per-step bench, searches, how trials ran
 #   bash bench/gpu_check.sh more   optional, a second command if time is left (about 4 min):
 #                                  torch.compile beside the hand graph, bf16 + channels_last
 # Everything goes to $OUT (or ./gpu-check-out): check.log, bench_*.json, smi_*.csv, journals.
@@ -28,12 +28,12 @@ assert torch.cuda.is_available(), 'no CUDA'
 print('ganarch', ganarch.__version__, 'from', ganarch.__file__, '| torch', torch.__version__, torch.cuda.get_device_name())
 ") || exit 3
 
-step() {  # step NAME SECONDS COMMAND...: run under a timeout, say how it ended
-  local name=$1 limit=$2; shift 2
-  echo "=== $name ($(date -u +%H:%M:%S), limit ${limit}s): $*"
+step() {  # step NAME SECONDS COMMAND...: run under a timeout, say how it ended (on stderr,
+  local name=$1 limit=$2; shift 2  # so a step's stdout redirected to a file stays clean)
+  echo "=== $name ($(date -u +%H:%M:%S), limit ${limit}s): $*" >&2
   local t0=$SECONDS
   timeout "$limit" "$@"
-  echo "=== $name: exit $? after $((SECONDS - t0)) s"
+  echo "=== $name: exit $? after $((SECONDS - t0)) s" >&2
 }
 
 smi_start() { nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -lms 500 > "$OUT/smi_$1.csv" & SMI=$!; }
