@@ -230,6 +230,16 @@ def test_a_search_prunes_no_trial_before_half_its_seeds_steps(tmp_path, monkeypa
         assert seed_step >= steps // 2  # every seed had trained half its steps
         assert all(step == k * s for step, s in seen)  # once per point, in seed-steps
         assert trial.user_attrs["stability"] is not None  # the point's mean record was kept
+        # the value judged is the mean of the seeds' objectives at that point
+        seeds = [
+            json.loads(p.read_text())
+            for p in sorted(
+                (tmp_path / "runs" / f"trial-{trial.number}").glob("seed-*/metrics.json")
+            )
+        ]
+        assert [m["steps_done"] for m in seeds] == [seed_step] * k
+        mean = sum(m["objective"] for m in seeds) / k
+        assert trial.intermediate_values[last_step] == pytest.approx(mean, rel=1e-9)
 
 
 @pytest.mark.parametrize(
