@@ -754,6 +754,51 @@ def _running(path: str) -> list:
     ]
 
 
+#: Loaded by every worker process (PYTHONPATH): the first trial to train waits until another
+#: worker's trial runs, then meets a full disk; every other trial trains for minutes.
+FULL_DISK_IN_ONE_WORKER = """
+import errno, os, time
+import optuna
+from ganarch.search import engine, storage
+
+def train(self, spec, *, out_dir, **kw):
+    try:
+        os.close(os.open(os.environ["ONE_FAILS"], os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        for _ in range(3000):  # the other worker: interrupted when the search stops
+            time.sleep(0.1)
+        raise RuntimeError("never stopped")
+    for _ in range(600):
+        storage._cache.clear()
+        study = optuna.load_study(study_name="tiny", storage=storage.open_storage(os.environ["JOURNAL"]))
+        if len(study.get_trials(states=(optuna.trial.TrialState.RUNNING,))) >= 2:
+            break
+        time.sleep(0.1)
+    raise OSError(errno.ENOSPC, "No space left on device", str(out_dir / "samples.png"))
+
+engine.Engine.train = train
+"""
+
+
+def test_a_failure_of_the_machine_in_one_worker_stops_the_others_at_once(
+    tmp_path, space_file, monkeypatch
+):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FULL_DISK_IN_ONE_WORKER)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("ONE_FAILS", str(tmp_path / "one-fails"))
+    cfg = config(tmp_path, space_file, trials=4, workers=2)
+    monkeypatch.setenv("JOURNAL", cfg.storage)
+    with pytest.raises(HostError, match="a worker met a failure of the machine"):
+        run_search(cfg)
+    study = load(cfg)
+    failures = sorted(t.user_attrs["failure"][:12] for t in study.trials if t.state.is_finished())
+    # the other worker's trial was interrupted (recorded, queued again), not trained on
+    assert states(study) == {"FAIL": 2, "WAITING": 2}, failures
+    assert failures[0].startswith("environment") and failures[-1] == "interrupted"
+
+
 def _gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -536,6 +536,9 @@ def _worker_main(worker: int) -> None:
     """Entry point of a worker process (``python -c``); the pickled config arrives on stdin,
     so no file is left behind when the parent is killed."""
     config: SearchConfig = pickle.loads(sys.stdin.buffer.read())
+    # a parent started in the background (``&``, nohup) hands down SIGINT ignored; the parent
+    # stops its workers with SIGINT, so that they record their running trials
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     _die_with_parent()
     if config.settings.device in (None, "cpu", "auto"):
         import torch
@@ -598,7 +601,12 @@ def _run_processes(config: SearchConfig, study: optuna.Study, display: Any) -> N
             procs.append(p)
             p.stdin.write(payload)
             p.stdin.close()
-        while any(p.poll() is None for p in procs):
+        while None in [p.poll() for p in procs]:  # poll every one: it sets returncode
+            if any(p.returncode == HOST_EXIT for p in procs):
+                # the machine failed under one worker: the others would fail alike or train
+                # on a broken machine; they record their trials as interrupted and stop
+                _stop(procs, forward_now=True)
+                break
             if display is not None:
                 display.poll(study)
             time.sleep(0.5)
@@ -610,10 +618,10 @@ def _run_processes(config: SearchConfig, study: optuna.Study, display: Any) -> N
         if main:
             signal.signal(signal.SIGTERM, previous)
     bad = [p for p in procs if p.returncode != 0]
+    if any(p.returncode == HOST_EXIT for p in bad):  # before 130: the others were stopped
+        raise HostError("the search stopped: a worker met a failure of the machine (see above)")
     if any(p.returncode in (130, -signal.SIGINT) for p in bad):
         raise KeyboardInterrupt
-    if any(p.returncode == HOST_EXIT for p in bad):
-        raise HostError("the search stopped: a worker met a failure of the machine (see above)")
     if bad and all(p.returncode == 2 for p in bad):
         raise GanarchError(f"{len(bad)} worker process(es) rejected the input (see above)")
     if bad:
