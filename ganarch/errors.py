@@ -23,10 +23,16 @@ class SpecError(GanarchError, ValueError):
         super().__init__(f"{where}: {problem}" if where else problem)
 
 
+#: The exit code of a run the machine failed (EX_TEMPFAIL): neither a bug (1) nor bad input (2);
+#: fix the machine and run the same command again.
+HOST_EXIT = 75
+
+
 class HostError(Exception):
-    """The machine failed a run: a full disk, a folder turned read-only or unwritable, no host
-    memory. Neither bad input nor a result: a search stops, leaves the trial failed and queued
-    to run again, and the command exits 1 with this one-line message."""
+    """The machine failed a run: a full disk, a folder turned read-only or unwritable, a
+    dropped database connection. Neither bad input nor a result: a search stops, leaves the
+    trial failed and queued to run again, and the command exits ``HOST_EXIT`` (75) with this
+    one-line message."""
 
 
 class PluginError(GanarchError):

@@ -271,9 +271,10 @@ def test_a_read_only_out_folder_mid_search_fails_the_trial_and_queues_it(
     assert all(t.user_attrs.get("failure") is None for t in study.trials if t.number != 1)
 
 
-def test_a_failure_of_the_machine_is_one_line_and_exit_1_on_the_command_line(
+def test_a_failure_of_the_machine_is_one_line_and_exit_75_on_the_command_line(
     tmp_path, space_file, monkeypatch
 ):
+    """75 (EX_TEMPFAIL): scripts tell a machine to fix from a bug (1) and bad input (2)."""
     def disk_full(self, spec, *, out_dir, **kw):
         raise OSError(errno.ENOSPC, "No space left on device", str(out_dir / "samples.png"))
 
@@ -284,10 +285,35 @@ def test_a_failure_of_the_machine_is_one_line_and_exit_1_on_the_command_line(
         *("--storage", tmp_path / "s.journal", "-q", "--sampler", "random", "--pruner", "none"),
         cwd=tmp_path,
     )
-    assert r.exit_code == 1
+    assert r.exit_code == 75
     line = one_error_line(r)
     assert "the search stopped: No space left on device" in line and "run the same command" in line
     assert "finished" not in r.output and "GANARCH_DEBUG" not in line
+    assert "75 the machine failed" in " ".join(cli("--help").output.split())
+
+
+@pytest.mark.parametrize(
+    ("error", "where", "code", "says"),
+    [
+        (errno.ENOSPC, "out", 75, "training stopped: No space left on device writing"),
+        (errno.EACCES, "data", 2, "cannot read"),
+        (errno.ENOENT, "data", 2, "cannot read"),
+    ],
+)
+def test_train_tells_a_failing_machine_from_an_input_it_cannot_read(
+    tmp_path, monkeypatch, error, where, code, says
+):
+    import ganarch.run
+
+    out = tmp_path / "run"
+    name = out / "samples.png" if where == "out" else tmp_path / "data" / "0.png"
+
+    def failing(*args, **kw):
+        raise OSError(error, os.strerror(error), str(name))
+
+    monkeypatch.setattr(ganarch.run, "train", failing)
+    r = cli("train", "dcgan:8", "--data", "digits", "--steps", 2, "--out", out, cwd=tmp_path)
+    assert r.exit_code == code and says in one_error_line(r)
 
 
 class OutOfMemoryBlock(nn.Module):

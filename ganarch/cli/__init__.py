@@ -1,7 +1,9 @@
 """The ``ganarch`` command line: a typer app whose command groups live in their own modules.
 
 Each command module exposes ``register(app)``; add a new one to ``COMMAND_MODULES``.
-Exit codes: 0 success, 1 failure at run time, 2 bad input (one line on stderr, no traceback).
+Exit codes: 0 success, 1 a bug in ganarch, 2 bad input (one line on stderr, no traceback),
+75 the machine failed (a full disk, a database that dropped the connection: fix it and run the
+same command again), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typer.core import TyperGroup
 
 import ganarch
 from ganarch.cli import _common, analysis, blocks, data, search, train
-from ganarch.errors import GanarchError, HostError
+from ganarch.errors import HOST_EXIT, GanarchError, HostError
 
 __all__ = ["COMMAND_MODULES", "app", "main"]
 
@@ -36,7 +38,7 @@ COMMAND_MODULES = (blocks, data, train, search, analysis)
 
 class _Group(TyperGroup):
     """Turns ``GanarchError`` (bad input) into ``error: <message>`` and exit code 2, and
-    ``HostError`` (a full disk, a folder turned read-only) into one line and exit code 1.
+    ``HostError`` (a full disk, a folder turned read-only) into one line and exit code 75.
 
     Doing it here rather than in ``main()`` gives typer's ``CliRunner`` the same exit codes
     as the installed command. typer/click exits pass through untouched: ``typer.Exit`` is a
@@ -51,7 +53,7 @@ class _Group(TyperGroup):
             raise typer.Exit(2) from None
         except HostError as exc:  # the machine failed (a full disk): not a bug, not bad input
             _report(exc)
-            raise typer.Exit(1) from None
+            raise typer.Exit(HOST_EXIT) from None
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         """Usage errors (an unknown option, a bad value) as one line and exit code 2, and
@@ -113,7 +115,12 @@ def _root(
         help="Print the version and exit.",
     ),
 ) -> None:
-    """Search the architecture space of DCGAN-style GANs and rediscover their design rules."""
+    """Search the architecture space of DCGAN-style GANs and rediscover their design rules.
+
+    Exit codes: 0 done; 1 a bug in ganarch (please report it); 2 bad input; 75 the machine
+    failed (a full disk, a read-only folder, a dropped database connection): fix it and run
+    the same command again; 130 interrupted.
+    """
 
 
 for _module in COMMAND_MODULES:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import typer
 from rich.table import Table
 
 from ganarch.cli._common import fail, note, parse_value, print_json, print_table, template_spec
-from ganarch.errors import HostError
+from ganarch.errors import GanarchError, HostError
 
 __all__ = ["DEFAULT_STEPS", "register", "train_command"]
 
@@ -128,7 +129,11 @@ def train_command(
             progress=not quiet,
         )
     except OSError as exc:  # a full disk, a folder turned read-only: the machine, not a bug
-        where = f" writing {exc.filename}" if exc.filename else ""
+        name = exc.filename
+        if isinstance(exc, PermissionError | FileNotFoundError) and name and not _under(name, out):
+            # an input the user named (a data folder they cannot read): bad input
+            raise GanarchError(f"cannot read {name}: {exc.strerror or exc}") from None
+        where = f" writing {name}" if name else ""
         raise HostError(f"training stopped: {exc.strerror or exc}{where}") from exc
     if result.diverged:
         note(f"warning: training diverged ({result.failure}) at step {result.steps_done}")
@@ -155,3 +160,13 @@ def train_command(
 def register(app: typer.Typer) -> None:
     """Add the ``train`` command to ``app``."""
     app.command("train")(train_command)
+
+
+def _under(name: str | bytes, folder: Path) -> bool:
+    """Whether file ``name`` lies in ``folder`` (the run's output: a failure there is the
+    machine's)."""
+    try:
+        Path(os.fsdecode(name)).resolve().relative_to(Path(folder).resolve())
+    except ValueError:
+        return False
+    return True

@@ -32,6 +32,7 @@ import optuna
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
+from ganarch import errors
 from ganarch.errors import GanarchError, HostError
 from ganarch.search import artifacts
 from ganarch.search import engine as engine_module
@@ -528,8 +529,8 @@ def run_search(
     return summary
 
 
-#: A worker's exit code when the machine failed (a full disk, ...): EX_TEMPFAIL.
-HOST_EXIT = 75
+#: A worker's exit code when the machine failed (a full disk, ...): EX_TEMPFAIL, as the CLI's.
+HOST_EXIT = errors.HOST_EXIT
 
 
 def _worker_main(worker: int) -> None:
