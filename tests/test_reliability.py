@@ -275,6 +275,7 @@ def test_a_failure_of_the_machine_is_one_line_and_exit_75_on_the_command_line(
     tmp_path, space_file, monkeypatch
 ):
     """75 (EX_TEMPFAIL): scripts tell a machine to fix from a bug (1) and bad input (2)."""
+
     def disk_full(self, spec, *, out_dir, **kw):
         raise OSError(errno.ENOSPC, "No space left on device", str(out_dir / "samples.png"))
 
@@ -468,7 +469,7 @@ def test_a_dropped_database_connection_is_a_failure_of_the_machine_never_a_score
     cfg = dataclasses.replace(
         config(tmp_path, space_file, trials=2), storage=f"sqlite:///{tmp_path}/s.db"
     )
-    with pytest.raises(HostError, match="the database failed .*server closed the connection"):
+    with pytest.raises(HostError, match=r"the database failed .*server closed the connection"):
         run_search(cfg)
     study = load(cfg)
     assert states(study) == {"FAIL": 1, "WAITING": 1}  # nothing scored, the trial queued
@@ -505,6 +506,41 @@ def test_ordinary_study_names_pass():
 
 
 # -- 4. in-memory and unusable storages ---------------------------------------------------------
+
+
+def test_the_writability_probe_never_creates_or_deletes_the_journal_itself(tmp_path, monkeypatch):
+    """Another search may open the same new journal meanwhile: deleting it would lose its
+    first records."""
+    path = tmp_path / "new.journal"
+    touched: list[str] = []
+    real_open, real_unlink = os.open, os.unlink
+
+    def spy_open(name, *args, **kw):
+        touched.append(os.fspath(name))
+        return real_open(name, *args, **kw)
+
+    def spy_unlink(name, *args, **kw):
+        touched.append(os.fspath(name))
+        return real_unlink(name, *args, **kw)
+
+    monkeypatch.setattr(os, "open", spy_open)
+    monkeypatch.setattr(os, "unlink", spy_unlink)
+    storage_module.check_storage(str(path))
+    monkeypatch.undo()
+    assert touched and str(path) not in touched and list(tmp_path.iterdir()) == []
+
+
+def test_journal_files_named_like_a_database_are_journals_and_a_postgresql_url_needs_no_database(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # --storage postgresql-runs.journal, as typed
+    for name in ("postgresql-runs.journal", "mysql.journal", "sqlite-notes.journal"):
+        url = storage_module.resolve_url(name)
+        assert storage_module.is_journal(url) and url == str(tmp_path / name)
+    for url in ("postgresql://u:pw@db.example", "postgresql+psycopg://u@h:5433"):
+        storage_module.check_storage(url)  # libpq takes the user's name as the database
+    with pytest.raises(GanarchError, match="as a database URL"):
+        storage_module.check_storage("mysql://u@h")
 
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
@@ -727,9 +763,7 @@ def test_only_this_hosts_dead_workers_are_taken_as_stale(tmp_path):
     assert got[here.number] == TrialState.FAIL
 
 
-def test_resume_never_waits_forever_for_a_trial_another_host_left_running(
-    tmp_path, space_file
-):
+def test_resume_never_waits_forever_for_a_trial_another_host_left_running(tmp_path, space_file):
     """A container restarted under a new host name: its killed trial stays RUNNING in the
     journal and nothing here can judge it, so the search ends and names it."""
     import threading

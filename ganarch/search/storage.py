@@ -63,7 +63,9 @@ STALE_REASON = "stale: left running by a killed process"
 #: A RUNNING trial that never recorded its worker (killed in the instant after it was created,
 #: or made by another tool) is taken as stale after this long.
 ORPHAN_AFTER_S = 600.0
-_RDB_PREFIXES = ("sqlite:", "postgresql", "postgres:", "mysql")
+#: A database URL's scheme (``postgresql+psycopg:``); a file named ``postgresql-runs.journal``
+#: is a journal.
+_RDB_SCHEME = re.compile(r"(sqlite|postgres|postgresql|mysql)(\+[\w.]+)?:", re.IGNORECASE)
 #: Seconds between heartbeats of a running trial in an RDB storage (see ``heartbeat_seconds``).
 HEARTBEAT_ENV = "GANARCH_HEARTBEAT"
 
@@ -80,7 +82,7 @@ def resolve_url(storage: str | os.PathLike | None) -> str:
     text = str(storage)
     if text.startswith("sqlite:///"):
         return _absolute_sqlite(text)
-    if text.startswith(_RDB_PREFIXES):
+    if _RDB_SCHEME.match(text):
         return text
     if "://" in text:
         scheme = text.split("://", 1)[0]
@@ -133,7 +135,7 @@ def require_existing(storage: str | os.PathLike | BaseStorage | None) -> str | B
 
 
 def is_journal(url: str) -> bool:
-    return not url.startswith(_RDB_PREFIXES)
+    return not _RDB_SCHEME.match(url)
 
 
 def open_storage(storage: str | os.PathLike | BaseStorage | None = None) -> BaseStorage:
@@ -171,11 +173,14 @@ def check_storage(url: str) -> None:
         if path.exists() and not path.is_file():
             raise GanarchError(f"--storage: {path} is not a regular file")
         if not path.exists():
-            try:  # a probe that leaves nothing behind (os.access is wrong for root and /proc)
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-                path.unlink()
-            except FileExistsError:
-                pass  # created meanwhile by another search
+            # a probe file beside it that leaves nothing behind (os.access is wrong for root
+            # and /proc); never the journal's own path, which another search may open meanwhile
+            try:
+                fd, probe = tempfile.mkstemp(
+                    dir=path.parent, prefix=f".{path.name}.", suffix=".probe"
+                )
+                os.close(fd)
+                os.unlink(probe)
             except OSError as exc:
                 raise GanarchError(
                     f"--storage: cannot create {path}: {exc.strerror or exc}"
@@ -202,7 +207,8 @@ def check_storage(url: str) -> None:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
         parsed = None
-    if parsed is None or not parsed.database:
+    # PostgreSQL without a database name connects to the one named like the user (libpq)
+    if parsed is None or not (parsed.database or parsed.get_backend_name().startswith("postgres")):
         raise GanarchError(
             f"--storage: cannot read {_hide_password(url)!r} as a database URL; expected "
             "postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE"
@@ -468,7 +474,7 @@ class StorageLock:
 
     def __init__(self, url: str) -> None:
         self._conn: Any = None
-        self._server = url.startswith(("postgresql", "postgres:"))
+        self._server = not is_journal(url) and url.lower().startswith("postgres")
         if is_journal(url):
             self.path = Path(url).with_name(Path(url).name + ".ganarch-lock")
         else:
