@@ -39,7 +39,7 @@ from ganarch.search.storage import (
     hide_password,
     open_storage,
 )
-from ganarch.search.study import check_study_name, summary_lines
+from ganarch.search.study import check_study_name, default_study_name, summary_lines
 from ganarch.spec import GANSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -498,6 +498,14 @@ def test_an_empty_study_name_is_refused_from_python():
     for name in ("", None, "x" * 201):
         with pytest.raises(GanarchError, match="--study"):
             check_study_name(name)
+
+
+@pytest.mark.parametrize("stem", ["a..b", "-x", "..", "my space!", ".hidden"])
+def test_a_default_study_name_is_always_a_name_the_user_never_has_to_fix(tmp_path, stem):
+    path = tmp_path / f"{stem}.toml"
+    path.write_text(SPACE)
+    name = default_study_name(load_space(path), "folder:../../my data")
+    assert check_study_name(name) == name and name.endswith("-folder")
 
 
 def test_ordinary_study_names_pass():

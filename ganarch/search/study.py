@@ -170,9 +170,14 @@ def check_study_name(name: Any) -> str:
 
 
 def default_study_name(space: SearchSpace, data: str) -> str:
-    """``dcgan-digits``: the space's and the dataset's names, safe for any storage."""
-    data_part = re.sub(r"[^A-Za-z0-9_.-]+", "-", data.split(":", 1)[0]).strip("-") or "data"
-    return f"{space.name}-{data_part}"
+    """``dcgan-digits``: the space's and the dataset's names, made a name ``--study`` accepts
+    whatever the space file is called (``a..b.toml``, ``-x.toml``)."""
+    return f"{_name_part(space.name, 'space')}-{_name_part(data.split(':', 1)[0], 'data')}"
+
+
+def _name_part(text: str, fallback: str) -> str:
+    text = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
+    return re.sub(r"\.{2,}", ".", text).strip("-.") or fallback
 
 
 # -- sampler and pruner ------------------------------------------------------------------------
