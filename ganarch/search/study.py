@@ -172,12 +172,18 @@ def check_study_name(name: Any) -> str:
 def default_study_name(space: SearchSpace, data: str) -> str:
     """``dcgan-digits``: the space's and the dataset's names, made a name ``--study`` accepts
     whatever the space file is called (``a..b.toml``, ``-x.toml``)."""
-    return f"{_name_part(space.name, 'space')}-{_name_part(data.split(':', 1)[0], 'data')}"
+    data_part = _name_part(data.split(":", 1)[0], "data")
+    name = f"{space.name}-{data_part}"
+    with contextlib.suppress(GanarchError):
+        return check_study_name(name)  # as before: an existing study keeps its name
+    return f"{_name_part(space.name, 'space')}-{data_part}"
 
 
 def _name_part(text: str, fallback: str) -> str:
-    text = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
-    return re.sub(r"\.{2,}", ".", text).strip("-.") or fallback
+    text = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+    if ".." in text or text.startswith(".") or not text:
+        text = re.sub(r"\.{2,}", ".", text).strip("-.")
+    return text or fallback
 
 
 # -- sampler and pruner ------------------------------------------------------------------------
