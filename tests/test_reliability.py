@@ -749,6 +749,21 @@ def test_passwords_are_masked_in_every_printed_url(tmp_path):
         assert hide_password(raw) == shown
 
 
+def test_a_printed_resume_command_runs_as_printed_never_with_a_masked_password(
+    tmp_path, space_file
+):
+    import shlex
+
+    from ganarch.cli.search import _resume_command
+
+    url = "postgresql://u:s3cret@h:5432/db?password=x&sslmode=require"
+    cmd = _resume_command(config(tmp_path, space_file), "tiny.toml", url, None, None, None, True)
+    args = shlex.split(cmd)
+    assert args[args.index("--storage") + 1] == "postgresql://u@h:5432/db?sslmode=require"
+    assert "***" not in cmd and "s3cret" not in cmd
+    assert "PGPASSWORD" in storage_module.PASSWORD_HINT
+
+
 # -- 11. the stale-trial check itself -----------------------------------------------------------
 
 

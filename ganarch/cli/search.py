@@ -106,7 +106,7 @@ def search_command(
     what is done. In Python: ganarch.search(...), with the same options and defaults.
     """
     from ganarch.search.api import make_config
-    from ganarch.search.storage import hide_password
+    from ganarch.search.storage import PASSWORD_HINT, drop_password
     from ganarch.search.study import run_search, summary_lines
 
     config = make_config(
@@ -146,17 +146,21 @@ def search_command(
             note(line)
         if summary.best:
             print_table(_best_table(summary.best, f"best trials of {name}"))
-            st = "" if storage is None else f" --storage {shlex.quote(hide_password(storage))}"
+            st = "" if storage is None else f" --storage {shlex.quote(drop_password(storage))}"
             note(
                 f"next: ganarch best {shlex.quote(name)}{st} -o best.json · "
                 f"ganarch rules {shlex.quote(name)}{st}"
             )
+            if storage is not None and drop_password(storage) != storage:
+                note(PASSWORD_HINT)
         if sampler in DESIGNS and not summary.interrupted:
             from ganarch.cli.analysis import print_study_rules
 
             print_study_rules(name, url)  # the design's verdicts: what the study was for
     if summary.interrupted:
         note(f"interrupted: what finished is recorded. Resume with:\n  {resume}")
+        if storage is not None and drop_password(storage) != storage:
+            note(PASSWORD_HINT)
         raise typer.Exit(130)
 
 
@@ -169,7 +173,7 @@ def _resume_command(
     timeout: float | None,
     quiet: bool,
 ) -> str:
-    from ganarch.search.storage import hide_password
+    from ganarch.search.storage import drop_password
 
     s = config.settings
     args = [
@@ -200,7 +204,8 @@ def _resume_command(
         ("--image-size", s.image_size),
         ("--channels", s.channels),
         ("--width", s.width),
-        ("--storage", None if storage is None else hide_password(storage)),  # never a password
+        # never a password, and no *** either: the command runs as printed
+        ("--storage", None if storage is None else drop_password(storage)),
         ("--out", out_dir),
         ("--device", device),
         ("--timeout", timeout),

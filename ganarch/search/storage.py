@@ -48,6 +48,7 @@ __all__ = [
     "WORKER_ATTR",
     "StorageLock",
     "describe_storage",
+    "drop_password",
     "fail_stale_trials",
     "open_storage",
     "require_existing",
@@ -295,9 +296,24 @@ def hide_password(text: str) -> str:
 
 
 _hide_password = hide_password
+
+
+def drop_password(text: str) -> str:
+    """``postgresql://u:secret@h/db?password=x`` -> ``postgresql://u@h/db``: a URL to print in
+    a command that runs as printed (the password comes from ``PGPASSWORD`` or ``~/.pgpass``)."""
+    text = _URL_PASSWORD.sub(lambda m: m.group(1)[:-1] + m.group(2), text)
+    return _QUERY_PASSWORD_PARAM.sub(lambda m: m.group(1) if m.group(2) else "", text)
+
+
+#: What goes with a printed command whose URL lost its password (``drop_password``).
+PASSWORD_HINT = (
+    "the password is not printed: give it in PGPASSWORD or ~/.pgpass, or set "
+    f"{STORAGE_ENV} to the full URL and leave out --storage"
+)
 #: ``scheme://user:PASSWORD@`` (the password may hold anything but the last ``@``)
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^\s]*(@[^@\s]*$|@[^@\s/]*/)", re.I)
 _QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd)=)[^&\s]*", re.I)
+_QUERY_PASSWORD_PARAM = re.compile(r"([?&])(?:password|passwd|pwd)=[^&\s]*(&|(?=\s|$))", re.I)
 
 
 def study_names(storage: BaseStorage) -> list[str]:
