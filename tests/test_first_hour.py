@@ -495,6 +495,23 @@ def test_python_search_shares_the_commands_defaults() -> None:
     assert str(inspect.signature(ganarch.search)).startswith("(space: ")
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("trials", "5", "--trials: expected a whole number, got '5'"),
+        ("steps", 2.5, "--steps: expected a whole number, got 2.5"),
+        ("workers", True, "--workers: expected a whole number, got True"),
+        ("timeout", "60", "--timeout: expected seconds, got '60'"),
+        ("data", None, "--data: expected text, got None"),
+    ],
+)
+def test_python_search_names_an_option_of_the_wrong_type(tmp_path, option, value, says) -> None:
+    with pytest.raises(GanarchError) as refused:  # not a TypeError from deep inside
+        ganarch.search("quick", storage=tmp_path / "s.journal", **{option: value})
+    assert str(refused.value) == says
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_import_ganarch_stays_free_of_optuna_and_torch() -> None:
     code = (
         "import sys, ganarch; ganarch.search; ganarch.load_study; import ganarch.search.api; "

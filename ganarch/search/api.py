@@ -68,6 +68,38 @@ _AT_LEAST = {
 }
 
 
+#: Options that are whole numbers (``timeout`` may be fractional); None means the default.
+_WHOLE = (
+    "image_size",
+    "channels",
+    "width",
+    "trials",
+    "steps",
+    "seeds",
+    "workers",
+    "seed",
+    "eval_every",
+)
+_TEXT = ("data", "sampler", "pruner", "objective", "device", "study")
+
+
+def _check_types(o: dict[str, Any]) -> None:
+    """From Python, ``trials="5"`` is bad input named by its option, not a TypeError from
+    deep inside (the command line's parser converts its text itself)."""
+    for key in (*_WHOLE, "timeout", *_TEXT):
+        value, flag = o[key], "--" + key.replace("_", "-")
+        if value is None and key not in ("trials", "steps", "seeds", "workers", "seed", "data"):
+            continue
+        if key in _TEXT:
+            ok, expected = isinstance(value, str), "text"
+        elif key == "timeout":
+            ok, expected = isinstance(value, int | float) and not isinstance(value, bool), "seconds"
+        else:
+            ok, expected = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+        if not ok:
+            raise GanarchError(f"{flag}: expected {expected}, got {value!r}")
+
+
 def make_config(note: Callable[[str], None] | None = None, **options: Any) -> SearchConfig:
     """The ``SearchConfig`` for ``ganarch search``'s options (missing ones take
     :data:`DEFAULTS`); bad input is a ``GanarchError`` naming the option. ``note`` receives
@@ -84,6 +116,7 @@ def make_config(note: Callable[[str], None] | None = None, **options: Any) -> Se
         name = sorted(unknown)[0]
         raise GanarchError(f"search: no option {name!r}; {closest(name, DEFAULTS)}")
     o = {**DEFAULTS, **options}
+    _check_types(o)
     for key, allowed in (("sampler", SAMPLERS), ("pruner", PRUNERS), ("objective", OBJECTIVES)):
         if o[key] not in allowed:
             raise GanarchError(f"--{key}: {o[key]!r} is not one of {', '.join(allowed)}")
