@@ -28,6 +28,7 @@ from ganarch.search.engine import Engine
 from ganarch.search.storage import WORKER_ATTR, open_storage
 
 URL_ENV = "GANARCH_TEST_POSTGRES"
+OVERLAP = str(Path(__file__).parent / "overlap")
 #: Steps of a trial that lasts seconds, so a machine can be killed in the middle of one.
 STEPS_LONG = 200
 SPACE = """
@@ -81,7 +82,9 @@ def machines(tmp_path, tmp_path_factory, pg_url, monkeypatch):
     Engine(settings, load_space(space)).prepare()
     procs: list[subprocess.Popen] = []
 
-    def start(name: str, study: str, *, trials: int, steps: int, heartbeat: int = 60):
+    def start(
+        name: str, study: str, *, trials: int, steps: int, heartbeat: int = 60, overlap=False
+    ):
         home = tmp_path / name
         (home / "tmp").mkdir(parents=True)
         env = {
@@ -91,6 +94,9 @@ def machines(tmp_path, tmp_path_factory, pg_url, monkeypatch):
             "GANARCH_HEARTBEAT": str(heartbeat),
             "OMP_NUM_THREADS": "1",
         }
+        if overlap:  # each machine's first trial waits until two run at once (tests/overlap)
+            env["PYTHONPATH"] = os.pathsep.join([OVERLAP, os.environ.get("PYTHONPATH", "")])
+            env.update(GANARCH_TEST_OVERLAP=pg_url, GANARCH_TEST_OVERLAP_STUDY=study)
         cmd = [
             *(sys.executable, "-m", "ganarch", "search", "--space", str(space), "--data", "digits"),
             *("--study", study, "--storage", pg_url, "--trials", str(trials)),
@@ -127,7 +133,7 @@ def test_three_machines_share_one_study_none_lost_none_duplicated_budget_exact(
     tmp_path, machines, pg_url
 ):
     study_name = f"three-{uuid.uuid4().hex[:8]}"
-    procs = [machines(f"m{i}", study_name, trials=6, steps=30) for i in range(3)]
+    procs = [machines(f"m{i}", study_name, trials=6, steps=30, overlap=True) for i in range(3)]
     outputs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err

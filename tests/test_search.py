@@ -244,9 +244,15 @@ def test_ctrl_c_records_the_running_trial_and_the_same_command_resumes(
 
 
 @pytest.mark.slow
-def test_two_local_workers_share_one_storage(tmp_path, space_file):
-    # trials long enough (60 steps) that the second worker is up before the first is done
+def test_two_local_workers_share_one_storage(tmp_path, space_file, monkeypatch):
     cfg = config(tmp_path, space_file, trials=4, workers=2, sampler="tpe", steps=60, eval_every=60)
+    # each worker's first trial waits until both run one (a loaded CI may start one late)
+    overlap = Path(__file__).parent / "overlap"
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(overlap), os.environ.get("PYTHONPATH", "")])
+    )
+    monkeypatch.setenv("GANARCH_TEST_OVERLAP", cfg.storage)
+    monkeypatch.setenv("GANARCH_TEST_OVERLAP_STUDY", cfg.study_name)
     summary = run_search(cfg)
     study = load(cfg)
     assert states(study) == {"COMPLETE": 4}, summary
