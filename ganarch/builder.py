@@ -216,14 +216,42 @@ def _guard_inplace(module: nn.Module, previous: nn.Module | None) -> None:
     """Turn off ``inplace`` where it would break the backward pass, so a spec that validates
     trains: an in-place layer overwrites its input, which is safe only when the layer before
     is a conv, dense or norm layer (their gradients do not need their output). After another
-    activation (two in a row), or on the network's input, it is not."""
-    if not getattr(module, "inplace", False):
-        return
-    leaves = [
-        m for m in (previous.modules() if previous is not None else []) if not list(m.children())
-    ]
-    if not (leaves and isinstance(leaves[-1], _WEIGHTED + _NORMS)):
-        module.inplace = False
+    activation (two in a row), or on the network's input, it is not.
+
+    Nested layers count too (a plugin's ``Sequential(..., ReLU(inplace=True))``): inside
+    ``nn.Sequential`` the layer before is the one registered before; inside any other module
+    the order its ``forward`` runs them in is unknown, so in-place is turned off there. The
+    modules a parametrization adds (spectral norm's) are not layers of their own."""
+    before = _layers(previous)[-1:] if previous is not None else []
+    chain = before + _layers(module)
+    for i in range(len(before), len(chain)):
+        leaf, ordered = chain[i]
+        if not getattr(leaf, "inplace", False):
+            continue
+        prev, prev_ordered = chain[i - 1] if i > 0 else (None, False)
+        if not (ordered and prev_ordered and isinstance(prev, _WEIGHTED + _NORMS)):
+            leaf.inplace = False
+
+
+def _layers(module: nn.Module) -> list[tuple[nn.Module, bool]]:
+    """``module``'s leaf layers in registration order, each with whether that is the order
+    they run in (every container above it is a ``Sequential``), parametrizations left out."""
+    out: list[tuple[nn.Module, bool]] = []
+
+    def walk(m: nn.Module, ordered: bool) -> None:
+        children = [
+            c
+            for name, c in m.named_children()
+            if not (name == "parametrizations" and isinstance(c, nn.ModuleDict))
+        ]
+        if not children:
+            out.append((m, ordered))
+            return
+        for c in children:
+            walk(c, ordered and isinstance(m, nn.Sequential))
+
+    walk(module, True)
+    return out
 
 
 def build(spec: GANSpec, init: bool = True) -> tuple[Generator, Discriminator]:

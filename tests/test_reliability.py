@@ -718,6 +718,35 @@ def test_a_spec_that_validates_trains_even_with_in_place_activations_in_a_row(mo
         step()  # what the guard prevents: the second in-place layer breaks the gradient
 
 
+def test_nested_in_place_layers_are_guarded_and_spectral_norm_keeps_in_place():
+    from ganarch.builder import _guard_inplace
+    from ganarch.templates import dcgan_spec
+
+    act = nn.LeakyReLU(0.2)
+    nested = nn.Sequential(nn.ReLU(inplace=True))  # a plugin block after an activation
+    _guard_inplace(nested, act)
+    assert nested[0].inplace is False
+    x = torch.randn(4, 3, requires_grad=True)
+    nested(act(x * 1.0)).sum().backward()  # trains (in place it raised "inplace operation")
+
+    class Custom(nn.Module):  # its forward may run them in any order: no in-place inside
+        def __init__(self):
+            super().__init__()
+            self.act, self.conv = nn.ReLU(inplace=True), nn.Conv2d(1, 1, 1)
+
+    custom = Custom()
+    _guard_inplace(custom, nn.Conv2d(1, 1, 1))
+    assert custom.act.inplace is False
+    after_conv = nn.Sequential(nn.Conv2d(1, 1, 1), nn.ReLU(inplace=True))
+    _guard_inplace(after_conv, None)
+    assert after_conv[1].inplace is True  # after a conv in a Sequential: safe, kept
+
+    # spectral norm's parametrization is not a layer: the activation after the conv stays in place
+    _G, D = dcgan_spec(32, d_wrap="spectral_norm").build()
+    first = next(m for m in D.modules() if isinstance(m, nn.LeakyReLU))
+    assert first.inplace is True
+
+
 # -- 8, 9. markup and passwords in messages -----------------------------------------------------
 
 
