@@ -4,10 +4,12 @@ line), never a traceback or exit 1. Example counts stay modest for CI time."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from pathlib import Path
 
+import optuna
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -119,6 +121,11 @@ def test_a_fuzzed_space_is_accepted_or_refused_as_bad_input(data):
     except GanarchError:
         return
     space.describe()
+    # what a trial of it builds: a spec, or bad input -- never a TypeError that a search
+    # would record as a failed configuration instead of refusing the space
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    with contextlib.suppress(GanarchError):
+        space.spec(space.suggest(trial), channels=1)
 
 
 @pytest.fixture(scope="module")
