@@ -367,6 +367,17 @@ def test_too_narrow_a_terminal_gets_one_record_per_row_not_cropped_columns(
     assert _lines(out).count("        #: 4") == 1  # every row is there
 
 
+@pytest.mark.parametrize("columns", ["5", "10"])
+def test_a_terminal_narrower_than_any_word_still_gets_every_name_whole(
+    study_storage, monkeypatch, columns
+) -> None:
+    monkeypatch.setenv("COLUMNS", columns)
+    out = _cli("trials", STUDY, "--storage", study_storage).stdout
+    assert "…" not in out and "stability: " in out
+    for name, value in _SHOWN.items():
+        assert f"{name}={value}" in out
+
+
 def test_piped_tables_keep_one_line_per_row(study_storage, monkeypatch) -> None:
     monkeypatch.delenv("COLUMNS", raising=False)
     out = _cli("trials", STUDY, "--storage", study_storage).stdout

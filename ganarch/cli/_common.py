@@ -112,6 +112,12 @@ def _least_width(table: Any) -> int:
     return total + (borders if table.box else 0)
 
 
+def _plain(cell: Any) -> str:
+    from rich.text import Text
+
+    return cell.plain if isinstance(cell, Text) else str(cell)
+
+
 def _print_records(table: Any, console: Console) -> None:
     """A table as one block of ``column: value`` lines per row, for a terminal too narrow
     for its columns (values wrap between words under themselves)."""
@@ -119,7 +125,17 @@ def _print_records(table: Any, console: Console) -> None:
     from rich.text import Text
 
     if table.title:
-        console.print(Text(str(table.title)))
+        console.print(Text(str(table.title)), soft_wrap=True)
+    headers = [str(c.header) for c in table.columns]
+    words = [w for c in table.columns for cell in c.cells for w in _plain(cell).split()]
+    if max(map(len, headers), default=0) + 2 + max(map(len, words), default=0) > console.width:
+        # narrower still: plain lines the terminal wraps itself, so nothing is ever cropped
+        for cells in zip(*(list(c.cells) for c in table.columns), strict=True):
+            console.print("", soft_wrap=True)
+            for header, cell in zip(headers, cells, strict=True):
+                if _plain(cell):
+                    console.print(Text(f"{header}: {_plain(cell)}"), soft_wrap=True)
+        return
     grid = Table.grid(padding=(0, 1))
     grid.add_column(justify="right", no_wrap=True)
     grid.add_column()
