@@ -31,7 +31,8 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from torch.nn.utils import parametrize
 
-from ganarch import artifacts
+from ganarch import artifacts, builder
+from ganarch import spec as spec_module
 from ganarch.builder import Discriminator, Generator
 from ganarch.device import choose_device
 from ganarch.errors import GanarchError
@@ -279,8 +280,24 @@ def _why_sequential(
         return (
             f"fused seeds are off by default on {device.type} (no faster there; see BENCHMARKS.md)"
         )
+    need = k * planned_activation_bytes(spec)
+    if need > spec_module.MAX_ACTIVATION_BYTES:  # each seed fits the limit, K at once do not
+        return (
+            f"{k} seeds fused would hold about {need / 2**30:.0f} GiB of activations at once "
+            f"(at most {spec_module.MAX_ACTIVATION_BYTES / 2**30:.0f} GiB); one seed at a time"
+        )
     G, D = spec.build(init=False)
     return fusion_blocker(G, D) or _probe(spec, device, options)
+
+
+def planned_activation_bytes(spec: GANSpec) -> int:
+    """One seed's activation floor (``spec.activation_bytes``) from the planned shapes."""
+    p = builder.plan(spec)
+    return spec_module.activation_bytes(
+        spec.training.batch_size,
+        [layer.out_shape for layer in p.generator.layers],
+        [layer.out_shape for layer in p.discriminator.layers],
+    )
 
 
 @dataclass

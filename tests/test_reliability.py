@@ -633,6 +633,21 @@ def test_parameters_are_counted_before_any_allocation():
         GANSpec.from_dict(d)  # ~10^10 weights: planned on the meta device, never allocated
 
 
+def test_fused_seeds_that_together_exceed_the_activation_limit_train_one_at_a_time(monkeypatch):
+    from ganarch import fused
+    from ganarch import spec as spec_module
+    from ganarch.stepper import StepOptions
+    from ganarch.templates import dcgan_spec
+
+    spec = dcgan_spec(8, width=8, channels=1, latent_dim=8)
+    one = fused.planned_activation_bytes(spec)
+    monkeypatch.setattr(spec_module, "MAX_ACTIVATION_BYTES", int(one * 2.5))  # 2 fit, 3 do not
+    on = StepOptions(fused_seeds="on")
+    reason = fused._why_sequential(spec, torch.device("cpu"), on, 3)
+    assert reason is not None and reason.startswith("3 seeds fused would hold about")
+    assert fused._why_sequential(spec, torch.device("cpu"), on, 2) is None  # fuses
+
+
 def test_yaml_aliases_that_expand_exponentially_are_refused(tmp_path):
     levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
     for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
