@@ -8,16 +8,18 @@ metrics.json and samples.png). ``worker`` says which process ran it.
 
 How failures reach the sampler: Optuna's samplers ignore ``FAIL`` trials, so a configuration
 that raises or runs out of memory would be proposed again and again. A trial that fails for
-a reason inherent to its configuration (an invalid spec, a block that raises, CUDA out of
-memory) is therefore finished as ``COMPLETE`` with the penalised value ``PENALTY`` (the worst
+a reason inherent to its configuration (an invalid spec, a block that raises, even an
+``OSError`` from the model's own code, CUDA or host memory exhausted) is therefore finished as ``COMPLETE`` with the penalised value ``PENALTY`` (the worst
 score) *and* an infeasible constraint ``failed = 1`` (``trial.set_constraint``, Optuna 5's
 replacement of ``constraints_func``). TPE and NSGA-II rank infeasible trials below every
 feasible one, so they learn to avoid them; ``study.best_trial(s)`` skip them. A run that
 diverged (NaN/inf) is a real outcome of its configuration: ``COMPLETE`` with its (zero)
 score, ``failure = "diverged"``, and feasible. Only interruptions (Ctrl-C), stale trials
 of killed workers and failures of the machine (a full disk, a folder turned read-only: see
-``host_failure``) end as ``FAIL``: they say nothing about the configuration and are retried;
-a failure of the machine also stops the search (``HostError``).
+``host_failure``; a dropped database connection) end as ``FAIL``: they say nothing about the
+configuration and are retried; a failure of the machine also stops the search (``HostError``).
+A retry that fails on the machine the same way again is penalised: it follows the
+configuration, and queued again it would stop every resume.
 
 A configuration the sampler proposes again (same parameters as a finished trial of the same
 study, whose settings resume refuses to change) is not retrained: training is deterministic
