@@ -355,6 +355,39 @@ def test_trials_table_fits_80_columns_with_names_whole(study_storage, monkeypatc
     assert [r["label"] for r in rows] == ["complete", "pruned", "failed", "repeat", "stopped"]
 
 
+def test_a_table_that_must_fold_keeps_its_right_edge_at_80_columns(monkeypatch, capsys) -> None:
+    """The rules table's shape: rich, left to itself, narrowed the claim column below what
+    its words needed and cropped the verdict column and the right border at 80 columns."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from ganarch.cli._common import print_table
+
+    monkeypatch.setenv("COLUMNS", "80")
+    t = Table(title="Rules")
+    t.add_column("#", justify="right")
+    t.add_column("claim", min_width=10)
+    for header in ("n p/a", "effect", "95% CI", "flips"):
+        t.add_column(header, justify="right", no_wrap=True)
+    t.add_column("verdict", min_width=10)
+    for i, (claim, verdict) in enumerate(
+        [
+            ("no dense hidden layers", "confirmed"),
+            ("no norm on G output / D input", "inconclusive"),
+            ("LeakyReLU in D", "contradicted"),
+        ]
+    ):
+        t.add_row(str(i), claim, "16/16", "-0.051", "[-0.102, -0.00072]", "1/2", Text(verdict))
+    print_table(t)
+    lines = _lines(capsys.readouterr().out)
+    assert max(len(line) for line in lines) <= 80
+    body = [line for line in lines if line.startswith(("┃", "│", "┏", "┗", "└", "┡"))]
+    assert body and all(line[-1] in "┃│┓┩┘┛" for line in body), "\n".join(lines)
+    assert all(
+        v in "\n".join(lines) for v in ("inconclusive", "contradicted", "[-0.102, -0.00072]")
+    )
+
+
 def test_too_narrow_a_terminal_gets_one_record_per_row_not_cropped_columns(
     study_storage, monkeypatch
 ) -> None:

@@ -90,6 +90,7 @@ def print_table(table: Any) -> None:
     if _least_width(table) > console.width:
         _print_records(table, console)  # too narrow for whole words: never crop a column
     else:
+        _share_width(table, console.width)
         console.print(table)
 
 
@@ -110,6 +111,41 @@ def _least_width(table: Any) -> int:
         total -= table.padding[1] + table.padding[3]
     borders = len(table.columns) + 1 if table.show_edge else len(table.columns) - 1
     return total + (borders if table.box else 0)
+
+
+def _share_width(table: Any, width: int) -> None:
+    """Give the wrapping columns fixed widths that fit ``width`` when the table's natural
+    width does not: each gets at least its longest word, and the rest is shared in proportion
+    to what each would still use. (Left to itself, rich can narrow a column below its longest
+    word and then crop the table's right edge.)"""
+    from rich.cells import cell_len
+
+    natural = [
+        max(
+            cell_len(line)
+            for cell in (c.header, *c.cells)
+            for line in (_plain(cell) or " ").splitlines() or [""]
+        )
+        for c in table.columns
+    ]
+    overhead = _least_width(table) - sum(
+        max(c.min_width or 0, n) if c.no_wrap else (c.min_width or 0)
+        for c, n in zip(table.columns, natural, strict=True)
+    )
+    if sum(natural) + overhead <= width:
+        return  # fits as it is
+    least = [
+        n if c.no_wrap else (c.min_width or 0) for c, n in zip(table.columns, natural, strict=True)
+    ]
+    spare = width - overhead - sum(least)
+    wants = [
+        0 if c.no_wrap else max(0, n - m)
+        for c, n, m in zip(table.columns, natural, least, strict=True)
+    ]
+    total = sum(wants)
+    for column, low, want in zip(table.columns, least, wants, strict=True):
+        if not column.no_wrap and total:
+            column.width = low + (spare * want) // total
 
 
 def _plain(cell: Any) -> str:

@@ -13,7 +13,15 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ganarch.cli._common import STORAGE_OPTION, fail, note, out, print_json, require_storage
+from ganarch.cli._common import (
+    STORAGE_OPTION,
+    fail,
+    note,
+    out,
+    print_json,
+    require_storage,
+)
+from ganarch.cli._common import print_table as print_fitted
 
 if TYPE_CHECKING:  # the analysis imports Optuna: load it when a command runs
     from ganarch.analysis.claims import Claim
@@ -46,13 +54,24 @@ def _fmt(value: float | None) -> str:
     return f"{value:.2g}"
 
 
+def _width() -> int:
+    """The width the table will be printed at: the terminal's, ``COLUMNS`` in a pipe, or
+    unbounded in a pipe without it (``print_fitted`` keeps a piped table's natural width)."""
+    import os
+
+    columns = os.environ.get("COLUMNS", "")
+    if out.is_terminal:
+        return out.width
+    return int(columns) if columns.isdigit() and int(columns) > 0 else 10**6
+
+
 def print_table(table: RulesTable) -> None:
     """The rules table for a terminal (stdout), with its evidence kind and evaluator.
 
     Narrow terminals get the essential columns; the side means show from 110 columns
     (``--json`` always has everything).
     """
-    wide = out.width >= 110
+    wide = _width() >= 110
     t = Table(
         title=f"Rules of Radford et al. (2015) — {table.source}",
         caption=f"evidence: {table.evidence}. effect on {table.score} = mean(paper) − "
@@ -61,13 +80,13 @@ def print_table(table: RulesTable) -> None:
         caption_justify="left",
     )
     t.add_column("#", justify="right")
-    t.add_column("claim", ratio=1, min_width=10)
+    t.add_column("claim", min_width=10)
     t.add_column("n paper/alt" if wide else "n p/a", justify="right", no_wrap=True)
     if wide:
         t.add_column("mean paper", justify="right", no_wrap=True)
         t.add_column("mean alt", justify="right", no_wrap=True)
     t.add_column("effect", justify="right", no_wrap=True)
-    t.add_column("95% CI", justify="right")
+    t.add_column("95% CI", justify="right", no_wrap=True)  # an interval is one value
     if table.evaluator is not None:
         t.add_column("importance" if wide else "import.", justify="right", no_wrap=True)
     reseeded = any(r.flips for r in table.rows)
@@ -88,7 +107,7 @@ def print_table(table: RulesTable) -> None:
         style = _VERDICT_STYLE.get(r.verdict, "")
         cells.append(Text(r.verdict, style=style))  # a style, never markup parsed from text
         t.add_row(*cells)
-    out.print(t)
+    print_fitted(t)  # the one folding rule of every table: names and numbers stay whole
     for line in table.notes:
         note(f"note: {line}")
 
