@@ -7,6 +7,8 @@ file) records nothing.
 
 from __future__ import annotations
 
+import torch
+
 from ganarch.hookspecs import hookimpl
 from ganarch.score import quality as q
 from ganarch.score.registry import MetricContext
@@ -62,9 +64,18 @@ def modes(ctx: MetricContext) -> dict[str, float]:
 
 
 def copies(ctx: MetricContext) -> dict[str, float]:
-    """Share of fakes closer to a training image than 99 % of training images are to another."""
-    r1 = _memo(ctx, "copies.radii1", lambda: q.knn_radii(ctx.real_features, 1))
-    return {"copy_fraction": float(q.copy_fraction(ctx.real_features, ctx.fake_features, 0.01, r1))}
+    """Share of fakes within (<=) the 1 % quantile of the training images' squared
+    nearest-other distances of some training image (every image the generators train on)."""
+    if ctx.copy_features is not None and ctx.copy_limit is not None:
+        ref, limit = ctx.copy_features, ctx.copy_limit
+    else:  # a context built by hand: the reference set stands in
+        ref = ctx.real_features
+        limit = _memo(
+            ctx,
+            "copies.limit",
+            lambda: torch.quantile(q.knn_radii(ctx.real_features, 1), 0.01),
+        )
+    return {"copy_fraction": float(q.copy_fraction(ref, ctx.fake_features, limit=limit))}
 
 
 def spectrum(ctx: MetricContext) -> dict[str, float]:

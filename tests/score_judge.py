@@ -60,7 +60,9 @@ def control_sets(
     reference: np.ndarray, held_out: np.ndarray, n: int = 1000, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """Image sets whose place in any ranking is known, from real ``(N, C, H, W)`` images in
-    [-1, 1]: the generators' training images (``reference``) and images they never saw.
+    [-1, 1]: the evaluator's reference images (``reference``, part of its 80 % split) and its
+    held-out images (``held_out``; the GANs train on these too, so the ganarch tests check
+    copies of held-out sets against the 80 % split only, as stand-ins for new samples).
 
     - ``held-out real``: the held-out images themselves (the top);
     - ``uniform noise`` and ``independent pixels`` (each pixel from a Gaussian with the real
@@ -69,7 +71,8 @@ def control_sets(
     - ``real + checkerboard 0.4``: training images with a period-2 pattern of amplitude 0.4
       added, the artefact of transposed convolutions;
     - ``real on grey background``: held-out images at half contrast on a grey background;
-    - ``training images replayed``: 1,000 of the generators' own training images (memorised).
+    - ``training images replayed``: 1,000 of the reference images, which the generators
+      trained on (memorised).
     """
     rng = np.random.default_rng(seed)
     shape = (n, *reference.shape[1:])

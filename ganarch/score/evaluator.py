@@ -35,6 +35,15 @@ QUALITY_WEIGHTS: dict[str, float] = {
     "spectrum": 0.1,
 }
 
+#: Datasets larger than this estimate the copy radius (the 1 % quantile of nearest-other
+#: distances) from a random sample of this many images; every image is still compared against.
+COPY_RADII_SAMPLE = 20_000
+
+#: What :meth:`Evaluator.evaluate` checks copies against: every image the generators train on
+#: (``"training"``: the whole dataset, held-out split included), or the 80 % split only
+#: (``"train_split"``: to score held-out images as stand-ins for new samples).
+COPY_REFERENCES = ("training", "train_split")
+
 
 def _latent_dim(G: nn.Module) -> int:
     dim = getattr(G, "latent_dim", None)
@@ -53,6 +62,8 @@ class Evaluator:
     is split as the feature net was (80 % train, 20 % held out), up to ``n_real`` training
     images become the *reference set* whose features every evaluation compares against, and
     the FID and spectral scales of the quality score are fixed (see :meth:`quality`).
+    Copies are checked against every image of the dataset (:meth:`copy_reference`, built on
+    the first evaluation).
     """
 
     def __init__(
@@ -115,9 +126,17 @@ class Evaluator:
         return torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0).clamp(-1, 1)
 
     @torch.no_grad()
-    def evaluate(self, fake_images: torch.Tensor) -> dict[str, float]:
+    def evaluate(
+        self, fake_images: torch.Tensor, copies_against: str = "training"
+    ) -> dict[str, float]:
         """Every registered metric of ``fake_images`` (``(N, C, H, W)`` in [-1, 1]) against
-        the reference set, as one flat ``{name: float}`` dict."""
+        the reference set, as one flat ``{name: float}`` dict.
+
+        Copies are checked against every image of the dataset (the generators train on all
+        of it); ``copies_against="train_split"`` checks them against the 80 % split only, so
+        that held-out real images can stand in for a generator's new samples.
+        """
+        copy_features, copy_limit = self.copy_reference(copies_against)
         nonfinite = float((~torch.isfinite(fake_images.detach())).float().mean())
         fakes = self._prepare(fake_images)
         feats, logits = self.net.embed(fakes)
@@ -134,6 +153,8 @@ class Evaluator:
             real_inception_features=self.real_inception_features,
             fake_inception_features=self.inception(fakes) if self.inception is not None else None,
             memo=self._memo,
+            copy_features=copy_features,
+            copy_limit=copy_limit,
         )
         out: dict[str, float] = {}
         for info in metrics().values():
@@ -200,14 +221,44 @@ class Evaluator:
         finally:
             G.train(was_training)
 
+    @torch.no_grad()
+    def copy_reference(self, which: str = "training") -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (float32, on the evaluator's device) of the images copies are checked
+        against, and the copy limit: the 1 % quantile (linear interpolation) of their squared
+        nearest-other distances. Computed once per evaluator, in chunks; with more than
+        ``COPY_RADII_SAMPLE`` images the quantile is estimated from a random sample of them
+        (each still measured against all)."""
+        if which not in COPY_REFERENCES:
+            raise GanarchError(
+                f"copies_against must be one of {', '.join(COPY_REFERENCES)}, got {which!r}"
+            )
+        key = f"copies.reference.{which}"
+        if key not in self._memo:
+            images = self.data.images
+            if which == "train_split":
+                images = images[split_indices(images.shape[0], self.seed, self.data.labels)[0]]
+            feats = torch.cat(
+                [self.net.embed(c.to(self.device))[0].float() for c in images.split(1024)]
+            )
+            queries = feats
+            if feats.shape[0] > COPY_RADII_SAMPLE:
+                gen = torch.Generator().manual_seed(self.seed + 4)
+                pick = torch.randperm(feats.shape[0], generator=gen)[:COPY_RADII_SAMPLE]
+                queries = feats[pick.to(feats.device)]
+            radii = q.nearest_sqdist(queries, feats, skip_self=True)
+            self._memo[key] = (feats, torch.quantile(radii.double(), 0.01).float())
+        return self._memo[key]
+
     def reference(self) -> dict[str, float]:
-        """Metrics of the held-out real images against the reference set: the "perfect" end.
+        """Metrics of the held-out real images against the reference set: the "perfect" end
+        (copies checked against the 80 % split: the GANs train on the held-out images too,
+        so these stand in for a generator's new samples).
 
         (With fewer held-out images than a typical evaluation, its FID carries a larger
         finite-sample bias; it is still far below any generator's on these features.)
         """
         if self._reference is None:
-            self._reference = self.evaluate(self.held_out_images)
+            self._reference = self.evaluate(self.held_out_images, copies_against="train_split")
         return dict(self._reference)
 
     # --- one number ---------------------------------------------------------------------------
@@ -274,7 +325,10 @@ class Evaluator:
           real data does. A collapsed or memorised set (one image, or ten, repeated) has
           recall and coverage near 0, so whatever its fidelity its quality is near 0;
         - ``novelty = 1 − copy_fraction``: samples that copy training images do not count (a
-          generator that replays its training set would otherwise look perfect).
+          generator that replays its training set would otherwise look perfect). A sample is
+          a copy when its squared feature distance to the nearest image of the whole dataset
+          (all the generators train on) is ≤ the 1 % quantile of those images' squared
+          nearest-other distances (see :meth:`copy_reference`).
 
         Terms that are missing (e.g. modes on an unlabelled dataset) are left out and the
         weights renormalised (a factor missing: 1); a non-finite value counts as 0.

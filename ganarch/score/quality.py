@@ -188,6 +188,22 @@ def knn_radii(feats: torch.Tensor, k: int, batch: int = 4096) -> torch.Tensor:
     return torch.cat(out)
 
 
+def nearest_sqdist(
+    points: torch.Tensor, ref: torch.Tensor, skip_self: bool = False, batch: int = 4096
+) -> torch.Tensor:
+    """Squared distance from each row of ``points`` to its nearest row of ``ref``, in
+    ``ref``'s dtype and on its device, ``batch`` rows at a time (no N×M matrix at once).
+    ``skip_self``: ``points`` are rows of ``ref``; take the nearest *other* (second smallest)."""
+    k = 2 if skip_self else 1
+    if ref.shape[0] < k:
+        raise ValueError(f"need at least {k} reference rows, got {ref.shape[0]}")
+    p = points.to(ref.device, ref.dtype)
+    out = [
+        _sqdist(chunk, ref).topk(k, dim=1, largest=False).values[:, -1] for chunk in p.split(batch)
+    ]
+    return torch.cat(out)
+
+
 def _inside(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, batch: int = 4096):
     """Count, for each point, the balls ``|p - c|² <= r`` that contain it; and per ball whether
     any point falls inside."""
@@ -246,22 +262,30 @@ def copy_fraction(
     fake: torch.Tensor,
     quantile: float = 0.01,
     real_radii: torch.Tensor | None = None,
+    limit: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
     """Share of fakes that are copies of a real (training) image.
 
     Two distinct real images are rarely very close: the copy radius is the ``quantile`` of the
     real set's nearest-other-neighbour squared distances (``knn_radii(real, 1)``, which
     ``real_radii`` may pass in), and a fake counts as a copy when its nearest real feature lies
-    within it. A generator that replays its training images scores about 1; held-out real
-    images score about ``quantile`` or less.
+    within it (``<=``). A generator that replays its training images scores about 1; unseen
+    real images score about ``quantile`` or less. ``limit`` (the copy radius itself) may be
+    passed to skip the radii; distances are then taken in ``real``'s dtype (float32 is exact
+    enough to tell a copy, and fast on large reference sets).
     """
     _check_2d("real", real, 2)
     _check_2d("fake", fake, 1)
-    r, f = _f64(real), _f64(fake).to(_f64(real).device)
-    radii = knn_radii(r, 1) if real_radii is None else _f64(real_radii).to(r.device)
-    limit = torch.quantile(radii, quantile)
-    nearest = torch.cat([_sqdist(chunk, r).min(1).values for chunk in f.split(4096)])
-    return (nearest <= limit).double().mean()
+    if limit is None:
+        r = _f64(real)
+        radii = knn_radii(r, 1) if real_radii is None else _f64(real_radii).to(r.device)
+        limit = torch.quantile(radii, quantile)
+    else:
+        r = real if real.dtype.is_floating_point else _f64(real)
+    nearest = nearest_sqdist(fake, r)
+    return (
+        (nearest <= torch.as_tensor(limit, dtype=nearest.dtype).to(nearest.device)).double().mean()
+    )
 
 
 # --- power spectrum ---------------------------------------------------------------------------

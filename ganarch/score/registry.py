@@ -42,6 +42,10 @@ class MetricContext:
     real_inception_features: torch.Tensor | None = None
     fake_inception_features: torch.Tensor | None = None
     memo: dict[str, Any] = field(default_factory=dict)
+    #: What copies are checked against (every image the generators train on) and the copy
+    #: radius; ``None``: the reference set and its own 1 % nearest-other quantile.
+    copy_features: torch.Tensor | None = None
+    copy_limit: torch.Tensor | None = None
 
 
 MetricFn = Callable[[MetricContext], Mapping[str, float]]
