@@ -270,6 +270,100 @@ def test_resume_and_failed_trials_keep_the_design_whole():
     assert resumed.sampler.is_exhausted(resumed)
 
 
+def _worker_config(tmp_path, sampler="fractional", trials=None):
+    from ganarch.search.api import make_config
+
+    return make_config(
+        space="claims",
+        data="digits",
+        sampler=sampler,
+        trials=trials,
+        storage=str(tmp_path / "s.journal"),
+        study="designed",
+        out=str(tmp_path / "runs"),
+    )
+
+
+class _NoTraining:
+    """Stands in for the trial runner in the search's worker loop: no training, a score."""
+
+    def __init__(self, space, settings, *, on_trial_start=None, **kw):
+        self.space, self.on_trial_start = space, on_trial_start
+
+    def __call__(self, trial):
+        if self.on_trial_start is not None:
+            self.on_trial_start(trial)
+        self.space.suggest(trial)
+        return 0.5
+
+
+def test_a_queued_retry_of_the_last_run_is_run_by_the_worker_loop(tmp_path, monkeypatch):
+    """Ctrl-C during the design's last run queues it again; resuming must train it (the
+    worker loop stopped at once before: the queued retry made the design look exhausted)."""
+    from ganarch.search import study as study_module
+
+    config = _worker_config(tmp_path)
+    study = study_module.prepare_study(config)
+    study = optuna.load_study(
+        study_name="designed", storage=study._storage, sampler=make_design_sampler(config)
+    )
+    for i in range(16):
+        trial = study.ask()
+        params = config.space.suggest(trial)
+        if i < 15:
+            study.tell(trial, 0.5)
+        else:  # what the trial runner does on Ctrl-C: FAIL, then queue the same params
+            study.tell(trial, state=TrialState.FAIL)
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+    assert params is not None and not study.sampler.is_exhausted(study)
+    monkeypatch.setattr(study_module, "TrialRunner", _NoTraining)
+    ran = study_module.run_worker(config, 0, engine=object())
+    assert ran == 1
+    done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert sorted(t.user_attrs[RUN_ATTR] for t in done) == list(range(16))
+    assert study.sampler.is_exhausted(study)
+
+
+def test_trials_default_to_the_design_size_and_fewer_are_refused(tmp_path):
+    """A prefix of a design is unbalanced (claims constant, verdicts not estimable): the
+    budget of a designed study is the whole design, from the CLI and from Python alike."""
+    assert _worker_config(tmp_path).trials == 16
+    assert _worker_config(tmp_path, sampler="fractional32").trials == 32
+    assert _worker_config(tmp_path, sampler="tpe").trials == 20
+    assert _worker_config(tmp_path, trials=40).trials == 40  # more: stops at the design's end
+    with pytest.raises(GanarchError, match=r"--trials 10: the fractional design .* has 16 runs"):
+        _worker_config(tmp_path, trials=10)
+
+
+def test_the_command_line_refuses_a_budget_below_the_design(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from ganarch.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        app,
+        [
+            "search",
+            "--space",
+            "claims",
+            "--sampler",
+            "fractional32",
+            "--trials",
+            "20",
+            "--steps",
+            "1",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "has 32 runs" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "ganarch.journal").exists()
+
+
+def make_design_sampler(config):
+    return DesignSampler(design_for(config.space, config.sampler))
+
+
 # -- a tiny real designed study ------------------------------------------------------------------
 
 

@@ -51,12 +51,13 @@ def search_command(
     width: int | None = typer.Option(
         D["width"], "--width", min=1, help="Channel width (default: the space's)."
     ),
-    trials: int = typer.Option(
+    trials: int | None = typer.Option(
         D["trials"],
         "--trials",
         min=1,
         help="Trained trials (complete, failed or pruned) the study should hold; repeats of "
-        "an earlier configuration reuse its result and do not count.",
+        "an earlier configuration reuse its result and do not count. Default 20; with a "
+        "design sampler, the design's number of runs (fewer is refused).",
     ),
     timeout: float | None = typer.Option(
         D["timeout"], "--timeout", min=1, help="Stop starting new trials after this many seconds."

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULTS", "load_study", "make_config", "search"]
 
+#: Trials of a search that is not a design when ``--trials`` is left out.
+TRIALS = 20
+
 #: The defaults of ``ganarch search`` and of :func:`search`, option by option.
 DEFAULTS: dict[str, Any] = {
     "space": "dcgan",
@@ -37,7 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "image_size": None,
     "channels": None,
     "width": None,
-    "trials": 20,
+    "trials": None,  # TRIALS, or every run of a design (--sampler fractional, ...)
     "timeout": None,
     "steps": 1000,
     "seeds": 1,
@@ -88,7 +91,7 @@ def _check_types(o: dict[str, Any]) -> None:
     deep inside (the command line's parser converts its text itself)."""
     for key in (*_WHOLE, "timeout", *_TEXT):
         value, flag = o[key], "--" + key.replace("_", "-")
-        if value is None and key not in ("trials", "steps", "seeds", "workers", "seed", "data"):
+        if value is None and key not in ("steps", "seeds", "workers", "seed", "data"):
             continue
         if key in _TEXT:
             ok, expected = isinstance(value, str), "text"
@@ -133,10 +136,20 @@ def make_config(note: Callable[[str], None] | None = None, **options: Any) -> Se
     if o["sampler"] in DESIGNS:  # a space the design cannot cover: fail before any study
         from ganarch.search.design import design_for
 
-        design_for(sp, o["sampler"])
+        runs = design_for(sp, o["sampler"]).runs
+        if o["trials"] is None:
+            o["trials"] = runs
+        elif o["trials"] < runs:  # a prefix of the design is unbalanced: no honest verdicts
+            raise GanarchError(
+                f"--trials {o['trials']}: the {o['sampler']} design of {sp.name} has {runs} "
+                f"runs and a designed study runs all of them; leave --trials out (or give "
+                f"at least {runs})"
+            )
         if o["pruner"] != "none":  # a pruned run would leave a hole in the design
             say("note: a designed study trains every run to the end; pruning is off")
             o["pruner"] = "none"
+    if o["trials"] is None:
+        o["trials"] = TRIALS
     if o["objective"] == "multi" and o["pruner"] != "none":
         say("note: Optuna cannot prune multi-objective studies; pruning is off")
     if o["workers"] > 1 and url.startswith("sqlite:"):
@@ -177,7 +190,7 @@ def search(
     image_size: int | None = DEFAULTS["image_size"],
     channels: int | None = DEFAULTS["channels"],
     width: int | None = DEFAULTS["width"],
-    trials: int = DEFAULTS["trials"],
+    trials: int | None = DEFAULTS["trials"],
     timeout: float | None = DEFAULTS["timeout"],
     steps: int = DEFAULTS["steps"],
     seeds: int = DEFAULTS["seeds"],

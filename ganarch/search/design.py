@@ -353,7 +353,11 @@ class DesignSampler(optuna.samplers.BaseSampler):
         return choices[name]
 
     def is_exhausted(self, study: optuna.Study) -> bool:
-        """Every design run is held by a finished, running or queued trial."""
+        """Every design run is held by a finished or running trial and no queued retry is
+        left (a queued retry must still run: it is how an interrupted run is trained)."""
+        live = study.get_trials(deepcopy=False, states=_LIVE)
+        if any(t.state == TrialState.WAITING for t in live):
+            return False
         return len(self._taken(study)) >= self.design.runs
 
     def _taken(self, study: optuna.Study, exclude: int | None = None) -> set[int]:
