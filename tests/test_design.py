@@ -360,6 +360,31 @@ def test_the_command_line_refuses_a_budget_below_the_design(tmp_path, monkeypatc
     assert not (tmp_path / "ganarch.journal").exists()
 
 
+@pytest.mark.parametrize("other", ["fractional32", "tpe"])
+def test_resuming_with_another_design_is_refused(tmp_path, other):
+    """Run numbers of the 16-run design mean other rows in the 32-run one: refused, naming
+    the sampler to resume with, before anything runs (the CLI's exit 2)."""
+    from ganarch.search.study import prepare_study
+
+    config = _worker_config(tmp_path)
+    study = optuna.load_study(
+        study_name="designed",
+        storage=prepare_study(config)._storage,
+        sampler=make_design_sampler(config),
+    )
+    trial = study.ask()
+    config.space.suggest(trial)
+    study.tell(trial, 0.5)
+    prepare_study(config)  # the same design resumes
+    with pytest.raises(GanarchError, match=r"was run with --sampler fractional \(2\^\(7-3\)"):
+        prepare_study(_worker_config(tmp_path, sampler=other, trials=40))
+    # and from Optuna directly: the sampler refuses to add another design's runs
+    other_sampler = DesignSampler(design_for(config.space, "fractional32"))
+    study = optuna.load_study(study_name="designed", storage=study._storage, sampler=other_sampler)
+    with pytest.raises(GanarchError, match="resume it with --sampler fractional"):
+        study.ask()
+
+
 def make_design_sampler(config):
     return DesignSampler(design_for(config.space, config.sampler))
 

@@ -29,6 +29,7 @@ without a result (interrupted, a dead worker) frees its run for the next trial.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ __all__ = [
     "Design",
     "DesignSampler",
     "Factor",
+    "check_resumed_design",
     "design_for",
     "make_design",
 ]
@@ -299,6 +301,30 @@ def design_for(space: SearchSpace, name: str) -> Design:
     return make_design(name, factors_of(space))
 
 
+def check_resumed_design(study: optuna.Study, space: SearchSpace, sampler: str) -> None:
+    """A study run with a design resumes only with that design: another one would train
+    other rows under the same run numbers, analysed against the recorded matrix."""
+    recorded = study.user_attrs.get(DESIGN_ATTR)
+    if recorded is None:
+        return
+    if sampler in DESIGNS and _stored(design_for(space, sampler)) == recorded:
+        return
+    raise _other_design(study.study_name, recorded)
+
+
+def _stored(design: Design) -> Any:
+    """``design.to_dict()`` as the storage gives it back (JSON: tuples become lists)."""
+    return json.loads(json.dumps(design.to_dict()))
+
+
+def _other_design(study_name: str, recorded: Mapping[str, Any]) -> GanarchError:
+    name = recorded.get("name", "?")
+    return GanarchError(
+        f"study {study_name!r} was run with --sampler {name} ({recorded.get('label', name)}); "
+        f"resume it with --sampler {name}, or pick a new --study NAME"
+    )
+
+
 # -- the sampler ---------------------------------------------------------------------------------
 
 _LIVE = (TrialState.RUNNING, TrialState.WAITING, TrialState.COMPLETE, TrialState.PRUNED)
@@ -324,8 +350,11 @@ class DesignSampler(optuna.samplers.BaseSampler):
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         storage = study._storage  # not study.user_attrs: a pruner may wrap the study
-        if DESIGN_ATTR not in storage.get_study_user_attrs(study._study_id):
+        recorded = storage.get_study_user_attrs(study._study_id).get(DESIGN_ATTR)
+        if recorded is None:
             storage.set_study_user_attr(study._study_id, DESIGN_ATTR, self.design.to_dict())
+        elif recorded != _stored(self.design):
+            raise _other_design(study.study_name, recorded)
         # a queued retry names its run by its params (all of them, or those set before it
         # was interrupted): the first free run they fit; a new trial: the first free run
         fits = self._runs_of_params(trial.system_attrs.get("fixed_params") or {})

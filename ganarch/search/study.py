@@ -316,6 +316,9 @@ def prepare_study(config: SearchConfig) -> optuna.Study:
     else:
         study.set_user_attr(SETTINGS_ATTR, record)
         study.set_metric_names(names)
+    from ganarch.search.design import check_resumed_design
+
+    check_resumed_design(study, config.space, config.sampler)  # another design mixes matrices
     study.set_user_attr("sampler", config.sampler)
     study.set_user_attr("pruner", "none" if multi else config.pruner)
     return study
