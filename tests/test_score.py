@@ -566,3 +566,39 @@ def test_missing_or_invalid_inception_file_is_a_clear_error(tmp_path, digits16, 
     bad.write_bytes(b"not a torchscript file")
     with pytest.raises(GanarchError, match=re.escape(str(bad))):
         Evaluator(digits16, cache_dir=cache, inception_weights=bad)
+
+
+# --- a study records which score its values are ------------------------------------------------
+
+
+def test_a_study_scored_otherwise_is_not_resumed(tmp_path):
+    import optuna
+
+    from ganarch.score import FEATURE_NET_VERSION, SCORE_VERSION
+    from ganarch.search import SearchConfig, TrialSettings, load_space
+    from ganarch.search.storage import open_storage
+    from ganarch.search.study import SETTINGS_ATTR, _settings_record, prepare_study
+
+    assert FEATURE_NET_VERSION in SCORE_VERSION
+    cfg = SearchConfig(
+        space=load_space("quick"),
+        settings=TrialSettings(data="digits", steps=2, device="cpu", out=str(tmp_path / "r")),
+        study_name="s",
+        storage=str(tmp_path / "s.journal"),
+    )
+    study = prepare_study(cfg)
+    assert study.user_attrs[SETTINGS_ATTR]["score"] == SCORE_VERSION
+    prepare_study(cfg)  # the same score: resumes
+    for name, old_score in [("older", None), ("other", "featnet-v1/quality-1")]:
+        record = _settings_record(cfg)
+        if old_score is None:
+            del record["score"]  # a study of a version before scores were recorded
+        else:
+            record["score"] = old_score
+        optuna.create_study(
+            study_name=name, storage=open_storage(cfg.storage), direction="maximize"
+        ).set_user_attr(SETTINGS_ATTR, record)
+        other = SearchConfig(**{**cfg.__dict__, "study_name": name})
+        with pytest.raises(GanarchError, match=r"other settings: score.*now 'featnet") as err:
+            prepare_study(other)
+        assert "\n" not in str(err.value)

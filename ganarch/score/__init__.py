@@ -5,7 +5,7 @@ FID, KID, precision/recall, density/coverage and mode coverage on its features, 
 Training-stability scores live beside these (``stability``, ``objective``).
 """
 
-from ganarch.score.evaluator import QUALITY_WEIGHTS, Evaluator
+from ganarch.score.evaluator import QUALITY_WEIGHTS, SCORE_VERSION, Evaluator
 from ganarch.score.features import (
     FEATURE_DIM,
     FEATURE_NET_VERSION,
@@ -34,6 +34,7 @@ __all__ = [
     "FEATURE_DIM",
     "FEATURE_NET_VERSION",
     "QUALITY_WEIGHTS",
+    "SCORE_VERSION",
     "Evaluator",
     "FeatureNet",
     "InceptionFeatures",

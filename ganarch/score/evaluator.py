@@ -21,7 +21,12 @@ from torch import nn
 
 from ganarch.errors import GanarchError
 from ganarch.score import quality as q
-from ganarch.score.features import load_feature_net, real_data, split_indices
+from ganarch.score.features import (
+    FEATURE_NET_VERSION,
+    load_feature_net,
+    real_data,
+    split_indices,
+)
 from ganarch.score.inception import InceptionFeatures, inception_path
 from ganarch.score.registry import MetricContext, MetricInfo, metrics
 
@@ -34,6 +39,10 @@ QUALITY_WEIGHTS: dict[str, float] = {
     "modes": 0.2,
     "spectrum": 0.1,
 }
+
+#: What a quality value means: the feature net and the scoring recipe. Recorded in a study so
+#: that a resumed search never mixes values of two scores. Bump on any change to a number.
+SCORE_VERSION = f"{FEATURE_NET_VERSION}/quality-2"
 
 #: Datasets larger than this estimate the copy radius (the 1 % quantile of nearest-other
 #: distances) from a random sample of this many images; every image is still compared against.

@@ -34,6 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ganarch import errors
 from ganarch.errors import GanarchError, HostError
+from ganarch.score.evaluator import SCORE_VERSION
 from ganarch.search import artifacts
 from ganarch.search import engine as engine_module
 from ganarch.search.counts import TrialCounts
@@ -95,7 +96,10 @@ _MUST_MATCH = (
     "seed",
     "eval_every",
     "n_eval",
+    "score",
 )
+#: Keys a study must have recorded to be resumed: one without them was scored otherwise.
+_REQUIRED = ("score",)
 
 
 @dataclass(frozen=True)
@@ -278,6 +282,7 @@ def _settings_record(config: SearchConfig) -> dict[str, Any]:
         "seed": s.seed,
         "eval_every": s.eval_every or default_eval_every(s.steps),
         "n_eval": s.n_eval,
+        "score": SCORE_VERSION,
         "out": s.out,
     }
 
@@ -303,15 +308,24 @@ def prepare_study(config: SearchConfig) -> optuna.Study:
     if old is not None:
         old = _resolved_record(old)
         diffs = [
-            f"{k}={old.get(k)!r} (now {record[k]!r})"
+            f"{k}={old[k]!r} (now {record[k]!r})"
+            if k in old
+            else f"{k} not recorded by an older ganarch (now {record[k]!r})"
             for k in _MUST_MATCH
-            if k in old and old[k] != record[k]  # a key older versions did not record: skip
+            # Another key older versions did not record: skip; a required one: a difference.
+            if (k in old and old[k] != record[k]) or (k not in old and k in _REQUIRED)
         ]
         if diffs:
+            rescored = old.get("score") != record["score"]
             raise GanarchError(
                 f"study {config.study_name!r} was run with other settings: "
                 + "; ".join(diffs)
-                + ". Run the same command to resume it, or pick a new --study NAME"
+                + (
+                    ". Its values mean something else under this version's score: "
+                    "pick a new --study NAME"
+                    if rescored
+                    else ". Run the same command to resume it, or pick a new --study NAME"
+                )
             )
     else:
         study.set_user_attr(SETTINGS_ATTR, record)
