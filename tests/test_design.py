@@ -240,6 +240,47 @@ def test_reseeding_flips_count_verdicts_that_change():
     assert reseed_flips(d, [DesignRun(i, i, {}, 0.5, None) for i in range(8)], names) is None
 
 
+def test_a_verdict_that_flips_on_reseeding_is_shown_unstable(capsys, monkeypatch):
+    """Claim 7 is strong in seed 0 and absent in seed 1: the full fit may call it, but a refit
+    on seed 1 alone does not; the table and the report say "(unstable)", --json keeps both."""
+    from ganarch.cli.analysis import print_table
+
+    space = load_space("claims")
+    study = optuna.create_study(
+        direction="maximize", sampler=DesignSampler(design_for(space, "fractional"))
+    )
+    study.set_user_attr("ganarch", {"data": "synthetic", "steps": 0, "seeds": 2})
+
+    def objective(trial):
+        choices = space.suggest(trial)
+        paper = CLAIMS[6].side(choices) == "paper"
+        wobble = 0.001 * (trial.number % 3)
+        values = [0.5 + (0.2 if paper else -0.2) + wobble, 0.5 + 0.002 * (trial.number % 5)]
+        trial.set_user_attr("choices", resolve(choices))
+        trial.set_user_attr("seed_objectives", values)
+        return float(np.mean(values))
+
+    study.optimize(objective, n_trials=16)
+    table = rules_table(study)
+    row = {r.claim.id: r for r in table.rows}[7]
+    assert row.flips is not None and row.flips[0] >= 1
+    assert row.verdict == "confirmed" and row.stable is False
+    assert row.shown_verdict == "confirmed (unstable)"
+    d = row.to_dict()
+    assert (d["verdict"], d["stable"], d["shown_verdict"]) == (
+        "confirmed",
+        False,
+        "confirmed (unstable)",
+    )
+    steady = [r for r in table.rows if r.flips and r.flips[0] == 0]
+    assert steady and all(r.shown_verdict == r.verdict and r.stable for r in steady)
+    monkeypatch.setenv("COLUMNS", "200")
+    print_table(table)
+    out = capsys.readouterr()
+    assert "confirmed (unstable)" in out.out
+    assert "half the data" in out.out + out.err
+
+
 def test_resume_and_failed_trials_keep_the_design_whole():
     """An interrupted trial frees its run; a queued retry (its params) holds it; a new sampler
     (a resumed process) continues where the study stands."""
@@ -468,6 +509,27 @@ def test_interactions_of_the_32_run_design_are_recovered():
     assert top[("3×5", "6×7")].ci_low <= -0.10 <= top[("3×5", "6×7")].ci_high
     small = fit_design(make_design("fractional", _factors(7)), range(16), y[:16], names)
     assert small.interactions is None and small.main.df == 8
+
+
+def test_the_largest_interactions_are_labelled_unadjusted_with_bonferroni_in_json():
+    """The notes show the 3 largest of 18 chains, picked after the fact: their intervals are
+    labelled unadjusted; --json has all 18 with simultaneous (Bonferroni) intervals too."""
+    from scipy.stats import t
+
+    study, _ = _designed_study(
+        "fractional32", effects=PLANTED, noise=0.01, rng=np.random.default_rng(4), seeds=1
+    )
+    table = rules_table(study)
+    note = next(n for n in table.notes if n.startswith("largest two-factor"))
+    assert "unadjusted 95% t, 6 df" in note and "selected by size from 18" in note
+    inter = table.to_dict()["design"]["interactions"]
+    assert len(inter) == 18
+    ratio = t.ppf(1 - 0.025 / 18, 6) / t.ppf(0.975, 6)
+    for i in inter:
+        assert i["ci_high_bonferroni"] - i["ci_low_bonferroni"] == pytest.approx(
+            (i["ci_high"] - i["ci_low"]) * ratio
+        )
+    assert next(n for n in table.notes if n.startswith("effects:")).count("6 residual df") == 1
 
 
 @pytest.mark.slow

@@ -416,7 +416,11 @@ def ablation_table(
         notes.insert(0, "paper's DCGAN: " + "; ".join(base_failed))
     notes.insert(0, f"score: {SCORE} (higher is better), one value per seed; pairs share a seed")
     if any(r.flips for r in rows):
-        notes.append("flips: leave-one-seed-out refits whose verdict differs from the full one")
+        notes.append(
+            "flips: leave-one-seed-out refits whose verdict differs from the full one; a "
+            "verdict that flips is shown '(unstable)': not one to publish (each refit has one "
+            "seed fewer and t(n-2), so a flip measures lost power as much as seed noise)"
+        )
     else:
         notes.append(f"flips: not measured (needs {N_MIN + 1} or more paired seeds)")
     return RulesTable(

@@ -281,7 +281,7 @@ def _rules_html(table: RulesTable) -> str:
             f'<td class="num">{e.n_paper}</td><td class="num">{e.n_alt}</td>'
             f'<td class="num">{_num(e.mean_paper)}</td><td class="num">{_num(e.mean_alt)}</td>'
             f'<td class="num">{ci}</td><td class="num">{imp}</td>'
-            f'<td class="verdict" style="color:{colour}">{_e(r.verdict)}</td></tr>'
+            f'<td class="verdict" style="color:{colour}">{_e(r.shown_verdict)}</td></tr>'
         )
     foot = f"<p class='muted'>Importance (every “-” above): {_e(shared)}.</p>" if shared else ""
     return f"<table>{head}{''.join(body)}</table>{foot}"

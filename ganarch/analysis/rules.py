@@ -117,6 +117,19 @@ class RuleRow:
     #: A designed study's aliases of this claim's column (interactions it also estimates).
     aliases: str | None = None
 
+    @property
+    def stable(self) -> bool | None:
+        """False when a refit with one seed left out gave another verdict; None: not measured."""
+        return None if not self.flips else self.flips[0] == 0
+
+    @property
+    def shown_verdict(self) -> str:
+        """The verdict as tables and the report show it: one that flips on re-seeding is
+        marked "(unstable)" -- kept, not downgraded, so the direction stays visible, but not a
+        verdict to publish."""
+        unstable = self.stable is False and self.verdict != "not enough trials"
+        return f"{self.verdict} (unstable)" if unstable else self.verdict
+
     def to_dict(self) -> dict[str, Any]:
         e = self.effect
         return {
@@ -140,6 +153,8 @@ class RuleRow:
             "importance_note": self.importance_note,
             "verdict": self.verdict,
             "flips": list(self.flips) if self.flips else None,
+            "stable": self.stable,
+            "shown_verdict": self.shown_verdict,
             "aliases": self.aliases,
         }
 
@@ -450,7 +465,7 @@ def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> 
             )
     record = study.user_attrs.get("ganarch") or {}
     k = {len(r.seeds) for r in runs if r.seeds}
-    seeds = f"{k.pop()} paired seeds" if len(k) == 1 else f"{record.get('seeds', 1)} seed(s)"
+    seeds = f"{next(iter(k))} paired seeds" if len(k) == 1 else f"{record.get('seeds', 1)} seed(s)"
     size = record.get("image_size")
     evidence = (
         f"designed study (controlled): {design.label()}"
@@ -484,14 +499,25 @@ def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> 
         )
         notes.append(
             "largest two-factor interactions (mean where both factors are on the same side − "
-            f"mean where they differ; 95% t, {int(inter[0].effect.df or 0)} df): {top}"
+            f"mean where they differ; unadjusted 95% t, {int(inter[0].effect.df or 0)} df, "
+            f"selected by size from {len(inter)}, so not 95% for these; Bonferroni "
+            f"intervals in --json): {top}"
         )
     if len(runs) < design.runs:
         notes.append(f"incomplete design: {len(runs)} of {design.runs} runs finished")
     if not fit.estimable:
         notes.append("the finished runs do not separate every main effect: no verdicts yet")
     if flips:
-        notes.append("flips: refits leaving one seed out whose verdict differs from the full fit's")
+        notes.append(
+            "flips: refits leaving one seed out whose verdict differs from the full fit's; a "
+            "verdict that flips is shown '(unstable)': not one to publish"
+            + (
+                " (with 2 seeds each refit has one seed, half the data: a flip measures lost "
+                "power as much as seed noise)"
+                if k == {2}
+                else ""
+            )
+        )
     else:
         notes.append(
             "flips: not measured (needs verdicts and every run with the same 2 or more seeds)"
@@ -508,11 +534,21 @@ def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> 
         design={
             **design.to_dict(),
             "interactions": [
-                {"chain": list(i.chain), **_effect_dict(i.effect)} for i in inter or []
+                {"chain": list(i.chain), **_effect_dict(i.effect, len(inter))} for i in inter or []
             ],
         },
     )
 
 
-def _effect_dict(e: Effect) -> dict[str, Any]:
-    return {"effect": e.effect, "ci_low": e.ci_low, "ci_high": e.ci_high, "df": e.df}
+def _effect_dict(e: Effect, family: int = 1) -> dict[str, Any]:
+    """An interaction's effect, its unadjusted 95% t-interval and the Bonferroni one over the
+    ``family`` of interactions it was listed with (simultaneous 95%)."""
+    out = {"effect": e.effect, "ci_low": e.ci_low, "ci_high": e.ci_high, "df": e.df}
+    if e.effect is not None and e.ci_low is not None and e.df:
+        from scipy.stats import t
+
+        wide = t.ppf(1 - 0.025 / family, e.df) / t.ppf(0.975, e.df)
+        half = (e.ci_high - e.ci_low) / 2 * wide
+        mid = (e.ci_high + e.ci_low) / 2
+        out.update(ci_low_bonferroni=mid - half, ci_high_bonferroni=mid + half)
+    return out

@@ -23,7 +23,7 @@ bootstrap no longer assumes normal scores (scores in [0, 1] are skewed near the 
 
 A search's trials are chosen by its sampler (TPE visits what scored well before), so its
 effects are associations, not controlled comparisons; ``ganarch ablate`` and a designed study
-(``--sampler design``) are controlled tests.
+(``--sampler fractional``, ``fractional32`` or ``factorial``) are controlled tests.
 """
 
 from __future__ import annotations

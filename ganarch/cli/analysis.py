@@ -105,7 +105,7 @@ def print_table(table: RulesTable) -> None:
         if reseeded:
             cells.append(f"{r.flips[0]}/{r.flips[1]}" if r.flips else "-")
         style = _VERDICT_STYLE.get(r.verdict, "")
-        cells.append(Text(r.verdict, style=style))  # a style, never markup parsed from text
+        cells.append(Text(r.shown_verdict, style=style))  # a style, never markup parsed from text
         t.add_row(*cells)
     print_fitted(t)  # the one folding rule of every table: names and numbers stay whole
     for line in table.notes:
