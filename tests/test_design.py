@@ -281,6 +281,43 @@ def test_a_verdict_that_flips_on_reseeding_is_shown_unstable(capsys, monkeypatch
     assert "half the data" in out.out + out.err
 
 
+def test_an_incomplete_design_gives_provisional_verdicts_and_names_failed_runs():
+    """Two runs missing: verdicts are marked provisional, the notes name the missing runs and
+    no longer promise main effects free of interactions; a run scored 0 after a failure is
+    named with its reason."""
+    space = load_space("claims")
+    study = optuna.create_study(
+        direction="maximize", sampler=DesignSampler(design_for(space, "fractional"))
+    )
+    study.set_user_attr("ganarch", {"data": "synthetic", "steps": 0, "seeds": 1})
+    good = _objective(space, effects=PLANTED, noise=0.01, rng=np.random.default_rng(2))
+
+    def objective(trial):
+        if trial.number == 5:  # what the search records for an out-of-memory trial
+            space.suggest(trial)
+            trial.set_user_attr("failure", "out of memory")
+            return 0.0
+        if trial.number in (9, 12):
+            space.suggest(trial)
+            raise RuntimeError("interrupted")
+        return good(trial)
+
+    study.optimize(objective, n_trials=16, catch=(RuntimeError,))
+    table = rules_table(study)
+    notes = " | ".join(table.notes)
+    # a failed trial frees its run and the next trial takes it: the last two runs are missing
+    assert "14 of 16 runs finished (missing: runs 14, 15)" in notes and "provisional" in notes
+    assert "aliasing no longer holds" in notes and "are free of" not in notes
+    assert "run 5 (trial 5: out of memory)" in notes
+    judged = [r for r in table.rows if r.verdict != "not enough trials"]
+    assert judged and all(r.provisional and "provisional" in r.shown_verdict for r in judged)
+    assert all(r.to_dict()["provisional"] for r in judged)
+    complete, _ = _designed_study(effects=PLANTED, noise=0.01, rng=np.random.default_rng(2))
+    full = rules_table(complete)
+    assert not any(r.provisional for r in full.rows)
+    assert any("are free of two-factor interactions" in n for n in full.notes)
+
+
 def test_resume_and_failed_trials_keep_the_design_whole():
     """An interrupted trial frees its run; a queued retry (its params) holds it; a new sampler
     (a resumed process) continues where the study stands."""

@@ -116,6 +116,8 @@ class RuleRow:
     flips: tuple[int, int] | None = None
     #: A designed study's aliases of this claim's column (interactions it also estimates).
     aliases: str | None = None
+    #: A designed study with runs missing: the verdict may change when they finish.
+    provisional: bool = False
 
     @property
     def stable(self) -> bool | None:
@@ -127,8 +129,11 @@ class RuleRow:
         """The verdict as tables and the report show it: one that flips on re-seeding is
         marked "(unstable)" -- kept, not downgraded, so the direction stays visible, but not a
         verdict to publish."""
-        unstable = self.stable is False and self.verdict != "not enough trials"
-        return f"{self.verdict} (unstable)" if unstable else self.verdict
+        if self.verdict == "not enough trials":
+            return self.verdict
+        marks = ["unstable"] if self.stable is False else []
+        marks += ["provisional"] if self.provisional else []
+        return f"{self.verdict} ({', '.join(marks)})" if marks else self.verdict
 
     def to_dict(self) -> dict[str, Any]:
         e = self.effect
@@ -154,6 +159,7 @@ class RuleRow:
             "verdict": self.verdict,
             "flips": list(self.flips) if self.flips else None,
             "stable": self.stable,
+            "provisional": self.provisional,
             "shown_verdict": self.shown_verdict,
             "aliases": self.aliases,
         }
@@ -437,6 +443,7 @@ def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> 
     fit, inter = model.main, model.interactions
     flips = designed.reseed_flips(design, runs, names, higher_is_better=higher)
     column = {f.claim: j for j, f in enumerate(design.factors) if f.claim is not None}
+    incomplete = len(runs) < design.runs
     rows = []
     notes: list[str] = []
     for claim in claims:
@@ -455,6 +462,7 @@ def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> 
                 designed.design_verdict(effect, higher_is_better=higher),
                 flips=flips[j] if flips else None,
                 aliases=designed.alias_text(design, j, names),
+                provisional=incomplete,
             )
         )
         moot = [r for r in runs if claim.side(r.choices) is None]
@@ -484,9 +492,16 @@ def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> 
         free = (design.resolution or 0) >= 4
         notes.append(
             f"aliasing: generators {', '.join(design.generators)} (resolution "
-            f"{design.resolution}): main effects "
-            + ("are free of" if free else "share columns with")
-            + " two-factor interactions; the 'aliases' of each claim in --json"
+            f"{design.resolution}): "
+            + (
+                "with runs missing the design's aliasing no longer holds: main effects may "
+                "carry part of two-factor interactions"
+                if incomplete
+                else "main effects "
+                + ("are free of" if free else "share columns with")
+                + " two-factor interactions"
+            )
+            + "; the 'aliases' of each claim in --json"
         )
         chains = designed.chain_text(design, names)
         if chains:
@@ -503,8 +518,26 @@ def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> 
             f"selected by size from {len(inter)}, so not 95% for these; Bonferroni "
             f"intervals in --json): {top}"
         )
-    if len(runs) < design.runs:
-        notes.append(f"incomplete design: {len(runs)} of {design.runs} runs finished")
+    if incomplete:
+        missing = sorted(set(range(design.runs)) - set(present))
+        notes.append(
+            f"incomplete design: {len(runs)} of {design.runs} runs finished (missing: runs "
+            f"{_numbers(missing)}); every verdict is provisional until they finish (run the "
+            "same search command to resume), and the effect is the fitted one, no longer "
+            "mean(paper) − mean(alternative)"
+        )
+    by_number = {t.number: t for t in trials}
+    failed = [
+        f"run {r.run} (trial {r.trial}: {by_number[r.trial].user_attrs.get('failure')})"
+        for r in runs
+        if r.failed and r.trial in by_number
+    ]
+    if failed:
+        notes.append(
+            "runs scored 0 after a failure, in the fit as measured (a failure of the machine, "
+            "e.g. out of memory, is not the architecture's: rerun those runs before publishing): "
+            + "; ".join(failed)
+        )
     if not fit.estimable:
         notes.append("the finished runs do not separate every main effect: no verdicts yet")
     if flips:
@@ -538,6 +571,11 @@ def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> 
             ],
         },
     )
+
+
+def _numbers(values: Sequence[int], most: int = 12) -> str:
+    shown = ", ".join(str(v) for v in values[:most])
+    return shown + (f" and {len(values) - most} more" if len(values) > most else "")
 
 
 def _effect_dict(e: Effect, family: int = 1) -> dict[str, Any]:
