@@ -45,8 +45,7 @@ def prdc(ctx: MetricContext) -> dict[str, float]:
     """Improved precision/recall (k=3) and density/coverage (k=5) of k-NN balls."""
     r3 = _memo(ctx, "prdc.radii3", lambda: q.knn_radii(ctx.real_features, 3))
     r5 = _memo(ctx, "prdc.radii5", lambda: q.knn_radii(ctx.real_features, 5))
-    precision, recall = q.precision_recall(ctx.real_features, ctx.fake_features, 3, r3)
-    density, coverage = q.density_coverage(ctx.real_features, ctx.fake_features, 5, r5)
+    precision, recall, density, coverage = q.prdc(ctx.real_features, ctx.fake_features, r3, r5)
     return {
         "precision": float(precision),
         "recall": float(recall),

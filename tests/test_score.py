@@ -602,3 +602,14 @@ def test_a_study_scored_otherwise_is_not_resumed(tmp_path):
         with pytest.raises(GanarchError, match=r"other settings: score.*now 'featnet") as err:
             prepare_study(other)
         assert "\n" not in str(err.value)
+
+
+def test_prdc_in_one_pass_equals_the_separate_metrics():
+    from ganarch.score.quality import prdc
+
+    gen = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(300, 8, generator=gen), torch.randn(200, 8, generator=gen) + 0.3
+    together = [float(v) for v in prdc(real, fake, batch=64)]
+    apart = [float(v) for v in (*precision_recall(real, fake, 3), *density_coverage(real, fake, 5))]
+    assert together == apart
+    assert 0 < together[0] < 1 and 0 < together[3] < 1

@@ -248,17 +248,30 @@ def test_a_run_that_never_learned_is_not_called_stable(brief, well):
 
 @pytest.mark.slow
 def test_the_judge_agrees_with_the_ranking(evaluator, sets, scored, judge, brief, well):
+    # Sets whose qualities lie clearly apart: held-out real (≈0.99), held-out + σ 0.1 pixel
+    # noise (≈0.94), the well-trained GAN (≈0.6); everything below FLOOR is one tie (noise,
+    # collapse and the brief GAN: their order there rests on third decimals), so only a
+    # score that misplaces a set across these gaps can lose the agreement.
     names = ["held-out real", "uniform noise", "independent pixels", "one real digit x1000",
              "ten real digits x100"]  # fmt: skip
+    images = [sets[n] for n in names]
     quality = [_q(scored, n) for n in names]
-    verdicts = [judge.score(sets[n].numpy()) for n in names]
+    noisy = sets["held-out real"] + 0.1 * torch.randn(
+        sets["held-out real"].shape, generator=torch.Generator().manual_seed(5)
+    )
+    images.append(noisy.clamp(-1, 1))
+    quality.append(evaluator.quality(evaluator.evaluate(images[-1], copies_against=UNSEEN)))
     for run in (brief, well):
-        samples = evaluator.sample(run.generator, N)
-        quality.append(evaluator.quality(evaluator.evaluate(samples)))
-        verdicts.append(judge.score(samples.numpy()))
+        images.append(evaluator.sample(run.generator, N))
+        quality.append(evaluator.quality(evaluator.evaluate(images[-1])))
+    verdicts = [judge.score(x.numpy()) for x in images]
+    tied = [q if q >= FLOOR else 0.0 for q in quality]
+    assert len({q for q in tied if q > 0}) == 3, quality  # three distinct levels above FLOOR
     # The judge's three metrics, each made higher-is-better, averaged as ranks.
     ranks = [
         rankdata([sign * v[k] for v in verdicts]) for k, sign in score_judge.DIRECTIONS.items()
     ]
-    rho = spearmanr(quality, np.mean(ranks, axis=0)).statistic
+    rho = spearmanr(tied, np.mean(ranks, axis=0)).statistic
+    # With the five-way tie the best possible here is about 0.87; the well GAN sinking below
+    # FLOOR gives about 0.76 and noise on top about 0.5.
     assert rho >= 0.8, (rho, quality, verdicts)

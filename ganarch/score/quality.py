@@ -230,7 +230,8 @@ def precision_recall(
     """
     _check_2d("real", real, k + 1)
     _check_2d("fake", fake, k + 1)
-    r, f = _f64(real), _f64(fake).to(_f64(real).device)
+    r = _f64(real)
+    f = _f64(fake).to(r.device)
     rr = knn_radii(r, k) if real_radii is None else _f64(real_radii).to(r.device)
     fr = knn_radii(f, k)
     in_real, _ = _inside(f, r, rr)
@@ -251,10 +252,42 @@ def density_coverage(
     """
     _check_2d("real", real, k + 1)
     _check_2d("fake", fake, 1)
-    r, f = _f64(real), _f64(fake).to(_f64(real).device)
+    r = _f64(real)
+    f = _f64(fake).to(r.device)
     rr = knn_radii(r, k) if real_radii is None else _f64(real_radii).to(r.device)
     counts, hit = _inside(f, r, rr)
     return counts.double().sum() / (k * f.shape[0]), hit.double().mean()
+
+
+def prdc(
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    real_radii3: torch.Tensor | None = None,
+    real_radii5: torch.Tensor | None = None,
+    batch: int = 4096,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Precision, recall (k=3), density and coverage (k=5) as :func:`precision_recall` and
+    :func:`density_coverage` compute them, with one fake×real distance matrix (per chunk)
+    serving precision, density and coverage."""
+    _check_2d("real", real, 6)
+    _check_2d("fake", fake, 4)
+    r = _f64(real)
+    f = _f64(fake).to(r.device)
+    rr3 = knn_radii(r, 3) if real_radii3 is None else _f64(real_radii3).to(r.device)
+    rr5 = knn_radii(r, 5) if real_radii5 is None else _f64(real_radii5).to(r.device)
+    in3, counts5 = [], []
+    hit5 = torch.zeros(r.shape[0], dtype=torch.bool, device=r.device)
+    for chunk in f.split(batch):
+        d = _sqdist(chunk, r)
+        in3.append((d <= rr3[None, :]).any(1))
+        inside5 = d <= rr5[None, :]
+        counts5.append(inside5.sum(1))
+        hit5 |= inside5.any(0)
+    in_fake, _ = _inside(r, f, knn_radii(f, 3))
+    precision = torch.cat(in3).double().mean()
+    recall = (in_fake > 0).double().mean()
+    density = torch.cat(counts5).double().sum() / (5 * f.shape[0])
+    return precision, recall, density, hit5.double().mean()
 
 
 def copy_fraction(
