@@ -318,6 +318,20 @@ def test_an_incomplete_design_gives_provisional_verdicts_and_names_failed_runs()
     assert any("are free of two-factor interactions" in n for n in full.notes)
 
 
+def test_a_queued_trial_whose_params_fit_no_run_is_refused_not_guessed():
+    space = load_space("claims")
+    study = optuna.create_study(
+        direction="maximize", sampler=DesignSampler(design_for(space, "fractional"))
+    )
+    study.enqueue_trial({"g_dense_layers": 7})  # no run of the design has 7 dense layers
+    with pytest.raises(GanarchError, match=r"trial 0: its queued params .* fit no run"):
+        study.ask()
+    bad = study.trials[0]
+    assert bad.state == TrialState.FAIL and RUN_ATTR not in bad.user_attrs
+    trial = study.ask()  # the study goes on: the next trial takes the first free run
+    assert trial.user_attrs[RUN_ATTR] == 0
+
+
 def test_resume_and_failed_trials_keep_the_design_whole():
     """An interrupted trial frees its run; a queued retry (its params) holds it; a new sampler
     (a resumed process) continues where the study stands."""

@@ -357,14 +357,19 @@ class DesignSampler(optuna.samplers.BaseSampler):
             raise _other_design(study.study_name, recorded)
         # a queued retry names its run by its params (all of them, or those set before it
         # was interrupted): the first free run they fit; a new trial: the first free run
-        fits = self._runs_of_params(trial.system_attrs.get("fixed_params") or {})
+        fixed = trial.system_attrs.get("fixed_params") or {}
+        fits = self._runs_of_params(fixed)
+        if not fits:  # not a retry of this design (enqueued by hand): never guess a run
+            storage.set_trial_user_attr(trial._trial_id, "failure", "fits no design run")
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            raise GanarchError(
+                f"trial {trial.number}: its queued params {dict(fixed)} fit no run of the "
+                f"{self.design.name} design; it is marked failed, run the command again"
+            )
         taken = self._taken(study, exclude=trial._trial_id)
         free = [r for r in fits if r not in taken]
-        if free:
-            run = free[0]
-        else:  # past the design (or a retry of a run done meanwhile): repeat runs in order
-            pool = fits or list(range(self.design.runs))
-            run = pool[trial.number % len(pool)]
+        # past the design (or a retry of a run done meanwhile): repeat runs in order
+        run = free[0] if free else fits[trial.number % len(fits)]
         self._runs[trial._trial_id] = run
         storage.set_trial_user_attr(trial._trial_id, RUN_ATTR, run)
         trial.user_attrs[RUN_ATTR] = run  # the cached copy the suggest calls read
