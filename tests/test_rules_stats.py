@@ -147,6 +147,25 @@ def test_verdict_rule():
     assert verdict(eff(0.1, 0.3, n=N_MIN - 1)) == "not enough trials"
 
 
+def test_an_interval_without_variance_gives_no_verdict():
+    """Identical scores (or rounding noise) give a zero-width interval: it measures nothing,
+    so no claim is confirmed or contradicted on it, in an ablation, a search or a design."""
+    same = t_paired([0.5, 0.6, 0.7], [0.4, 0.5, 0.6])  # every difference exactly 0.1
+    assert same.ci_high - same.ci_low < 1e-12 and verdict(same) == "inconclusive"
+    flat = welch_diff([0.5, 0.5, 0.5], [0.4, 0.4, 0.4])
+    assert verdict(flat) == "inconclusive"
+    rng = np.random.default_rng(0)
+    tiny = t_paired(0.5 + rng.normal(0, 1e-15, 5), 0.5 + rng.normal(0, 1e-15, 5))
+    assert verdict(tiny) == "inconclusive"
+    from ganarch.analysis.designed import design_verdict, fit_main_effects
+
+    x = np.array([[s1, s2] for s1 in (1, -1) for s2 in (1, -1) for _ in range(2)])
+    fit = fit_main_effects(x, 0.5 + 0.1 * x[:, 0])  # no noise at all: sigma 0
+    assert design_verdict(fit.effects[0]) == "inconclusive"
+    noisy = fit_main_effects(x, 0.5 + 0.1 * x[:, 0] + rng.normal(0, 0.001, len(x)))
+    assert design_verdict(noisy.effects[0]) == "confirmed"  # a real noise estimate: a verdict
+
+
 @pytest.mark.parametrize("maximize", [True, False])
 def test_rules_table_finds_planted_effects(maximize):
     study = synthetic_study(maximize=maximize)

@@ -13,7 +13,8 @@ The verdict rule (the README states it in these words):
     ablation) there is no verdict: "not enough trials". Otherwise the claim is "confirmed"
     when the whole interval lies on the side that favours the paper (above zero when a higher
     score is better), "contradicted" when the whole interval lies on the other side, and
-    "inconclusive" when the interval contains zero.
+    "inconclusive" when the interval contains zero, or when it has no width (the scores
+    showed no variance, so the interval measures nothing).
 
 Why t and not a bootstrap at small n: a percentile bootstrap over n values uses the plug-in
 variance (biased low by (n − 1)/n), a normal rather than a t quantile, and cannot reach
@@ -57,6 +58,9 @@ __all__ = [
 VERDICT_RULE = " ".join(
     line.strip() for line in (__doc__ or "").splitlines() if line.startswith("    ")
 )
+
+#: An interval narrower than this, relative to the scores' size, has no variance behind it.
+NO_VARIANCE = 1e-9
 
 #: The fewest trials (or paired seeds) on each side for a verdict.
 N_MIN = 3
@@ -272,6 +276,9 @@ def verdict(effect: Effect, *, higher_is_better: bool = True, n_min: int = N_MIN
     if not (math.isfinite(effect.ci_low) and math.isfinite(effect.ci_high)):
         return "inconclusive"
     low, high = effect.ci_low, effect.ci_high
+    scale = max(1.0, abs(effect.mean_paper or 0.0), abs(effect.mean_alt or 0.0))
+    if high - low <= NO_VARIANCE * scale:  # rounding noise or identical scores: no evidence
+        return "inconclusive"
     if not higher_is_better:  # a lower score is better: the paper is favoured below zero
         low, high = -high, -low
     if low > 0:
