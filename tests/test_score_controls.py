@@ -275,3 +275,15 @@ def test_the_judge_agrees_with_the_ranking(evaluator, sets, scored, judge, brief
     # With the five-way tie the best possible here is about 0.87; the well GAN sinking below
     # FLOOR gives about 0.76 and noise on top about 0.5.
     assert rho >= 0.8, (rho, quality, verdicts)
+
+
+def test_a_sampled_copy_radius_still_catches_replays(evaluator, tmp_path_factory, monkeypatch):
+    # Large datasets estimate the copy radius from a sample of images (each against all).
+    import ganarch.score.evaluator as evaluator_module
+
+    monkeypatch.setattr(evaluator_module, "COPY_RADII_SAMPLE", 500)
+    cache = tmp_path_factory.getbasetemp() / "feature-cache"
+    ev, m = _replay(Evaluator(evaluator.data, device="cpu", cache_dir=cache))
+    held = ev.evaluate(ev.held_out_images, copies_against=UNSEEN)
+    assert m["copy_fraction"] > 0.95 and ev.quality(m) < FLOOR
+    assert held["copy_fraction"] < 0.02 and ev.quality(held) > 0.9

@@ -46,7 +46,7 @@ SCORE_VERSION = f"{FEATURE_NET_VERSION}/quality-2"
 
 #: Datasets larger than this estimate the copy radius (the 1 % quantile of nearest-other
 #: distances) from a random sample of this many images; every image is still compared against.
-COPY_RADII_SAMPLE = 20_000
+COPY_RADII_SAMPLE = 5_000
 
 #: What :meth:`Evaluator.evaluate` checks copies against: every image the generators train on
 #: (``"training"``: the whole dataset, held-out split included), or the 80 % split only

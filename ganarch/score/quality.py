@@ -198,6 +198,8 @@ def nearest_sqdist(
     if ref.shape[0] < k:
         raise ValueError(f"need at least {k} reference rows, got {ref.shape[0]}")
     p = points.to(ref.device, ref.dtype)
+    # At most ~2²⁶ distances (256 MiB in float32) at once, however large the reference.
+    batch = max(1, min(batch, 2**26 // max(1, ref.shape[0])))
     out = [
         _sqdist(chunk, ref).topk(k, dim=1, largest=False).values[:, -1] for chunk in p.split(batch)
     ]
