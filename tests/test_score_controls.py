@@ -180,7 +180,9 @@ def test_the_judge_shares_no_code_with_ganarch():
 
 @pytest.fixture(scope="module")
 def judge(evaluator):
-    return score_judge.Judge(evaluator.real_images.numpy(), evaluator.real_labels.numpy())
+    return score_judge.Judge(
+        evaluator.real_images.cpu().numpy(), evaluator.real_labels.cpu().numpy()
+    )
 
 
 def test_the_judge_tells_real_from_noise(judge, sets):
@@ -264,7 +266,7 @@ def test_the_judge_agrees_with_the_ranking(evaluator, sets, scored, judge, brief
     for run in (brief, well):
         images.append(evaluator.sample(run.generator, N))
         quality.append(evaluator.quality(evaluator.evaluate(images[-1])))
-    verdicts = [judge.score(x.numpy()) for x in images]
+    verdicts = [judge.score(x.cpu().numpy()) for x in images]
     tied = [q if q >= FLOOR else 0.0 for q in quality]
     assert len({q for q in tied if q > 0}) == 3, quality  # three distinct levels above FLOOR
     # The judge's three metrics, each made higher-is-better, averaged as ranks.
