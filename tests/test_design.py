@@ -303,8 +303,22 @@ def test_an_incomplete_design_gives_provisional_verdicts_and_names_failed_runs()
         return good(trial)
 
     study.optimize(objective, n_trials=16, catch=(RuntimeError,))
+    first = study.trials[0]  # a stale-judged trial that did finish: run 0 trained twice
+    study.add_trial(
+        optuna.trial.create_trial(
+            params=first.params,
+            distributions=first.distributions,
+            value=0.1,
+            user_attrs={**first.user_attrs},
+        )
+    )
+    space.suggest(study.ask())  # a trial still running (another machine's): run 14 is held
     table = rules_table(study)
     notes = " | ".join(table.notes)
+    assert (
+        "trained more than once, the first result used: run 0 (trials 0, 16; trial 0 used)" in notes
+    )
+    assert "held by running trials" in notes and "run 14 (trial 17)" in notes
     # a failed trial frees its run and the next trial takes it: the last two runs are missing
     assert "14 of 16 runs finished (missing: runs 14, 15)" in notes and "provisional" in notes
     assert "aliasing no longer holds" in notes and "are free of" not in notes

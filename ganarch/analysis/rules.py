@@ -526,6 +526,28 @@ def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> 
             "same search command to resume), and the effect is the fitted one, no longer "
             "mean(paper) − mean(alternative)"
         )
+    held: dict[int, list[int]] = {}  # run -> trained COMPLETE trials (repeats left out)
+    running: list[str] = []
+    for t in trials:
+        run = t.user_attrs.get(designed.RUN_ATTR)
+        if run is None:
+            continue
+        if t.state == optuna.trial.TrialState.RUNNING:
+            running.append(f"run {run} (trial {t.number})")
+        elif t.state == optuna.trial.TrialState.COMPLETE and not t.user_attrs.get("duplicate_of"):
+            held.setdefault(int(run), []).append(t.number)
+    twice = [
+        f"run {r} (trials {', '.join(map(str, n))}; trial {n[0]} used)"
+        for r, n in sorted(held.items())
+        if len(n) > 1
+    ]
+    if twice:
+        notes.append("runs trained more than once, the first result used: " + "; ".join(twice))
+    if running:
+        notes.append(
+            "runs still held by running trials (a trial of another machine is never judged "
+            "stale; fail it there, or wait): " + "; ".join(running)
+        )
     by_number = {t.number: t for t in trials}
     failed = [
         f"run {r.run} (trial {r.trial}: {by_number[r.trial].user_attrs.get('failure')})"
