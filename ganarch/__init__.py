@@ -11,9 +11,9 @@ Public API::
 from ganarch._lazy import lazy_getattr
 from ganarch._version import __version__
 from ganarch.errors import GanarchError, PluginError, SpecError
-from ganarch.hookspecs import hookimpl
-from ganarch.plugins import register as register_plugin
-from ganarch.plugins import unregister as unregister_plugin
+from ganarch.plugin import hookimpl
+from ganarch.plugin.manager import register as register_plugin
+from ganarch.plugin.manager import unregister as unregister_plugin
 from ganarch.registry import BLOCK_KINDS, BlockInfo, Shape, blocks
 from ganarch.spec import GANSpec, LayerSpec, TrainingSpec, load_spec
 from ganarch.templates import PAPER_CHOICES, dcgan_spec

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import inspect
 import re
-import threading
 import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ganarch import plugins
 from ganarch.errors import PluginError, SpecError, closest
+from ganarch.plugin.registry import Registrar, Registry
 
 
 class Shape(NamedTuple):
@@ -257,30 +256,16 @@ class BlockInfo:
                     raise SpecError(f"{where}.{key}", problem)
 
 
-class BlockRegistrar:
-    """What ``ganarch_register_blocks`` receives: checks each block, then adds it.
+class BlockRegistrar(Registrar[BlockInfo]):
+    """What ``ganarch_register_blocks`` receives: checks each block, then stages it.
 
     A name another plugin already took is not raised at once: the hook goes on, so that
     ``commit()`` can name every clash in one error (and every block the plugin would have
     added is known, for the error of a spec that names one of them).
     """
 
-    def __init__(self, registry: dict[str, BlockInfo], plugin: str) -> None:
-        self._registry = registry
-        self._plugin = plugin
-        self._staged: dict[str, BlockInfo] = {}
-        self._clashes: list[tuple[str, str]] = []  # (block name, the plugin that has it)
-        #: Every name this plugin tried to register, clashes included.
-        self.names: list[str] = []
-        self.committed = False
-
-    def commit(self) -> None:
-        """Add what this plugin registered (called once its hook returned without error);
-        ``PluginError`` naming every clash, and nothing added, if a name was taken."""
-        if self._clashes:
-            raise PluginError(duplicate_message(self._plugin, self._clashes))
-        self._registry.update(self._staged)
-        self.committed = True
+    noun = "block"
+    clashes_at_commit = True
 
     def add(
         self,
@@ -296,10 +281,8 @@ class BlockRegistrar:
 
         For ``kind="wrap"`` the factory is ``factory(module, **params) -> module``.
         """
-        who = f"plugin {self._plugin!r}"
-        if not isinstance(name, str) or not name.isidentifier():
-            raise PluginError(f"{who}: block name must be an identifier-like string, got {name!r}")
-        self.names.append(name)
+        self.claim(name)
+        who = self.who
         if kind not in BLOCK_KINDS:
             raise PluginError(
                 f"{who}: block {name!r} has unknown kind {kind!r}; {closest(kind, BLOCK_KINDS)}"
@@ -312,64 +295,31 @@ class BlockRegistrar:
             inspect.signature(factory)
         except (TypeError, ValueError) as exc:
             raise PluginError(f"{who}: cannot read the signature of {name!r}'s factory") from exc
-        if name in self._registry or name in self._staged:
-            self._clashes.append((name, (self._registry.get(name) or self._staged[name]).plugin))
-            return
         doc = description if description is not None else inspect.getdoc(factory) or ""
-        self._staged[name] = BlockInfo(
-            name=name,
-            kind=kind,
-            factory=factory,
-            plugin=self._plugin,
-            description=plain_description(doc),
-            shape_rule=shape,
-            folds_into_loss=folds_into_loss,
-            param_types=_param_types(factory),
+        self.stage(
+            name,
+            BlockInfo(
+                name=name,
+                kind=kind,
+                factory=factory,
+                plugin=self.plugin,
+                description=plain_description(doc),
+                shape_rule=shape,
+                folds_into_loss=folds_into_loss,
+                param_types=_param_types(factory),
+            ),
         )
 
 
-def duplicate_message(plugin: str, clashes: list[tuple[str, str]]) -> str:
-    """Every name ``plugin`` took twice, with both plugins, and the way out."""
-    said = "; ".join(
-        f"block {name!r} is registered twice: by plugin {other!r} and plugin {plugin!r}"
-        for name, other in clashes
-    )
-    prefix = re.sub(r"\W+", "_", plugin).strip("_") or "my"
-    example = f"{prefix}_{clashes[0][0]}"
-    return (
-        f"{said}. Plugin {plugin!r} is not loaded until it renames "
-        + ("it" if len(clashes) == 1 else "them")
-        + f" (a prefix keeps names unique, e.g. {example!r}; `ganarch blocks` lists the names"
-        " taken) or one of the two plugins is uninstalled"
-    )
-
-
-_lock = threading.RLock()
-#: (plugin generation, the blocks, the names of plugins that failed -> their plugin)
-_cache: tuple[int, dict[str, BlockInfo], dict[str, str]] | None = None
+#: Every block plugins registered, cached until the set of plugins changes.
+BLOCKS: Registry[BlockInfo] = Registry("ganarch_register_blocks", BlockRegistrar)
 
 
 def blocks(kind: str | None = None) -> dict[str, BlockInfo]:
     """All registered blocks (optionally of one kind), by name, in name order."""
-    global _cache
-    with _lock:
-        gen = plugins.generation()
-        if _cache is None or _cache[0] != gen:
-            found: dict[str, BlockInfo] = {}
-            made: list[BlockRegistrar] = []
-
-            def registrar(plugin: str) -> BlockRegistrar:
-                made.append(BlockRegistrar(found, plugin))
-                return made[-1]
-
-            plugins.collect("ganarch_register_blocks", registrar)
-            dropped = {
-                n: r._plugin for r in made if not r.committed for n in r.names if n not in found
-            }
-            _cache = (gen, dict(sorted(found.items())), dropped)
-        table = _cache[1]
+    table = BLOCKS.entries()
     if kind is None:
-        return dict(table)
+        return table
     if kind not in BLOCK_KINDS:
         raise SpecError("kind", f"unknown block kind {kind!r}; {closest(kind, BLOCK_KINDS)}")
     return {n: b for n, b in table.items() if b.kind == kind}
@@ -379,7 +329,8 @@ def get_block(name: str, where: str = "block", kind: str | None = None) -> Block
     """Look up a block by name; ``SpecError`` with the closest names if it is unknown."""
     table = blocks()
     if not isinstance(name, str) or name not in table:
-        raise SpecError(where, _unknown(name, table, kind))
+        pool = [n for n, b in table.items() if kind is None or b.kind == kind]
+        raise SpecError(where, BLOCKS.unknown(name, pool))
     info = table[name]
     if kind is not None and info.kind != kind:
         pool = [n for n, b in table.items() if b.kind == kind]
@@ -388,20 +339,3 @@ def get_block(name: str, where: str = "block", kind: str | None = None) -> Block
             f"block {name!r} is a {info.kind!r} block, expected {kind!r}; {closest(name, pool)}",
         )
     return info
-
-
-def _unknown(name: Any, table: Mapping[str, BlockInfo], kind: str | None) -> str:
-    """Why ``name`` is not a block: the plugin that would add it failed (and how), or the
-    closest names, plus any plugin that failed to load and whether plugins are turned off."""
-    with _lock:
-        dropped = _cache[2] if _cache is not None else {}
-    plugin = dropped.get(name) if isinstance(name, str) else None
-    if plugin is not None:
-        error = next((i.error for i in plugins.plugins() if i.name == plugin), None)
-        return (
-            f"{name!r} is not available: plugin {plugin!r}, which registers it, failed to load"
-            + (f" ({error})" if error else "")
-            + "; see `ganarch plugins`"
-        )
-    pool = [n for n, b in table.items() if kind is None or b.kind == kind]
-    return f"{name!r} is not a registered block; {closest(str(name), pool)}" + plugins.why_missing()

@@ -10,7 +10,7 @@ import math
 
 from torch import nn
 
-from ganarch.hookspecs import hookimpl
+from ganarch.plugin import hookimpl
 
 
 class Reshape(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ganarch.data.digits import load_digits
 from ganarch.data.files import load_cifar10, load_folder, load_mnist
 from ganarch.data.shapes import load_shapes
-from ganarch.hookspecs import hookimpl
+from ganarch.plugin import hookimpl
 
 
 @hookimpl

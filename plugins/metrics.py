@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ganarch.hookspecs import hookimpl
+from ganarch.plugin import hookimpl
 from ganarch.score import quality as q
 from ganarch.score.registry import MetricContext
 

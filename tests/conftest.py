@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-import ganarch.plugins
+import ganarch.plugin.manager
 
 
 @pytest.fixture(autouse=True)
@@ -22,8 +22,8 @@ def plugin_state() -> Iterator[Callable[..., str]]:
     Usage: ``plugin_state(MyPlugin(), name="mine")``. Tests that monkeypatch entry points
     also use this fixture, so the next test loads the real plugins again.
     """
-    ganarch.plugins.reset()
+    ganarch.plugin.manager.reset()
     try:
-        yield ganarch.plugins.register
+        yield ganarch.plugin.manager.register
     finally:
-        ganarch.plugins.reset()  # drops code-registered plugins; the next use reloads
+        ganarch.plugin.manager.reset()  # drops code-registered plugins; the next use reloads

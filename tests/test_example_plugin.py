@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-import ganarch.plugins
+import ganarch.plugin.manager
 
 pytestmark = pytest.mark.slow  # a pip install and four fresh interpreters (~20-40 s)
 
@@ -48,9 +48,9 @@ def _run(site: Path, *args: str, disable: bool = False) -> subprocess.CompletedP
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
     }
-    env.pop(ganarch.plugins.DISABLE_ENV, None)
+    env.pop(ganarch.plugin.manager.DISABLE_ENV, None)
     if disable:
-        env[ganarch.plugins.DISABLE_ENV] = "1"
+        env[ganarch.plugin.manager.DISABLE_ENV] = "1"
     proc = subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, env=env, timeout=300
     )
@@ -78,7 +78,7 @@ _BUILD = textwrap.dedent(
     images = G(torch.randn(4, 16))
     scores = D(images)
     scores.sum().backward()
-    plugins = {p.name: p.source for p in ganarch.plugins.plugins()}
+    plugins = {p.name: p.source for p in ganarch.plugin.manager.plugins()}
     print(json.dumps({
         "image": list(images.shape), "scores": list(scores.shape), "plugins": plugins,
         "blocks": sorted({layer.block for layer in spec.generator}),

@@ -92,7 +92,7 @@ def test_a_duplicate_names_both_plugins_every_clash_and_the_way_out(plugin_state
     plugin_state(_Blocks("mish_d", "silu", "groupnorm_x", "relu"), name="my-plugin")
     with pytest.warns(UserWarning, match="registered twice"):
         found = ganarch.blocks()
-    error = next(i.error for i in ganarch.plugins.plugins() if i.name == "my-plugin")
+    error = next(i.error for i in ganarch.plugin.manager.plugins() if i.name == "my-plugin")
     assert "block 'silu' is registered twice: by plugin 'builtin' and plugin 'my-plugin'" in error
     assert "block 'relu' is registered twice: by plugin 'builtin' and plugin 'my-plugin'" in error
     assert "'my_plugin_silu'" in error and "`ganarch blocks`" in error and "uninstall" in error
@@ -124,8 +124,8 @@ def test_an_unknown_block_says_when_a_plugin_failed_or_plugins_are_off(
         ganarch.dcgan_spec(16, width=8, g_activation="mish")
     assert "plugin 'broken' failed to load (see `ganarch plugins`)" in str(info.value)
 
-    ganarch.plugins.reset()
-    monkeypatch.setenv(ganarch.plugins.DISABLE_ENV, "1")
+    ganarch.plugin.manager.reset()
+    monkeypatch.setenv(ganarch.plugin.manager.DISABLE_ENV, "1")
     with pytest.raises(SpecError) as info:
         ganarch.dcgan_spec(16, width=8, g_activation="mish")
     assert "third-party plugins are off (GANARCH_DISABLE_PLUGINS=1)" in str(info.value)
@@ -140,7 +140,7 @@ def test_plugins_command_exits_1_and_says_which_plugin_failed(plugin_state) -> N
     assert "error: 1 plugin failed to load ('clash')" in result.stderr
     assert "registered twice" in result.stdout
     plugin_state(_Blocks("fine_act"), name="fine")  # reset by the fixture: all plugins load
-    ganarch.plugins.reset()
+    ganarch.plugin.manager.reset()
     assert _cli("plugins").exit_code == 0
 
 

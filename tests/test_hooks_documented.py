@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ganarch import hookspecs
+from ganarch.plugin import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "plugins.md"

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import ganarch
-import ganarch.plugins
+import ganarch.plugin.manager
 from ganarch.registry import BLOCK_KINDS, BlockRegistrar, Shape
 
 # A tiny input per kind, and the params a kind's shape rule needs.
@@ -98,8 +98,8 @@ class _Blocks:
             registrar.add(name, kind="activation", factory=_relu)
 
 
-def _info(name: str) -> ganarch.plugins.PluginInfo:
-    return next(i for i in ganarch.plugins.plugins() if i.name == name)
+def _info(name: str) -> ganarch.plugin.manager.PluginInfo:
+    return next(i for i in ganarch.plugin.manager.plugins() if i.name == name)
 
 
 def test_code_plugin_registers_blocks(plugin_state) -> None:
@@ -134,12 +134,12 @@ def _fake_entry_points(monkeypatch, *extra: importlib.metadata.EntryPoint) -> No
 
     def entry_points(**kwargs):
         found = [ep for ep in real(**kwargs) if ep.value.startswith("ganarch_plugins")]
-        if kwargs.get("group") == ganarch.plugins.ENTRY_POINT_GROUP:
+        if kwargs.get("group") == ganarch.plugin.manager.ENTRY_POINT_GROUP:
             found += list(extra)
         return found
 
-    monkeypatch.setattr(ganarch.plugins.importlib.metadata, "entry_points", entry_points)
-    ganarch.plugins.reset()
+    monkeypatch.setattr(ganarch.plugin.manager.importlib.metadata, "entry_points", entry_points)
+    ganarch.plugin.manager.reset()
 
 
 def _write_module(tmp_path, monkeypatch, name: str, source: str) -> None:
@@ -155,7 +155,7 @@ def test_plugin_that_fails_to_import_is_reported(plugin_state, monkeypatch, tmp_
         importlib.metadata.EntryPoint("missing", "ganarch_test_no_such_module", "ganarch"),
     )
     with pytest.warns(UserWarning, match="failed to load"):
-        infos = {i.name: i for i in ganarch.plugins.plugins()}
+        infos = {i.name: i for i in ganarch.plugin.manager.plugins()}
     assert infos["broken"].error == "RuntimeError: boom"
     assert "ModuleNotFoundError" in (infos["missing"].error or "")
     assert infos["builtin"].error is None
@@ -177,23 +177,23 @@ _GOOD_PLUGIN = """
 def test_entry_point_plugin_and_disable_env(plugin_state, monkeypatch, tmp_path) -> None:
     _write_module(tmp_path, monkeypatch, "ganarch_test_good", _GOOD_PLUGIN)
     ep = importlib.metadata.EntryPoint("good", "ganarch_test_good", "ganarch")
-    monkeypatch.delenv(ganarch.plugins.DISABLE_ENV, raising=False)
+    monkeypatch.delenv(ganarch.plugin.manager.DISABLE_ENV, raising=False)
     _fake_entry_points(monkeypatch, ep)
     assert ganarch.blocks()["ep_block"].plugin == "good"
     assert _info("good").source == "entry point"
 
-    monkeypatch.setenv(ganarch.plugins.DISABLE_ENV, "1")
-    ganarch.plugins.reset()
+    monkeypatch.setenv(ganarch.plugin.manager.DISABLE_ENV, "1")
+    ganarch.plugin.manager.reset()
     assert "ep_block" not in ganarch.blocks()
-    assert [i.name for i in ganarch.plugins.plugins()] == ["builtin"]
+    assert [i.name for i in ganarch.plugin.manager.plugins()] == ["builtin"]
     assert "tconv" in ganarch.blocks()
 
 
 def test_builtins_load_without_entry_points(plugin_state, monkeypatch) -> None:
     """From a source tree with no install, the built-ins are registered directly."""
-    monkeypatch.setattr(ganarch.plugins.importlib.metadata, "entry_points", lambda **kw: [])
-    ganarch.plugins.reset()
+    monkeypatch.setattr(ganarch.plugin.manager.importlib.metadata, "entry_points", lambda **kw: [])
+    ganarch.plugin.manager.reset()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert "tconv" in ganarch.blocks()
-    assert [(i.name, i.source) for i in ganarch.plugins.plugins()] == [("builtin", "builtin")]
+    assert [(i.name, i.source) for i in ganarch.plugin.manager.plugins()] == [("builtin", "builtin")]

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ganarch import plugins as plugin_manager
+from ganarch.plugin import manager as plugin_manager
 from ganarch.cli._common import (
     JSON_OPTION,
     TEMPLATE_SIZE,

@@ -16,9 +16,10 @@ from typing import Any
 
 import torch
 
-from ganarch import plugins
+from ganarch.plugin import manager as plugins
 from ganarch.data.dataset import DatasetError, ImageDataset, check_size_channels
-from ganarch.errors import PluginError, closest
+from ganarch.errors import PluginError
+from ganarch.plugin.registry import Registrar, Registry
 
 __all__ = [
     "DatasetInfo",
@@ -60,17 +61,10 @@ class DatasetInfo:
         return any(p.name == "seed" or p.kind is p.VAR_KEYWORD for p in params)
 
 
-class DatasetRegistrar:
-    """What ``ganarch_register_datasets`` receives: checks each dataset, then adds it."""
+class DatasetRegistrar(Registrar[DatasetInfo]):
+    """What ``ganarch_register_datasets`` receives: checks each dataset, then stages it."""
 
-    def __init__(self, registry: dict[str, DatasetInfo], plugin: str) -> None:
-        self._registry = registry
-        self._plugin = plugin
-        self._staged: dict[str, DatasetInfo] = {}
-
-    def commit(self) -> None:
-        """Add what this plugin registered (called once its hook returned without error)."""
-        self._registry.update(self._staged)
+    noun = "dataset"
 
     def add(
         self,
@@ -85,45 +79,34 @@ class DatasetRegistrar:
         ``arg`` is the text after ``NAME:`` (or ``None``); a loader that does not accept
         ``seed`` is called without it. ``description`` defaults to the loader's docstring.
         """
-        who = f"plugin {self._plugin!r}"
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise PluginError(
-                f"{who}: dataset name must be a word (letters, digits, '_', '-', '.'), got {name!r}"
-            )
+        self.claim(name, _NAME, "a word (letters, digits, '_', '-', '.')")
+        who = self.who
         if not callable(loader):
             raise PluginError(f"{who}: loader of dataset {name!r} is not callable: {loader!r}")
         if not isinstance(takes_arg, bool):
             raise PluginError(f"{who}: takes_arg of dataset {name!r} must be True or False")
-        if name in self._registry or name in self._staged:
-            other = (self._registry.get(name) or self._staged[name]).plugin
-            raise PluginError(
-                f"dataset {name!r} is registered twice: by plugin {other!r} and {who}"
-            )
         doc = description if description is not None else inspect.getdoc(loader) or ""
-        self._staged[name] = DatasetInfo(
-            name=name,
-            loader=loader,
-            plugin=self._plugin,
-            description=doc.strip().splitlines()[0] if doc.strip() else "",
-            takes_arg=takes_arg,
+        self.stage(
+            name,
+            DatasetInfo(
+                name=name,
+                loader=loader,
+                plugin=self.plugin,
+                description=doc.strip().splitlines()[0] if doc.strip() else "",
+                takes_arg=takes_arg,
+            ),
         )
 
 
-_lock = threading.RLock()
-_table: tuple[int, dict[str, DatasetInfo]] | None = None
+#: Every dataset plugins registered, cached until the set of plugins changes.
+DATASETS: Registry[DatasetInfo] = Registry("ganarch_register_datasets", DatasetRegistrar)
+_lock = threading.RLock()  # guards the cache of loaded datasets
 _loaded: OrderedDict[tuple[Any, ...], ImageDataset] = OrderedDict()
 
 
 def datasets() -> dict[str, DatasetInfo]:
     """All registered datasets by name, in name order."""
-    global _table
-    with _lock:
-        gen = plugins.generation()
-        if _table is None or _table[0] != gen:
-            found: dict[str, DatasetInfo] = {}
-            plugins.collect("ganarch_register_datasets", lambda p: DatasetRegistrar(found, p))
-            _table = (gen, dict(sorted(found.items())))
-        return dict(_table[1])
+    return DATASETS.entries()
 
 
 def parse_ref(ref: str) -> tuple[str, str | None]:
@@ -136,12 +119,10 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
 
 def get_dataset(name: str) -> DatasetInfo:
     """Look up a dataset by name; ``DatasetError`` with the closest names if it is unknown."""
-    table = datasets()
-    if name not in table:
-        raise DatasetError(
-            f"{name!r} is not a registered dataset; {closest(name, table)}" + plugins.why_missing()
-        )
-    return table[name]
+    info = DATASETS.get(name)
+    if info is None:
+        raise DatasetError(DATASETS.unknown(name))
+    return info
 
 
 #: The fewest images a dataset may hold: the scorer holds a fifth out and needs several.

@@ -8,15 +8,14 @@ whether higher is better, so reports and searches know which way is up.
 from __future__ import annotations
 
 import inspect
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from ganarch import plugins
-from ganarch.errors import GanarchError, PluginError, closest
+from ganarch.errors import GanarchError, PluginError
+from ganarch.plugin.registry import Registrar, Registry
 
 
 @dataclass
@@ -69,17 +68,10 @@ class MetricInfo:
         return self.higher_is_better.get(key)
 
 
-class MetricRegistrar:
-    """What ``ganarch_register_metrics`` receives: checks each metric, then adds it."""
+class MetricRegistrar(Registrar[MetricInfo]):
+    """What ``ganarch_register_metrics`` receives: checks each metric, then stages it."""
 
-    def __init__(self, registry: dict[str, MetricInfo], plugin: str) -> None:
-        self._registry = registry
-        self._plugin = plugin
-        self._staged: dict[str, MetricInfo] = {}
-
-    def commit(self) -> None:
-        """Add what this plugin registered (called once its hook returned without error)."""
-        self._registry.update(self._staged)
+    noun = "metric"
 
     def add(
         self,
@@ -94,9 +86,8 @@ class MetricRegistrar:
         ``higher_is_better`` is one bool for all values, or a mapping ``{value_name: bool}``
         naming every value ``fn`` returns.
         """
-        who = f"plugin {self._plugin!r}"
-        if not isinstance(name, str) or not name.isidentifier():
-            raise PluginError(f"{who}: metric name must be an identifier-like string, got {name!r}")
+        self.claim(name)
+        who = self.who
         if not callable(fn):
             raise PluginError(f"{who}: fn of metric {name!r} is not callable: {fn!r}")
         try:
@@ -120,44 +111,34 @@ class MetricRegistrar:
                 f"{who}: metric {name!r}: higher_is_better must be a bool or a dict, "
                 f"got {higher_is_better!r}"
             )
-        if name in self._registry or name in self._staged:
-            other = (self._registry.get(name) or self._staged[name]).plugin
-            raise PluginError(f"metric {name!r} is registered twice: by plugin {other!r} and {who}")
         doc = description if description is not None else inspect.getdoc(fn) or ""
-        self._staged[name] = MetricInfo(
-            name=name,
-            fn=fn,
-            higher_is_better=higher_is_better,
-            plugin=self._plugin,
-            description=doc.strip().splitlines()[0] if doc.strip() else "",
+        self.stage(
+            name,
+            MetricInfo(
+                name=name,
+                fn=fn,
+                higher_is_better=higher_is_better,
+                plugin=self.plugin,
+                description=doc.strip().splitlines()[0] if doc.strip() else "",
+            ),
         )
 
 
-_lock = threading.RLock()
-_cache: tuple[int, dict[str, MetricInfo]] | None = None
+#: Every metric plugins registered, cached until the set of plugins changes.
+METRICS: Registry[MetricInfo] = Registry("ganarch_register_metrics", MetricRegistrar)
 
 
 def metrics() -> dict[str, MetricInfo]:
     """All registered metrics, by name, in name order."""
-    global _cache
-    with _lock:
-        gen = plugins.generation()
-        if _cache is None or _cache[0] != gen:
-            found: dict[str, MetricInfo] = {}
-            plugins.collect("ganarch_register_metrics", lambda p: MetricRegistrar(found, p))
-            _cache = (gen, dict(sorted(found.items())))
-        return dict(_cache[1])
+    return METRICS.entries()
 
 
 def get_metric(name: str) -> MetricInfo:
     """Look up a metric by name; ``GanarchError`` with the closest names if it is unknown."""
-    table = metrics()
-    if name not in table:
-        raise GanarchError(
-            f"{name!r} is not a registered metric; {closest(str(name), table)}"
-            + plugins.why_missing()
-        )
-    return table[name]
+    info = METRICS.get(name)
+    if info is None:
+        raise GanarchError(METRICS.unknown(name))
+    return info
 
 
 def higher_is_better(key: str) -> bool | None:

@@ -14,6 +14,8 @@ if TYPE_CHECKING:  # registrars live in the layer that owns what they register
     from ganarch.data.registry import DatasetRegistrar
     from ganarch.registry import BlockRegistrar
     from ganarch.score.registry import MetricRegistrar
+    from ganarch.search.strategies import PrunerRegistrar, SamplerRegistrar
+    from ganarch.templates import TemplateRegistrar
 
 PROJECT = "ganarch"
 
@@ -47,5 +49,34 @@ def ganarch_register_metrics(registrar: MetricRegistrar) -> None:
     """Register sample-quality metrics computed at each evaluation.
 
     :param registrar: call ``registrar.add(name, fn=..., higher_is_better=...)``;
-        ``fn(context)`` returns a ``dict[str, float]`` of values to record.
+        ``fn(context)`` returns a ``dict[str, float]`` of values to record. A metric may also
+        declare how its values enter the quality score (see docs/plugins.md).
+    """
+
+
+@_hookspec
+def ganarch_register_templates(registrar: TemplateRegistrar) -> None:
+    """Register architecture templates: a family of specs laid out from keyword choices.
+
+    :param registrar: call ``registrar.add(name, build=..., defaults=...)``; ``build(image_size,
+        channels, latent_dim, width, **choices)`` returns a ``ganarch.GANSpec`` (see
+        docs/plugins.md for the choice kinds a template declares).
+    """
+
+
+@_hookspec
+def ganarch_register_samplers(registrar: SamplerRegistrar) -> None:
+    """Register Optuna samplers that ``ganarch search --sampler NAME`` can use.
+
+    :param registrar: call ``registrar.add(name, factory=...)``; ``factory(context)`` returns an
+        ``optuna.samplers.BaseSampler`` (see docs/plugins.md for what the context holds).
+    """
+
+
+@_hookspec
+def ganarch_register_pruners(registrar: PrunerRegistrar) -> None:
+    """Register Optuna pruners that ``ganarch search --pruner NAME`` can use.
+
+    :param registrar: call ``registrar.add(name, factory=...)``; ``factory(context)`` returns an
+        ``optuna.pruners.BasePruner`` (see docs/plugins.md for what the context holds).
     """

@@ -1,6 +1,7 @@
 """Loading plugins: built-ins and third-party packages through the ``ganarch`` entry points.
 
-Plugins are loaded once, on first use. A plugin that fails to import is recorded with its
+Plugins are loaded once, on first use. The built-in plugins (``BUILTIN_MODULE``, the
+``plugins/`` folder) come through the same ``ganarch`` entry-point group as third-party ones. A plugin that fails to import is recorded with its
 error and skipped, so the rest keep working. Set ``GANARCH_DISABLE_PLUGINS=1`` to load only
 the built-in plugins.
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 import pluggy
 
-from ganarch import hookspecs
+from ganarch.plugin import hookspecs
 
 ENTRY_POINT_GROUP = "ganarch"
 DISABLE_ENV = "GANARCH_DISABLE_PLUGINS"
