@@ -227,3 +227,74 @@ def test_lazy_functions_are_never_shadowed_by_submodules():
         "assert callable(ganarch.ablate) and callable(ganarch.write_report)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- no import loops --------------------------------------------------------------------------
+
+
+def _module_name(path: Path) -> str:
+    return _package_of(path, PACKAGE, "ganarch") + (
+        "" if path.name == "__init__.py" else f".{path.stem}"
+    )
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the ganarch modules it imports at run time (function-local imports count;
+    ``from pkg import name`` counts as ``pkg.name`` when that is a module, else as ``pkg``)."""
+    modules = {_module_name(p): p for p in _modules(PACKAGE)}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = _package_of(path, PACKAGE, "ganarch")
+        edges = set()
+        for _, dotted in _imported_modules(ast.parse(path.read_text(), str(path)), package):
+            while dotted and dotted not in modules:
+                dotted = dotted.rpartition(".")[0]
+            if dotted and dotted != name and not name.startswith(dotted + "."):
+                edges.add(dotted)  # a package's own __init__ is not a loop of its children
+        graph[name] = edges
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_loops_among_ganarchs_modules() -> None:
+    loops = _cycles(_import_graph())
+    assert not loops, "import loops: " + "; ".join(" ↔ ".join(c) for c in loops)
+
+
+def test_the_loop_finder_finds_a_loop() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
