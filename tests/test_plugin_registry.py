@@ -15,8 +15,7 @@ import pytest
 
 import ganarch
 from ganarch.errors import PluginError
-from ganarch.plugin import Registrar, Registry
-from ganarch.plugin import manager
+from ganarch.plugin import Registrar, Registry, manager
 
 
 @dataclass(frozen=True)
@@ -125,5 +124,7 @@ def test_the_view_is_cached_until_the_plugins_change(plugin_state) -> None:
 
 
 def test_claim_rejects_a_bad_name_naming_the_plugin() -> None:
-    with pytest.raises(PluginError, match=r"plugin 'me': widget name must be lower-case letters or digits"):
+    with pytest.raises(
+        PluginError, match=r"plugin 'me': widget name must be lower-case letters or digits"
+    ):
         WidgetRegistrar({}, "me").add("Nope!")

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from ganarch.plugin import manager as plugins
 from ganarch.data.dataset import DatasetError, ImageDataset, check_size_channels
 from ganarch.errors import PluginError
+from ganarch.plugin import manager as plugins
 from ganarch.plugin.registry import Registrar, Registry
 
 __all__ = [

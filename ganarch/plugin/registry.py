@@ -115,9 +115,7 @@ def duplicate_message(noun: str, plugin: str, clashes: list[tuple[str, str]]) ->
 class Registry(Generic[T]):
     """The entries every plugin registered through ``hook``, cached per plugin generation."""
 
-    def __init__(
-        self, hook: str, registrar: Callable[[dict[str, T], str], Registrar[T]]
-    ) -> None:
+    def __init__(self, hook: str, registrar: Callable[[dict[str, T], str], Registrar[T]]) -> None:
         self.hook = hook
         self._make_registrar = registrar
         self._noun = getattr(registrar, "noun", "entry")
