@@ -24,7 +24,7 @@ PLUGINS = ROOT / "plugins"
 #: Lowest first. A module may import its own floor and the floors below, never above.
 FLOORS: list[set[str]] = [
     {"errors", "plugin", "registry", "_version", "_lazy"},
-    {"spec", "templates", "builder"},
+    {"spec", "templates", "dcgan", "builder"},
     {"data", "device", "artifacts"},
     {"training", "stepper", "fused"},
     {"score", "run"},
@@ -40,6 +40,7 @@ PLUGIN_CEILING = {
     "blocks": FLOOR["builder"],
     "datasets": FLOOR["data"],
     "metrics": FLOOR["score"],
+    "templates": FLOOR["templates"],
 }
 
 
