@@ -39,6 +39,7 @@ __all__ = [
     "dcgan_spec",
     "get_template",
     "templates",
+    "unknown_template",
 ]
 
 #: What every build function takes besides the choices.
@@ -290,7 +291,9 @@ def _typed(
     """The choices of ``kind`` (int or bool): those given, checked, or those whose default is."""
 
     def fits(v: Any) -> bool:
-        return isinstance(v, bool) if kind is bool else isinstance(v, int) and not isinstance(v, bool)
+        return (
+            isinstance(v, bool) if kind is bool else isinstance(v, int) and not isinstance(v, bool)
+        )
 
     if given is None:
         return frozenset(k for k, v in defaults.items() if fits(v))
@@ -316,5 +319,12 @@ def get_template(name: Any, where: str = "template") -> TemplateInfo:
     """The template called ``name``; ``SpecError`` at ``where`` naming the closest names."""
     info = TEMPLATES.get(name)
     if info is None:
-        raise SpecError(where, TEMPLATES.unknown(name))
+        raise SpecError(where, unknown_template(name))
     return info
+
+
+def unknown_template(name: Any) -> str:
+    """``"unknown template 'x'; did you mean 'dcgan'?"``, or which failed plugin would add it."""
+    why = TEMPLATES.unknown(name)
+    head = f"{name!r} is not a registered template; "
+    return f"unknown template {name!r}; {why[len(head) :]}" if why.startswith(head) else why

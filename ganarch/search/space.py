@@ -19,8 +19,11 @@ A space file (TOML or YAML, read as data only) looks like::
     lr = { low = 5e-5, high = 1e-3, log = true }         # a range (add int = true, step = ...)
     "d_activation_params.slope" = { low = 0.05, high = 0.3 }   # only when the block takes it
 
-A choice of the form ``X_params.P`` is asked only when the block chosen for ``X`` accepts the
-parameter ``P``; ``dense_features`` only when a dense hidden layer exists; any choice may add
+The choices are the template's (``ganarch.templates``: ``dcgan`` unless the file names
+another); the search layer takes everything it knows about them from the template's
+declaration. A choice of the form ``X_params.P`` is asked only when the block chosen for ``X``
+accepts the parameter ``P``; a choice the template declares as requiring others (``dcgan``'s
+width of dense layers) only when one of them is set; any choice may add
 ``when = { other_choice = value-or-list }``. A conditional choice gets a distinct Optuna
 parameter name per branch (``d_activation_params.slope|leaky_relu``), because Optuna's
 samplers model a parameter name as one distribution. ``lr`` sets both ``lr_g`` and ``lr_d``.
@@ -39,7 +42,7 @@ from typing import Any
 from ganarch.errors import SpecError, closest
 from ganarch.registry import BLOCK_KINDS, blocks
 from ganarch.spec import TrainingSpec, read_data_file
-from ganarch.templates import CHOICE_KINDS, NONE_KINDS, PAPER_CHOICES, dcgan_spec
+from ganarch.templates import TemplateInfo, get_template, templates, unknown_template
 
 __all__ = [
     "Choice",
@@ -51,16 +54,16 @@ __all__ = [
 
 SPACE_PACKAGE = "ganarch_search_spaces"
 SUFFIXES = (".toml", ".yaml", ".yml", ".json")
-TEMPLATES = {"dcgan": dcgan_spec}
+#: The template of a space file that names none.
+DEFAULT_TEMPLATE = "dcgan"
 
 #: Geometry settings a space may give as defaults (CLI flags override them).
 GEOMETRY = ("image_size", "width", "latent_dim")
 TRAINING_KEYS: tuple[str, ...] = tuple(f.name for f in fields(TrainingSpec))
 #: Aliases a space may use: ``lr`` sets the learning rate of both networks.
 ALIASES: dict[str, tuple[str, ...]] = {"lr": ("lr_g", "lr_d")}
-#: Choices whose value is a block of a kind (``"none"`` allowed where the template allows it).
-BLOCK_CHOICES = CHOICE_KINDS
-PARAM_CHOICES = ("g_activation_params", "d_activation_params")
+#: Integer training settings (a range over them needs ``int = true``).
+_INT_TRAINING = tuple(k for k, v in TrainingSpec().to_dict().items() if type(v) is int)
 BRANCH_SEP = "|"
 
 _TOP_KEYS = ["template", "description", *GEOMETRY, "fixed", "choices"]
@@ -69,8 +72,8 @@ _BLOCK_KEYS = {"blocks", "exclude", "include_none", "when"}
 _VALUES_KEYS = {"values", "when"}
 
 
-def _valid_names() -> list[str]:
-    return [*PAPER_CHOICES, *TRAINING_KEYS, *ALIASES, *PARAM_CHOICES]
+def _valid_names(info: TemplateInfo) -> list[str]:
+    return [*info.defaults, *TRAINING_KEYS, *ALIASES, *info.param_names]
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ class SearchSpace:
 
     name: str
     source: str
-    template: str = "dcgan"
+    template: str = DEFAULT_TEMPLATE
     description: str = ""
     image_size: int = 32
     width: int = 64
@@ -146,13 +149,27 @@ class SearchSpace:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     choices: tuple[Choice, ...] = ()
 
+    @property
+    def info(self) -> TemplateInfo:
+        """The registered template this space searches."""
+        return get_template(self.template, f"{self.source}: template")
+
+    def is_conditional(self, choice: Choice) -> bool:
+        """True when ``choice`` is asked only in some trials (a condition, block params, or a
+        choice the template declares as requiring others)."""
+        return _conditional(choice, self.info)
+
+    def resolve(self, choices: Mapping[str, Any]) -> dict[str, Any]:
+        """A trial's full choices: the template's defaults and training defaults, overridden."""
+        return self.info.resolve(choices)
+
     # -- sampling -----------------------------------------------------------------------------
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         """Ask ``trial`` for every active choice; return the template keyword choices.
 
         The result holds the fixed choices and the suggested ones (aliases expanded and
-        ``X_params.P`` gathered into ``X_params`` dicts), ready for ``dcgan_spec(**choices)``.
+        ``X_params.P`` gathered into ``X_params`` dicts), ready for :meth:`spec`.
         """
         flat: dict[str, Any] = dict(self.fixed)
         for choice in self.choices:  # validated order: a condition's parent comes first
@@ -161,26 +178,26 @@ class SearchSpace:
                 continue
             name = choice.name + (BRANCH_SEP + BRANCH_SEP.join(branch) if branch else "")
             flat[choice.name] = choice.suggest(trial, name)
-        return _expand(flat)
+        return _expand(flat, self.info)
 
     def _branch(self, choice: Choice, flat: Mapping[str, Any]) -> list[str] | None:
         """The branch labels that make ``choice``'s parameter name, or None if inactive."""
+        info = self.info
         labels: list[str] = []
         for key, allowed in choice.when.items():
-            value = _resolved(key, flat)
+            value = _resolved(key, flat, info)
             if value not in allowed:
                 return None
             labels.append(_fmt(value))
         if "_params." in choice.name:
             owner, param = choice.name.split(".", 1)
-            block = _resolved(owner.removesuffix("_params"), flat)
+            block = _resolved(owner.removesuffix("_params"), flat, info)
             if not _accepts(block, param):
                 return None
             if owner.removesuffix("_params") not in choice.when:
                 labels.append(str(block))
-        if choice.name == "dense_features" and not (
-            _resolved("g_dense_layers", flat) or _resolved("d_dense_layers", flat)
-        ):
+        needs = info.requires.get(choice.name)
+        if needs and not any(_is_set(_resolved(n, flat, info)) for n in needs):
             return None
         return labels
 
@@ -210,18 +227,18 @@ class SearchSpace:
         """How many distinct configurations the space holds (conditional branches counted)."""
         total = 0
         by_name = {c.name: c for c in self.choices}
-        top = [c for c in self.choices if not _conditional(c)]
+        top = [c for c in self.choices if not self.is_conditional(c)]
         for combo in itertools.product(*(c.grid_values() for c in top)):
             flat = {**self.fixed, **{c.name: v for c, v in zip(top, combo, strict=True)}}
             n = 1
             for c in self.choices:
-                if _conditional(c) and self._branch(c, flat) is not None:
+                if self.is_conditional(c) and self._branch(c, flat) is not None:
                     n *= len(by_name[c.name].grid_values())
             total += n
         return total
 
     def _possible_branches(self, choice: Choice) -> list[list[str]]:
-        if not _conditional(choice):
+        if not self.is_conditional(choice):
             return [[]]
         options: list[list[str]] = []
         for allowed in choice.when.values():
@@ -237,7 +254,7 @@ class SearchSpace:
         for c in self.choices:
             if c.name == name:
                 return c.grid_values() if c.is_finite else []
-        return [_resolved(name, self.fixed)]
+        return [_resolved(name, self.fixed, self.info)]
 
     # -- display ------------------------------------------------------------------------------
 
@@ -253,7 +270,7 @@ class SearchSpace:
             if self._branch(c, flat) is None:
                 continue
             flat[c.name] = c.values[0] if c.values is not None else c.low
-        return _expand(flat)
+        return _expand(flat, self.info)
 
     def spec(
         self,
@@ -265,7 +282,7 @@ class SearchSpace:
         latent_dim: int | None = None,
     ):
         """Build the template's ``GANSpec`` for ``choices`` (raises ``SpecError``)."""
-        return TEMPLATES[self.template](
+        return self.info.spec(
             image_size=image_size or self.image_size,
             channels=channels,
             latent_dim=latent_dim or self.latent_dim,
@@ -274,11 +291,10 @@ class SearchSpace:
         )
 
 
-def resolve_choices(choices: Mapping[str, Any]) -> dict[str, Any]:
-    """The full choices of a trial: the paper's defaults and training defaults, overridden."""
-    out: dict[str, Any] = {**PAPER_CHOICES, **TrainingSpec().to_dict()}
-    out.update(choices)
-    return out
+def resolve_choices(choices: Mapping[str, Any], template: str = DEFAULT_TEMPLATE) -> dict[str, Any]:
+    """The full choices of a trial: the template's defaults and training defaults, overridden
+    (:meth:`SearchSpace.resolve` for a space's own template)."""
+    return get_template(template).resolve(choices)
 
 
 # -- loading ----------------------------------------------------------------------------------
@@ -341,9 +357,10 @@ def parse_space(data: Any, source: str = "<space>", name: str = "space") -> Sear
     for key in data:
         if key not in _TOP_KEYS:
             raise err(str(key), f"unknown key; {closest(str(key), _TOP_KEYS)}")
-    template = data.get("template", "dcgan")
-    if not isinstance(template, str) or template not in TEMPLATES:  # a list is unhashable
-        raise err("template", f"unknown template {template!r}; {closest(str(template), TEMPLATES)}")
+    template = data.get("template", DEFAULT_TEMPLATE)
+    if not isinstance(template, str) or template not in templates():  # a list is unhashable
+        raise err("template", unknown_template(template))
+    info = get_template(template)
     geometry: dict[str, int] = {}
     for key in GEOMETRY:
         if key in data:
@@ -355,22 +372,22 @@ def parse_space(data: Any, source: str = "<space>", name: str = "space") -> Sear
     if not isinstance(description, str):
         raise err("description", "must be a string")
 
-    valid = _valid_names()
+    valid = _valid_names(info)
     fixed_raw = data.get("fixed", {}) or {}
     if not isinstance(fixed_raw, Mapping):
         raise err("fixed", f"must be a table, got {type(fixed_raw).__name__}")
     fixed: dict[str, Any] = {}
     for key, value in fixed_raw.items():
-        _check_name(str(key), f"fixed.{key}", valid, err)
-        if "_params." not in key and key in PARAM_CHOICES:
+        _check_name(str(key), f"fixed.{key}", valid, err, info)
+        if "_params." not in key and key in info.param_names:
             if not isinstance(value, Mapping):
                 raise err(f"fixed.{key}", "must be a table of block params")
             for p, pv in value.items():
                 fixed[f"{key}.{p}"] = _scalar(pv, f"fixed.{key}.{p}", err)
             continue
         fixed[str(key)] = _scalar(value, f"fixed.{key}", err)
-        if key in BLOCK_CHOICES:  # the same block checks as a one-value list
-            _categorical(str(key), [value], {}, f"fixed.{key}", err)
+        if key in info.block_choices:  # the same block checks as a one-value list
+            _categorical(str(key), [value], {}, f"fixed.{key}", err, info)
 
     raw = data.get("choices", {}) or {}
     if not isinstance(raw, Mapping):
@@ -381,12 +398,12 @@ def parse_space(data: Any, source: str = "<space>", name: str = "space") -> Sear
     for key, value in raw.items():
         key = str(key)
         where = f"choices.{key}"
-        _check_name(key, where, valid, err)
-        if key in PARAM_CHOICES:
+        _check_name(key, where, valid, err, info)
+        if key in info.param_names:
             raise err(where, f"give one parameter per choice, e.g. '{key}.slope'")
         if key in fixed:
             raise err(where, f"{key!r} is also fixed in [fixed]; keep one")
-        parsed[key] = _parse_choice(key, value, where, err)
+        parsed[key] = _parse_choice(key, value, where, err, info)
     _check_aliases({**fixed, **parsed}, err)
 
     # Conditions must name an earlier or fixed choice with values it can take.
@@ -395,7 +412,7 @@ def parse_space(data: Any, source: str = "<space>", name: str = "space") -> Sear
             where = f"{choice.where}.when.{parent}"
             if parent == choice.name:
                 raise err(where, "a choice cannot depend on itself")
-            if parent not in parsed and parent not in fixed and parent not in PAPER_CHOICES:
+            if parent not in parsed and parent not in fixed and parent not in info.defaults:
                 raise err(where, f"unknown choice; {closest(parent, list(parsed))}")
             if parent in parsed and parsed[parent].is_categorical:
                 for v in allowed:
@@ -406,7 +423,7 @@ def parse_space(data: Any, source: str = "<space>", name: str = "space") -> Sear
                             + ", ".join(map(_fmt, parsed[parent].values)),
                         )
         if "_params." in choice.name:
-            _check_param_choice(choice, parsed, fixed, err)
+            _check_param_choice(choice, parsed, fixed, err, info)
 
     space = SearchSpace(
         name=name,
@@ -415,27 +432,27 @@ def parse_space(data: Any, source: str = "<space>", name: str = "space") -> Sear
         description=description,
         **geometry,
         fixed=fixed,
-        choices=tuple(replace(c, where=f"{source}: {c.where}") for c in _order(parsed, err)),
+        choices=tuple(replace(c, where=f"{source}: {c.where}") for c in _order(parsed, err, info)),
     )
     _check_representative(space, err)
     return space
 
 
-def _check_name(key: str, where: str, valid: list[str], err) -> None:
+def _check_name(key: str, where: str, valid: list[str], err, info: TemplateInfo) -> None:
     if key in valid:
         return
     if "." in key:
         owner, param = key.split(".", 1)
-        if owner in PARAM_CHOICES and param.isidentifier():
+        if owner in info.param_names and param.isidentifier():
             return
-        if owner in PARAM_CHOICES:
+        if owner in info.param_names:
             raise err(where, f"{param!r} is not a parameter name")
     raise err(where, f"unknown choice {key!r}; {closest(key, valid)}")
 
 
-def _parse_choice(key: str, value: Any, where: str, err) -> Choice:
+def _parse_choice(key: str, value: Any, where: str, err, info: TemplateInfo) -> Choice:
     if isinstance(value, list):
-        return _categorical(key, value, {}, where, err)
+        return _categorical(key, value, {}, where, err, info)
     if not isinstance(value, Mapping):
         raise err(
             where,
@@ -444,14 +461,14 @@ def _parse_choice(key: str, value: Any, where: str, err) -> Choice:
         )
     when = _parse_when(value.get("when"), f"{where}.when", err)
     if "blocks" in value:
-        return _block_choice(key, value, when, where, err)
+        return _block_choice(key, value, when, where, err, info)
     if "values" in value:
         _unknown_keys(value, _VALUES_KEYS, where, err)
         if not isinstance(value["values"], list):
             raise err(f"{where}.values", "must be a list")
-        return _categorical(key, value["values"], when, where, err)
+        return _categorical(key, value["values"], when, where, err, info)
     if "low" in value or "high" in value:
-        return _range(key, value, when, where, err)
+        return _range(key, value, when, where, err, info)
     keys = sorted(value)
     hint = closest(keys[0], [*_RANGE_KEYS, *_BLOCK_KEYS, "values"]) if keys else ""
     raise err(where, f"needs 'values', 'low'/'high' or 'blocks'; {hint}".rstrip("; "))
@@ -463,7 +480,7 @@ def _unknown_keys(value: Mapping[str, Any], allowed: set[str], where: str, err) 
             raise err(f"{where}.{k}", f"unknown key; {closest(str(k), allowed)}")
 
 
-def _categorical(key: str, values: list[Any], when, where: str, err) -> Choice:
+def _categorical(key: str, values: list[Any], when, where: str, err, info: TemplateInfo) -> Choice:
     if not values:
         raise err(where, "an empty list of values")
     out = []
@@ -471,15 +488,15 @@ def _categorical(key: str, values: list[Any], when, where: str, err) -> Choice:
         out.append(_scalar(v, f"{where}[{i}]", err))
     if len({(type(v), v) for v in out}) != len(out):
         raise err(where, "the same value is listed twice")
-    kind = BLOCK_CHOICES.get(key)
+    kind = info.block_choices.get(key)
     if kind is not None:
         table = blocks()
         for i, v in enumerate(out):
-            if v in ("none", None) and kind in NONE_KINDS:
+            if v in ("none", None) and key in info.optional:
                 continue
             if not isinstance(v, str) or v not in table:
                 pool = [n for n, b in table.items() if b.kind == kind]
-                if kind in NONE_KINDS:
+                if key in info.optional:
                     pool.append("none")
                 raise err(
                     f"{where}[{i}]",
@@ -495,10 +512,13 @@ def _categorical(key: str, values: list[Any], when, where: str, err) -> Choice:
     return Choice(key, values=tuple(out), when=when, where=where)
 
 
-def _block_choice(key: str, value: Mapping[str, Any], when, where: str, err) -> Choice:
+def _block_choice(
+    key: str, value: Mapping[str, Any], when, where: str, err, info: TemplateInfo
+) -> Choice:
     _unknown_keys(value, _BLOCK_KEYS, where, err)
     kind = value["blocks"]
-    expected = BLOCK_CHOICES.get(key)
+    expected = info.block_choices.get(key)
+    optional = key in info.optional
     if not isinstance(kind, str) or kind not in BLOCK_KINDS:
         raise err(
             f"{where}.blocks",
@@ -515,15 +535,15 @@ def _block_choice(key: str, value: Mapping[str, Any], when, where: str, err) -> 
     if not isinstance(exclude, list):
         raise err(f"{where}.exclude", "must be a list of block names")
     for i, name in enumerate(exclude):
-        if name not in names and not (name == "none" and kind in NONE_KINDS):
+        if name not in names and not (name == "none" and optional):
             raise err(
                 f"{where}.exclude[{i}]",
                 f"{name!r} is not a registered {kind} block; {closest(str(name), names)}",
             )
-    include_none = value.get("include_none", kind == "norm")
+    include_none = value.get("include_none", kind == "norm" and optional)
     if not isinstance(include_none, bool):
         raise err(f"{where}.include_none", "must be true or false")
-    if include_none and kind not in NONE_KINDS:
+    if include_none and not optional:
         raise err(
             f"{where}.include_none", f"the template cannot leave out a {kind!r} block; remove it"
         )
@@ -537,7 +557,7 @@ def _block_choice(key: str, value: Mapping[str, Any], when, where: str, err) -> 
     return Choice(key, values=tuple(values), when=when, where=where)
 
 
-def _range(key: str, value: Mapping[str, Any], when, where: str, err) -> Choice:
+def _range(key: str, value: Mapping[str, Any], when, where: str, err, info: TemplateInfo) -> Choice:
     _unknown_keys(value, _RANGE_KEYS, where, err)
     for k in ("low", "high"):
         if k not in value:
@@ -551,7 +571,7 @@ def _range(key: str, value: Mapping[str, Any], when, where: str, err) -> Choice:
             raise err(f"{where}.{k}", "must be true or false")
     is_int = value.get("int", False)
     log = value.get("log", False)
-    if key in BLOCK_CHOICES:
+    if key in info.block_choices:
         raise err(where, f"{key!r} takes block names; use a list or {{blocks = ...}}")
     if low >= high:
         raise err(where, f"low ({low}) must be below high ({high})")
@@ -570,9 +590,7 @@ def _range(key: str, value: Mapping[str, Any], when, where: str, err) -> Choice:
             raise err(f"{where}.step", "Optuna does not combine step with log = true")
         if is_int and not float(step).is_integer():
             raise err(f"{where}.step", f"int = true needs an integer step, got {step!r}")
-    if key in ("g_dense_layers", "d_dense_layers", "dense_features", "batch_size", "d_steps") and (
-        not is_int
-    ):
+    if (key in info.int_choices or key in _INT_TRAINING) and not is_int:
         raise err(where, f"{key!r} is an integer; add int = true")
     return Choice(
         key,
@@ -612,13 +630,13 @@ def _check_aliases(names: Mapping[str, Any], err) -> None:
                     raise err(f"choices.{t}", f"{alias!r} already sets {t!r}; keep one")
 
 
-def _check_param_choice(choice: Choice, parsed, fixed, err) -> None:
+def _check_param_choice(choice: Choice, parsed, fixed, err, info: TemplateInfo) -> None:
     owner, param = choice.name.split(".", 1)
     base = owner.removesuffix("_params")
     if base in parsed:
         candidates = list(parsed[base].values or [])
     else:
-        candidates = [fixed.get(base, PAPER_CHOICES[base])]
+        candidates = [fixed.get(base, info.defaults[base])]
     if not any(_accepts(b, param) for b in candidates):
         accepted: set[str] = set()
         table = blocks()
@@ -632,7 +650,7 @@ def _check_param_choice(choice: Choice, parsed, fixed, err) -> None:
         )
 
 
-def _order(parsed: dict[str, Choice], err) -> list[Choice]:
+def _order(parsed: dict[str, Choice], err, info: TemplateInfo) -> list[Choice]:
     """Parents before the choices that depend on them (a topological order)."""
     done: dict[str, Choice] = {}
     visiting: set[str] = set()
@@ -641,8 +659,7 @@ def _order(parsed: dict[str, Choice], err) -> list[Choice]:
         d = list(c.when)
         if "_params." in c.name:
             d.append(c.name.split(".", 1)[0].removesuffix("_params"))
-        if c.name == "dense_features":
-            d += ["g_dense_layers", "d_dense_layers"]
+        d += info.requires.get(c.name, ())
         return [x for x in d if x in parsed]
 
     def visit(c: Choice) -> None:
@@ -661,12 +678,9 @@ def _order(parsed: dict[str, Choice], err) -> list[Choice]:
     return list(done.values())
 
 
-_INT_CHOICES = ("g_dense_layers", "d_dense_layers", "dense_features")
-_BOOL_CHOICES = ("g_output_norm", "d_input_norm")
-
-
 def _check_values(space: SearchSpace, err) -> None:
     """Cheap per-value checks of what the template would reject (every value, every choice)."""
+    info = space.info
     for c in space.choices:
         values = c.values if c.values is not None else (c.low, c.high)
         name = c.name
@@ -679,9 +693,11 @@ def _check_values(space: SearchSpace, err) -> None:
                         TrainingSpec.from_dict({key: v}, "training")
                     except SpecError as exc:
                         raise err(where, f"the template rejects {v!r}: {exc.problem}") from None
-            if name in _INT_CHOICES and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            if name in info.int_choices and (
+                isinstance(v, bool) or not isinstance(v, int) or v < 0
+            ):
                 raise err(where, f"must be a non-negative integer, got {v!r}")
-            if name in _BOOL_CHOICES and not isinstance(v, bool):
+            if name in info.bool_choices and not isinstance(v, bool):
                 raise err(where, f"must be true or false, got {v!r}")
 
 
@@ -694,20 +710,25 @@ def _check_representative(space: SearchSpace, err) -> None:
         raise err("choices", f"the template rejects these choices: {exc}") from exc
 
 
-def _conditional(c: Choice) -> bool:
-    return bool(c.when) or "_params." in c.name or c.name == "dense_features"
+def _conditional(c: Choice, info: TemplateInfo) -> bool:
+    return bool(c.when) or "_params." in c.name or c.name in info.requires
 
 
-def _resolved(name: str, flat: Mapping[str, Any]) -> Any:
+def _is_set(value: Any) -> bool:
+    """A value that makes a ``requires`` choice matter: non-zero, true, not ``"none"``."""
+    return bool(value) and value != "none"
+
+
+def _resolved(name: str, flat: Mapping[str, Any], info: TemplateInfo) -> Any:
     if name in flat:
         return flat[name]
     if name in ALIASES:
-        return _resolved(ALIASES[name][0], flat)
+        return _resolved(ALIASES[name][0], flat, info)
     for alias, targets in ALIASES.items():
         if name in targets and alias in flat:
             return flat[alias]
-    if name in PAPER_CHOICES:
-        return PAPER_CHOICES[name]
+    if name in info.defaults:
+        return info.defaults[name]
     return getattr(TrainingSpec(), name, None)
 
 
@@ -719,7 +740,7 @@ def _accepts(block: Any, param: str) -> bool:
     return param in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-def _expand(flat: Mapping[str, Any]) -> dict[str, Any]:
+def _expand(flat: Mapping[str, Any], info: TemplateInfo) -> dict[str, Any]:
     """Aliases into their targets and ``X_params.P`` into ``X_params = {P: ...}``."""
     out: dict[str, Any] = {}
     for key, value in flat.items():
@@ -733,9 +754,10 @@ def _expand(flat: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = value
     # params for a block that was not chosen are dropped by the branch logic; fixed params of
     # an activation the trial did not pick would fail the template, so keep only accepted ones
-    for owner in PARAM_CHOICES:
+    for owner in info.param_names:
         if owner in out:
-            block = out.get(owner.removesuffix("_params"), PAPER_CHOICES[owner[: -len("_params")]])
+            base = owner.removesuffix("_params")
+            block = out.get(base, info.defaults[base])
             out[owner] = {p: v for p, v in out[owner].items() if _accepts(block, p)}
             if not out[owner]:
                 del out[owner]
