@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ganarch.dcgan import CHOICE_KINDS, NONE_KINDS, PAPER_CHOICES, dcgan_spec
+from ganarch.dcgan import CHOICE_KINDS, CLAIM_TOGGLES, NONE_KINDS, PAPER_CHOICES, dcgan_spec
 from ganarch.errors import PluginError, SpecError, closest
 from ganarch.plugin.registry import Registrar, Registry
 from ganarch.registry import BLOCK_KINDS
@@ -30,6 +30,7 @@ from ganarch.spec import GANSpec, TrainingSpec
 
 __all__ = [
     "CHOICE_KINDS",
+    "CLAIM_TOGGLES",
     "GEOMETRY_ARGS",
     "NONE_KINDS",
     "PAPER_CHOICES",

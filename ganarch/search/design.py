@@ -2,9 +2,10 @@
 
 A designed study trains the runs of a fixed design instead of what a sampler guesses next,
 so every main effect is estimated from balanced, controlled comparisons. Each *factor* is
-one of the paper's rule toggles (the template choices that ``CLAIM_TOGGLES`` groups, moved
-together between the paper's value and the space's other value) or any other two-value
-choice of the space (its first value is the ``+1`` level).
+one of the paper's rule toggles (the choices the space's template groups per claim in its
+``claims`` declaration, moved together between the template's default and the space's other
+value; only ``dcgan`` declares them) or any other two-value choice of the space (its first
+value is the ``+1`` level).
 
 Designs (``--sampler``):
 
@@ -43,8 +44,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ganarch.errors import GanarchError
 from ganarch.search.defaults import DESIGNS
 from ganarch.search.space import BRANCH_SEP, SearchSpace
-from ganarch.spec import TrainingSpec
-from ganarch.templates import PAPER_CHOICES
+from ganarch.templates import CLAIM_TOGGLES  # re-exported; factors read the space's template
 
 __all__ = [
     "CLAIM_TOGGLES",
@@ -63,19 +63,6 @@ __all__ = [
 DESIGN_ATTR = "design"
 RUN_ATTR = "design_run"
 
-#: For each claim of the paper (``ganarch.analysis.claims``), the template choices its toggle
-#: moves together: the paper's values on one level, ``ganarch ablate``'s change on the other.
-CLAIM_TOGGLES: dict[int, tuple[str, ...]] = {
-    1: ("g_dense_layers", "d_dense_layers"),
-    2: ("g_upsample", "d_downsample"),
-    3: ("g_norm", "d_norm"),
-    4: ("g_output_norm", "d_input_norm"),
-    5: ("g_activation", "g_output_activation"),
-    6: ("d_activation",),
-    7: ("beta1",),
-}
-
-_PAPER: dict[str, Any] = {**PAPER_CHOICES, **TrainingSpec().to_dict()}
 _LETTERS = "ABCDEFGHJKLMNOPQ"  # factor letters as the design literature writes them (no I)
 
 #: Generators of the fractional designs by (runs, factors): each added factor is the product
@@ -258,12 +245,16 @@ def _same(a: Any, b: Any) -> bool:
 def factors_of(space: SearchSpace) -> list[Factor]:
     """The space's two-level factors: claim toggles first (claim order), then other choices.
 
-    Every searched choice must be a list of exactly two values (a claim toggle's list must
-    hold the paper's value) and unconditional; the error names the first one that is not.
+    Claim toggles are those the space's template declares (``TemplateInfo.claims``); a
+    template that declares none has only plain factors. Every searched choice must be a list
+    of exactly two values (a claim toggle's list must hold the template's default, the
+    paper's value) and unconditional; the error names the first one that is not.
     """
     by_claim: dict[int, list[tuple[str, Any, Any]]] = {}
     others: list[Factor] = []
-    owner = {name: claim for claim, names in CLAIM_TOGGLES.items() for name in names}
+    info = space.info
+    paper_values = info.resolve()
+    owner = {name: claim for claim, names in info.claims.items() for name in names}
     for choice in space.choices:
         values = list(choice.values) if choice.values is not None else None
         if values is not None and len(values) == 1:
@@ -274,7 +265,7 @@ def factors_of(space: SearchSpace) -> list[Factor]:
                 f"{where}: a two-level design needs a list of exactly two values, "
                 f"not {'a range' if values is None else f'{len(values)} values'}"
             )
-        if choice.when or "_params." in choice.name or choice.name == "dense_features":
+        if space.is_conditional(choice):
             raise GanarchError(f"{where}: a two-level design cannot vary a conditional choice")
         claim = owner.get(choice.name)
         if claim is None:
@@ -282,7 +273,7 @@ def factors_of(space: SearchSpace) -> list[Factor]:
                 Factor(choice.name, None, {choice.name: values[0]}, {choice.name: values[1]})
             )
             continue
-        paper = _PAPER[choice.name]
+        paper = paper_values[choice.name]
         if not any(_same(v, paper) for v in values):
             raise GanarchError(
                 f"{where}: a claim toggle's two values must include the paper's {paper!r}"
