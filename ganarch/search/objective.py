@@ -41,7 +41,7 @@ import optuna
 import torch
 
 from ganarch.errors import HostError, SpecError
-from ganarch.search.space import SearchSpace, resolve_choices
+from ganarch.search.space import SearchSpace
 from ganarch.search.storage import ACTIVE_TRIALS, WORKER_ATTR, worker_identity
 
 __all__ = [
@@ -131,7 +131,7 @@ class TrialRunner:
         earlier = _finished_twin(trial)
         if earlier is not None:
             return self._copy(trial, earlier)
-        trial.set_user_attr("choices", _jsonable(resolve_choices(choices)))
+        trial.set_user_attr("choices", _jsonable(self.space.resolve(choices)))
         engine = self.engine()
         out_dir = Path(s.out) / f"trial-{trial.number}"
         last: dict[str, Any] = {}
