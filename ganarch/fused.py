@@ -36,21 +36,21 @@ from ganarch import spec as spec_module
 from ganarch.builder import Discriminator, Generator
 from ganarch.device import choose_device
 from ganarch.errors import GanarchError
+from ganarch.settings import DEFAULT_N_EVAL, RunSettings, settings_from
 from ganarch.spec import GANSpec
 from ganarch.stepper import StepOptions, Stepper, graph_blocker
 from ganarch.training import (
-    DEFAULT_N_EVAL,
     AfterEval,
     Evaluate,
     FitContext,
     FitResult,
     SeedRun,
     _Progress,
-    check_run_args,
     fit,
     make_adam,
     resolve_data,
     resolve_spec,
+    run_steps,
 )
 
 __all__ = [
@@ -161,12 +161,25 @@ def _probe(spec: GANSpec, device: torch.device, options: StepOptions) -> str | N
     return None
 
 
+#: ``fit_seeds``'s keyword defaults, as ``RunSettings`` fields (``settings=`` leaves them so).
+FIT_SEEDS_DEFAULTS: dict[str, Any] = {
+    "steps": 1000,
+    "seeds": None,
+    "device": None,
+    "eval_every": None,
+    "n_eval": DEFAULT_N_EVAL,
+    "progress": True,
+    "training": None,
+    "options": None,
+}
+
+
 def fit_seeds(
     spec: GANSpec | str | Path,
     data: Any,
-    steps: int,
+    steps: int = FIT_SEEDS_DEFAULTS["steps"],
     *,
-    seeds: Sequence[int],
+    seeds: Sequence[int] | None = None,
     device: str | torch.device | None = None,
     out_dirs: Sequence[Path | None] | None = None,
     overwrite: bool = False,
@@ -177,6 +190,7 @@ def fit_seeds(
     training: Any = None,
     options: StepOptions | None = None,
     after_point: Callable[[int], None] | None = None,
+    settings: RunSettings | None = None,
 ) -> list[FitResult]:
     """Train ``spec`` once per seed — fused into one network where it can be, else one
     after another — and return one :class:`FitResult` per seed, in ``seeds`` order.
@@ -192,23 +206,36 @@ def fit_seeds(
     training done so far in seed-steps, counted as if no seed had stopped: ``K * step``
     fused, ``i * steps + step`` for seed ``i`` sequential. A pruner that compares trials at
     equal effort (and waits for half of ``K * steps``) then treats both ways alike.
+
+    ``settings`` (a :class:`ganarch.settings.RunSettings` naming every seed) replaces the
+    keyword arguments from ``steps`` to ``options``.
     """
     t0 = time.perf_counter()
-    seeds = list(seeds)
-    if not seeds:
-        raise GanarchError("fit_seeds needs at least one seed")
-    if len(set(seeds)) != len(seeds):
-        raise GanarchError(f"seeds must be distinct, got {seeds}")
-    spec = resolve_spec(spec, training)
-    eval_every = check_run_args(steps, seeds[0], n_eval, eval_every)
-    for s in seeds[1:]:
-        check_run_args(steps, s, n_eval, eval_every)
-    options = options if options is not None else StepOptions.from_env()
+    if settings is None:
+        seeds = list(seeds) if seeds is not None else []
+        if not seeds:
+            raise GanarchError("fit_seeds needs at least one seed")
+    given = dict(
+        steps=steps,
+        seeds=None if seeds is None else tuple(seeds),
+        device=device,
+        eval_every=eval_every,
+        n_eval=n_eval,
+        progress=progress,
+        training=training,
+        options=options,
+    )
+    settings = settings_from(settings, given, FIT_SEEDS_DEFAULTS)
+    spec = resolve_spec(spec, settings.training)
+    settings = settings.replace(training=None)  # applied to the spec once, here
+    seeds = list(settings.seeds)
+    options = settings.step_options()
     out_dirs = list(out_dirs) if out_dirs is not None else [None] * len(seeds)
     hooks = list(hooks) if hooks is not None else [SeedHooks()] * len(seeds)
     if len(out_dirs) != len(seeds) or len(hooks) != len(seeds):
         raise GanarchError("fit_seeds needs one out_dir and one hooks entry per seed")
-    dev = choose_device(device)
+    dev = choose_device(settings.device)
+    settings = settings.replace(device=dev, options=options)
     dataset, data_name = resolve_data(data, spec, dev)
 
     reason = _why_sequential(spec, dev, options, len(seeds))
@@ -218,39 +245,19 @@ def fit_seeds(
             r = fit(
                 spec,
                 dataset,
-                steps,
-                seed=s,
-                device=dev,
                 out_dir=out,
                 overwrite=overwrite,
-                eval_every=eval_every,
-                n_eval=n_eval,
                 prepare=h.prepare,
                 evaluate=h.evaluate,
-                after_eval=_then_point(h.after_eval, after_point, i * steps),
-                progress=progress,
-                options=options,
+                after_eval=_then_point(h.after_eval, after_point, i * settings.steps),
+                settings=settings.for_seed(s),
             )
             r.data = data_name
             r.engine.update({"seeds": "sequential", "seeds_reason": reason})
             results.append(r)
         return results
     return _fit_fused(
-        spec,
-        dataset,
-        data_name,
-        steps,
-        seeds,
-        dev,
-        out_dirs,
-        overwrite,
-        eval_every,
-        n_eval,
-        hooks,
-        progress,
-        options,
-        t0,
-        after_point,
+        spec, dataset, data_name, settings, dev, out_dirs, overwrite, hooks, t0, after_point
     )
 
 
@@ -349,19 +356,15 @@ def _fit_fused(
     spec: GANSpec,
     dataset: Any,
     data_name: str,
-    steps: int,
-    seeds: list[int],
+    settings: RunSettings,
     dev: torch.device,
     out_dirs: list[Path | None],
     overwrite: bool,
-    eval_every: int,
-    n_eval: int,
     hooks: list[SeedHooks],
-    progress: bool,
-    options: StepOptions,
     t0: float,
     after_point: Callable[[int], None] | None,
 ) -> list[FitResult]:
+    seeds, steps, options = list(settings.seeds), settings.steps, settings.step_options()
     k = len(seeds)
     outs = []
     for s, out_dir, h in zip(seeds, out_dirs, hooks, strict=True):
@@ -373,37 +376,34 @@ def _fit_fused(
         outs.append(out)
     fs = make_fused_step(spec, dataset.images, seeds, dev, options)
     g, d, gs, ds = fs.g, fs.d, fs.generators, fs.discriminators
-    stepper, sums, autocast = fs.stepper, fs.sums, fs.autocast
+    autocast = fs.autocast
     runs = [
-        SeedRun(spec, s, steps, n_eval, dev, out, h.evaluate, h.after_eval)
+        SeedRun(spec, settings.for_seed(s), dev, out, h.evaluate, h.after_eval)
         for s, out, h in zip(seeds, outs, hooks, strict=True)
     ]
 
     live = list(range(k))
-    count = 0
-    bar = _Progress(progress, steps, f"train {data_name} ×{k} seeds")
+    bar = _Progress(settings.progress, steps, f"train {data_name} ×{k} seeds")
+
+    def at_point(step: int, means: list[list[float]]) -> bool:
+        # ``means``: one read of the device for all seeds
+        for i in list(live):
+            G = g.unstack(i)
+            d.unstack(i)
+            if runs[i].evaluation_point(step, means[i], G, autocast):
+                live.remove(i)  # diverged: its modules keep this point's weights
+        if not live:
+            return True
+        if after_point is not None:
+            after_point(k * step)  # all K seeds' steps: effort as in the sequential way
+        bar.info(runs[live[0]].shown)
+        return False
+
     try:
-        for step in range(1, steps + 1):
-            stepper()
-            count += 1
-            bar.advance()
-            if step % eval_every and step != steps:
-                continue
-            means = (sums / count).tolist()  # one read of the device for all seeds
-            sums.zero_()
-            count = 0
-            for i in list(live):
-                G = g.unstack(i)
-                d.unstack(i)
-                if runs[i].evaluation_point(step, means[i], G, autocast):
-                    live.remove(i)  # diverged: its modules keep this point's weights
-            if not live:
-                break
-            if after_point is not None:
-                after_point(k * step)  # all K seeds' steps: effort as in the sequential way
-            bar.info(runs[live[0]].shown)
+        run_steps(fs.stepper, fs.sums, steps, settings.every, at_point, bar)
     finally:
         bar.close()
+    stepper = fs.stepper
     engine = {
         **stepper.record(),
         "precision": options.precision if dev.type == "cuda" else "float32",

@@ -9,6 +9,11 @@ The loop hands each evaluation's samples to a ``ganarch.score.Evaluator``; this 
 the history into stability (``ganarch.score.stability``) and the objective
 (``ganarch.score.objective``), and keeps ``metrics.json`` current after every evaluation, so
 a run stopped in ``on_eval`` (a pruned trial) leaves its history so far.
+
+How a run trains is one :class:`ganarch.settings.RunSettings` (``settings=``, or built from
+the keyword arguments); the exploding-loss threshold in it is the stability scorer's
+(``ganarch.score.stability.EXPLODING_LOSS``). Both results are a :class:`Scored`: the one
+type a search's trial records its outcome from.
 """
 
 from __future__ import annotations
@@ -30,20 +35,22 @@ from ganarch.device import choose_device
 from ganarch.errors import GanarchError
 from ganarch.fused import SeedHooks, fit_seeds
 from ganarch.score.objective import objective as combine_objective
-from ganarch.score.stability import aggregate_seeds, stability
+from ganarch.score.stability import EXPLODING_LOSS, aggregate_seeds, stability
+from ganarch.settings import DEFAULT_N_EVAL, RunSettings, default_eval_every, settings_from
 from ganarch.spec import GANSpec
 from ganarch.stepper import StepOptions
-from ganarch.training import (
-    DEFAULT_N_EVAL,
-    FitContext,
-    FitResult,
-    default_eval_every,
-    fit,
-    resolve_data,
-    resolve_spec,
-)
+from ganarch.training import FIT_DEFAULTS, FitContext, FitResult, fit, resolve_data, resolve_spec
 
-__all__ = ["SeedsResult", "TrainResult", "default_eval_every", "train", "train_seeds"]
+__all__ = [
+    "RunSettings",
+    "Scored",
+    "SeedsResult",
+    "TrainResult",
+    "default_eval_every",
+    "scored_settings",
+    "train",
+    "train_seeds",
+]
 
 OnEval = Callable[[int, Mapping[str, Any]], None]
 OnPoint = Callable[[int, list[tuple[int, Mapping[str, Any]]]], None]
@@ -64,7 +71,32 @@ class _ReadsLikeADict:
 
 
 @dataclass
-class TrainResult(_ReadsLikeADict):
+class Scored(_ReadsLikeADict):
+    """A scored outcome: what every result of this module carries, and the one type a
+    search's trial records its user attributes from (``ganarch.search.objective``).
+
+    ``metrics`` are the evaluator's (FID, KID, precision, recall, ...); ``stability_components``
+    every stability component with the combined ``stability_components["stability"]``;
+    ``failure`` why a run diverged (``None`` otherwise); ``engine`` how the step ran.
+    """
+
+    quality: float
+    stability: float
+    stability_components: dict[str, Any]
+    objective: float
+    diverged: bool
+    failure: str | None
+    metrics: dict[str, Any]
+    engine: dict[str, Any]
+
+    @property
+    def seed_objectives(self) -> list[float]:
+        """Each seed's own objective, in seed order (one here)."""
+        return [self.objective]
+
+
+@dataclass
+class TrainResult(Scored):
     """What a training run produced.
 
     ``metrics`` are the final evaluation's metrics (FID, KID, precision, recall, ...);
@@ -76,13 +108,6 @@ class TrainResult(_ReadsLikeADict):
     spec: GANSpec
     generator: Generator
     discriminator: Discriminator
-    metrics: dict[str, Any]
-    quality: float
-    stability: float
-    stability_components: dict[str, Any]
-    objective: float
-    diverged: bool
-    failure: str | None
     history: list[dict[str, Any]]
     seed: int
     steps: int  # steps asked for
@@ -91,9 +116,6 @@ class TrainResult(_ReadsLikeADict):
     seconds: float
     data: str
     out_dir: Path | None = None
-    #: How the step ran (``step``: graph/eager and why, ``precision``, ``seeds``: fused or
-    #: sequential and why); see ``ganarch.training.FitResult.engine``.
-    engine: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """Plain data (what ``metrics.json`` holds, without the history and versions)."""
@@ -117,17 +139,16 @@ class TrainResult(_ReadsLikeADict):
 
 
 @dataclass
-class SeedsResult(_ReadsLikeADict):
-    """Several seeds of one spec: the runs, and quality/stability/objective across them."""
+class SeedsResult(Scored):
+    """Several seeds of one spec: the runs, and quality/stability/objective across them
+    (``metrics``: each metric's mean over the seeds that did not diverge)."""
 
-    results: list[TrainResult]
-    quality: float
-    stability: float
-    stability_components: dict[str, Any]
-    objective: float
-    diverged: bool
-    metrics: dict[str, Any] = field(default_factory=dict)
-    engine: dict[str, Any] = field(default_factory=dict)
+    results: list[TrainResult] = field(default_factory=list)
+
+    @property
+    def seed_objectives(self) -> list[float]:
+        """Each seed's own objective, in seed order: a designed study's paired replicates."""
+        return [r.objective for r in self.results]
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -310,6 +331,7 @@ def train(
     training: Mapping[str, Any] | None = None,
     n_eval: int = DEFAULT_N_EVAL,
     options: StepOptions | None = None,
+    settings: RunSettings | None = None,
 ) -> TrainResult:
     """Train ``spec`` on ``data`` for ``steps`` generator updates and score it.
 
@@ -335,9 +357,14 @@ def train(
     :param n_eval: images generated per evaluation (fewer is faster, noisier).
     :param options: how the step runs (``ganarch.stepper.StepOptions``: precision, CUDA
         graph); default from the environment. ``result.engine`` records how it ran.
+    :param settings: ``steps``, ``seed``, ``device``, ``eval_every``, ``n_eval``,
+        ``progress``, ``training`` and ``options`` as one :class:`RunSettings` (one seed);
+        those keyword arguments must then be left out. The same settings give the same
+        result bit for bit on the CPU, whichever way they are passed.
 
-    A run whose losses become NaN/inf or explode stops early and is reported with
-    ``diverged=True``, stability 0 and objective 0; it does not raise.
+    A run whose losses become NaN/inf or explode (above the stability scorer's
+    ``EXPLODING_LOSS``, unless ``settings.exploding_loss`` says otherwise) stops early and is
+    reported with ``diverged=True``, stability 0 and objective 0; it does not raise.
 
     Example::
 
@@ -346,28 +373,43 @@ def train(
         result = ganarch.train(ganarch.dcgan_spec(32, 1, width=32), "digits", steps=800)
         result.objective, result.metrics["fid"]
     """
-    scoring = _Scoring(seed, steps, evaluator, on_eval)
-    fitted = fit(
-        spec,
-        data,
-        steps,
-        seed=seed,
+    given = dict(
+        steps=steps,
+        seeds=(seed,),
         device=device,
-        out_dir=out_dir,
-        overwrite=overwrite,
         eval_every=eval_every,
         n_eval=n_eval,
-        prepare=scoring.prepare,
-        evaluate=scoring.evaluate,
-        after_eval=scoring.after_eval,
         progress=progress,
         training=training,
         options=options,
     )
+    settings = scored_settings(settings_from(settings, given, FIT_DEFAULTS))
+    scoring = _Scoring(settings.seed, settings.steps, evaluator, on_eval)
+    fitted = fit(
+        spec,
+        data,
+        out_dir=out_dir,
+        overwrite=overwrite,
+        prepare=scoring.prepare,
+        evaluate=scoring.evaluate,
+        after_eval=scoring.after_eval,
+        settings=settings,
+    )
     return scoring.finish(fitted)
 
 
+def scored_settings(settings: RunSettings) -> RunSettings:
+    """``settings`` with the stability scorer's exploding-loss rule where none is set: a run
+    stops as diverged exactly where ``ganarch.score.stability`` would call it diverged."""
+    if settings.exploding_loss is not None:
+        return settings
+    return settings.replace(exploding_loss=EXPLODING_LOSS)
+
+
 # --- several seeds -----------------------------------------------------------------------------
+
+#: ``train_seeds``'s keyword defaults, as ``RunSettings`` fields.
+TRAIN_SEEDS_DEFAULTS: dict[str, Any] = {**FIT_DEFAULTS, "seeds": (0, 1, 2)}
 
 
 def train_seeds(
@@ -387,6 +429,7 @@ def train_seeds(
     n_eval: int = DEFAULT_N_EVAL,
     options: StepOptions | None = None,
     on_point: OnPoint | None = None,
+    settings: RunSettings | None = None,
 ) -> SeedsResult:
     """Train ``spec`` once per seed and combine: quality is the mean final quality,
     stability adds the spread across seeds (see ``ganarch.score.stability.aggregate_seeds``).
@@ -402,14 +445,31 @@ def train_seeds(
     (``ganarch.fused``), each with its own weights, statistics, optimizer state and data
     order, and are evaluated in seed order at each evaluation point; otherwise one after
     another. ``result.engine`` says which and why.
+
+    ``settings`` (a :class:`RunSettings` naming every seed) replaces the keyword arguments
+    ``steps``, ``seeds``, ``device``, ``eval_every``, ``n_eval``, ``progress``, ``training``
+    and ``options``.
     """
-    seeds = list(seeds)
-    if not seeds:
-        raise GanarchError("train_seeds needs at least one seed")
-    if len(set(seeds)) != len(seeds):
-        raise GanarchError(f"seeds must be distinct, got {seeds}")
-    dev = choose_device(device)
-    spec = resolve_spec(spec, training)
+    if settings is None:
+        seeds = list(seeds)
+        if not seeds:
+            raise GanarchError("train_seeds needs at least one seed")
+        if len(set(seeds)) != len(seeds):
+            raise GanarchError(f"seeds must be distinct, got {seeds}")
+    given = dict(
+        steps=steps,
+        seeds=tuple(seeds),
+        device=device,
+        eval_every=eval_every,
+        n_eval=n_eval,
+        progress=progress,
+        training=training,
+        options=options,
+    )
+    settings = scored_settings(settings_from(settings, given, TRAIN_SEEDS_DEFAULTS))
+    seeds, steps = list(settings.seeds), settings.steps
+    dev = choose_device(settings.device)
+    spec = resolve_spec(spec, settings.training)
     root = artifacts.prepare_run_dir(out_dir, overwrite) if out_dir is not None else None
     dataset, data_name = resolve_data(data, spec, dev)
     if evaluator is None:
@@ -436,17 +496,11 @@ def train_seeds(
     fitted = fit_seeds(
         spec,
         dataset,
-        steps,
-        seeds=seeds,
-        device=dev,
         out_dirs=[root / f"seed-{s}" if root is not None else None for s in seeds],
         overwrite=overwrite,
-        eval_every=eval_every,
-        n_eval=n_eval,
         hooks=[sc.hooks() for sc in scorings],
-        progress=progress,
-        options=options,
         after_point=after_point,
+        settings=settings.replace(device=dev, training=None),  # applied to ``spec`` above
     )
     results = [sc.finish(f) for sc, f in zip(scorings, fitted, strict=True)]
     agg = aggregate_seeds([{**r.stability_components, "quality": r.quality} for r in results])
@@ -459,6 +513,7 @@ def train_seeds(
         stability_components=agg,
         objective=obj,
         diverged=agg["diverged"],
+        failure=None,  # each seed's own is in ``results``
         metrics=metrics,
         engine=dict(results[0].engine),
     )

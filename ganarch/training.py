@@ -16,8 +16,15 @@ On CUDA the step loop never waits for the GPU: running sums stay on the device a
 only at evaluation points, where NaN/inf and exploding losses are detected too; the step is
 captured once in a CUDA graph and replayed (``ganarch.stepper``), eager when capture fails.
 
-``fit`` is set-up, a step (``_gan_step``) and an evaluation point (``SeedRun``); the fused
-trainer of several seeds (``ganarch.fused``) reuses the evaluation point per seed.
+How a run trains (steps, seeds, device, evaluation points, the step's options, ...) is one
+:class:`ganarch.settings.RunSettings`; ``fit``'s keyword arguments build it.
+
+``fit`` is set-up (:func:`set_up`), a step (:func:`make_step`, ``_gan_step``), the loop that
+calls the step and reads the device only at evaluation points (:func:`run_steps`) and an
+evaluation point (:meth:`SeedRun.evaluation_point`); the fused trainer of several seeds
+(``ganarch.fused``) reuses the loop and the evaluation point per seed. Whether a loss has
+exploded is the stability scorer's rule (``ganarch.score.stability.EXPLODING_LOSS``), handed
+down in ``RunSettings.exploding_loss``: the trainer itself stops only on NaN/inf.
 """
 
 from __future__ import annotations
@@ -36,17 +43,26 @@ from ganarch import artifacts
 from ganarch.builder import Discriminator, Generator
 from ganarch.device import choose_device
 from ganarch.errors import GanarchError
+from ganarch.settings import (
+    DEFAULT_EVALUATIONS,
+    DEFAULT_N_EVAL,
+    RunSettings,
+    default_eval_every,
+    settings_from,
+)
 from ganarch.spec import GANSpec, load_spec
 from ganarch.stepper import StepOptions, Stepper, graph_blocker
 
 __all__ = [
     "DEFAULT_EVALUATIONS",
     "DEFAULT_N_EVAL",
-    "EXPLODING_LOSS",
+    "FIT_DEFAULTS",
     "GRID_SAMPLES",
     "FitContext",
     "FitResult",
+    "RunSettings",
     "SeedRun",
+    "SetUp",
     "Step",
     "StepOptions",
     "check_run_args",
@@ -56,17 +72,23 @@ __all__ = [
     "make_step",
     "resolve_data",
     "resolve_spec",
+    "run_steps",
+    "set_up",
 ]
 
 #: Size of the fixed-noise sample grid (8 × 8).
 GRID_SAMPLES = 64
-#: Images generated per evaluation.
-DEFAULT_N_EVAL = 1000
-#: Evaluations in a run when ``eval_every`` is not given.
-DEFAULT_EVALUATIONS = 5
-#: A mean loss above this is an explosion (BCE of a logit of −100: D is beyond any use).
-#: ``ganarch.score.stability`` re-exports it: the scorer reads histories by the same rule.
-EXPLODING_LOSS = 100.0
+#: ``fit``'s keyword defaults, as ``RunSettings`` fields (``settings=`` must leave them so).
+FIT_DEFAULTS: dict[str, Any] = {
+    "steps": 1000,
+    "seeds": (0,),
+    "device": None,
+    "eval_every": None,
+    "n_eval": DEFAULT_N_EVAL,
+    "progress": True,
+    "training": None,
+    "options": None,
+}
 
 #: ``evaluate(step, samples) -> values`` merged into the evaluation's record.
 Evaluate = Callable[[int, torch.Tensor], Mapping[str, Any]]
@@ -114,11 +136,6 @@ class FitResult:
     #: How the step ran: ``step`` ("graph"/"eager"), ``reason`` (why not a graph),
     #: ``precision``, and for fused seeds ``seeds`` ("fused"/"sequential") and its reason.
     engine: dict[str, Any] = field(default_factory=dict)
-
-
-def default_eval_every(steps: int) -> int:
-    """About ``DEFAULT_EVALUATIONS`` evaluations per run."""
-    return max(1, math.ceil(steps / DEFAULT_EVALUATIONS))
 
 
 # --- the pieces --------------------------------------------------------------------------------
@@ -228,18 +245,9 @@ class _Progress:
 
 
 def check_run_args(steps: Any, seed: Any, n_eval: Any, eval_every: Any) -> int:
-    """Refuse bad loop arguments with a one-line error; returns ``eval_every`` resolved."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise GanarchError(f"steps must be a positive integer, got {steps!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise GanarchError(f"seed must be an integer, got {seed!r}")
-    if isinstance(n_eval, bool) or not isinstance(n_eval, int) or n_eval < 6:
-        raise GanarchError(f"n_eval must be an integer of at least 6, got {n_eval!r}")
-    if eval_every is None:
-        eval_every = default_eval_every(steps)
-    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
-        raise GanarchError(f"eval_every must be a positive integer, got {eval_every!r}")
-    return eval_every
+    """Refuse bad loop arguments with a one-line error (``RunSettings``'s checks); returns
+    ``eval_every`` resolved."""
+    return RunSettings(steps=steps, seeds=(seed,), n_eval=n_eval, eval_every=eval_every).every
 
 
 def make_adam(
@@ -266,19 +274,20 @@ class SeedRun:
     def __init__(
         self,
         spec: GANSpec,
-        seed: int,
-        steps: int,
-        n_eval: int,
+        settings: RunSettings,
         device: torch.device,
         out: Path | None,
         evaluate: Evaluate | None,
         after_eval: AfterEval | None,
     ) -> None:
-        self.spec, self.seed, self.steps, self.out = spec, seed, steps, out
+        self.spec, self.seed, self.steps, self.out = spec, settings.seed, settings.steps, out
+        self.exploding_loss = settings.exploding_loss
         self.evaluate, self.after_eval = evaluate, after_eval
-        eval_gen = torch.Generator().manual_seed(seed)
+        eval_gen = torch.Generator().manual_seed(self.seed)
         self.grid_z = torch.randn(GRID_SAMPLES, spec.latent_dim, generator=eval_gen).to(device)
-        self.eval_z = torch.randn(n_eval, spec.latent_dim, generator=eval_gen).to(device)
+        self.eval_z = torch.randn(
+            settings.n_eval, spec.latent_dim, generator=eval_gen
+        ).to(device)
         self.history: list[dict[str, Any]] = []
         self.failure: str | None = None
         self.steps_done = 0
@@ -300,8 +309,8 @@ class SeedRun:
         }
         if not all(math.isfinite(v) for v in means):
             self.failure = "nan"
-        elif max(loss_d_m, loss_g_m) > EXPLODING_LOSS:
-            self.failure = "exploding loss"
+        elif self.exploding_loss is not None and max(loss_d_m, loss_g_m) > self.exploding_loss:
+            self.failure = "exploding loss"  # the scorer's rule (RunSettings.exploding_loss)
         if self.failure is None:
             samples = _generate(G, self.eval_z, max(self.spec.training.batch_size, 256), autocast)
             if not bool(torch.isfinite(samples).all()):
@@ -463,10 +472,88 @@ def make_step(
     return Step(stepper, sums, autocast)
 
 
+@dataclass
+class SetUp:
+    """A run ready for its first step: what :func:`set_up` resolved and built."""
+
+    context: FitContext
+    settings: RunSettings
+    options: StepOptions
+    generator: Generator
+    discriminator: Discriminator
+    step: Step
+    run: SeedRun
+
+
+def set_up(
+    spec: GANSpec | str | Path,
+    data: Any,
+    settings: RunSettings,
+    *,
+    out_dir: str | Path | None = None,
+    overwrite: bool = False,
+    prepare: Callable[[FitContext], None] | None = None,
+    evaluate: Evaluate | None = None,
+    after_eval: AfterEval | None = None,
+    started: float | None = None,
+) -> SetUp:
+    """Everything before ``fit``'s first step: the spec with its overrides, the device, the
+    data on it, the networks (built before any file is written: a bad spec leaves no run
+    dir), the run directory, ``prepare``, the step and the seed's evaluation side."""
+    t0 = time.perf_counter() if started is None else started
+    spec = resolve_spec(spec, settings.training)
+    seed = settings.seed
+    options = settings.step_options()
+    dev = choose_device(settings.device)
+    dataset, data_name = resolve_data(data, spec, dev)
+    torch.manual_seed(seed)  # the initial weights
+    G, D = spec.build(init=True)
+    G.to(dev).train()
+    D.to(dev).train()
+
+    out = artifacts.prepare_run_dir(out_dir, overwrite) if out_dir is not None else None
+    if out is not None:
+        spec.save(out / "spec.json")
+    context = FitContext(spec, dataset, data_name, dev, out, seed, settings.steps, t0)
+    if prepare is not None:
+        prepare(context)
+    # Seeded again so any random op inside a plugin block (dropout, noise) sees the same
+    # stream whatever ``prepare`` did (an evaluator built there trains a feature net).
+    torch.manual_seed(seed)
+    step = make_step(spec, G, D, dataset.images, seed, dev, options)
+    run = SeedRun(spec, settings, dev, out, evaluate, after_eval)
+    return SetUp(context, settings, options, G, D, step, run)
+
+
+def run_steps(
+    stepper: Callable[[], None],
+    sums: torch.Tensor,
+    steps: int,
+    every: int,
+    at_point: Callable[[int, list[Any]], bool],
+    bar: _Progress,
+) -> None:
+    """Call ``stepper`` ``steps`` times; every ``every`` steps and at the last one, read the
+    means of ``sums`` since the previous point (the only read of device values) and hand
+    them to ``at_point(step, means)``, which returns True to stop."""
+    count = 0
+    for step in range(1, steps + 1):
+        stepper()
+        count += 1
+        bar.advance()
+        if step % every and step != steps:
+            continue
+        means = (sums / count).tolist()
+        sums.zero_()
+        count = 0
+        if at_point(step, means):
+            break
+
+
 def fit(
     spec: GANSpec | str | Path,
     data: Any = "digits",
-    steps: int = 1000,
+    steps: int = FIT_DEFAULTS["steps"],
     *,
     seed: int = 0,
     device: str | torch.device | None = None,
@@ -480,6 +567,7 @@ def fit(
     progress: bool = True,
     training: Mapping[str, Any] | None = None,
     options: StepOptions | None = None,
+    settings: RunSettings | None = None,
 ) -> FitResult:
     """Train ``spec`` on ``data`` for ``steps`` generator updates.
 
@@ -506,63 +594,64 @@ def fit(
     :param training: overrides of ``spec.training`` (``{"lr_d": 1e-4}``).
     :param options: how the step runs (precision, CUDA graph; see
         :class:`ganarch.stepper.StepOptions`); default from the environment.
+    :param settings: all of the above from ``steps`` to ``options`` (and the exploding-loss
+        rule) as one :class:`ganarch.settings.RunSettings` with one seed; those keyword
+        arguments must then be left out.
 
-    A run whose losses or samples become NaN/inf, or whose losses exceed ``EXPLODING_LOSS``,
-    stops at that evaluation point with ``diverged=True``; it does not raise. On CUDA the step
-    is captured in a CUDA graph when it can be; ``FitResult.engine`` says how it ran.
+    A run whose losses or samples become NaN/inf, or whose losses exceed
+    ``settings.exploding_loss`` (when set), stops at that evaluation point with
+    ``diverged=True``; it does not raise. On CUDA the step is captured in a CUDA graph when
+    it can be; ``FitResult.engine`` says how it ran.
     """
     t0 = time.perf_counter()
-    spec = resolve_spec(spec, training)
-    eval_every = check_run_args(steps, seed, n_eval, eval_every)
-    options = options if options is not None else StepOptions.from_env()
-    dev = choose_device(device)
-    dataset, data_name = resolve_data(data, spec, dev)
-    torch.manual_seed(seed)  # the initial weights
-    G, D = spec.build(init=True)  # before any file is written: a bad spec leaves no run dir
-    G.to(dev).train()
-    D.to(dev).train()
+    given = dict(
+        steps=steps,
+        seeds=(seed,),
+        device=device,
+        eval_every=eval_every,
+        n_eval=n_eval,
+        progress=progress,
+        training=training,
+        options=options,
+    )
+    settings = settings_from(settings, given, FIT_DEFAULTS)
+    s = set_up(
+        spec,
+        data,
+        settings,
+        out_dir=out_dir,
+        overwrite=overwrite,
+        prepare=prepare,
+        evaluate=evaluate,
+        after_eval=after_eval,
+        started=t0,
+    )
+    G, run, autocast = s.generator, s.run, s.step.autocast
+    bar = _Progress(settings.progress, settings.steps, f"train {s.context.data}")
 
-    out = artifacts.prepare_run_dir(out_dir, overwrite) if out_dir is not None else None
-    if out is not None:
-        spec.save(out / "spec.json")
-    if prepare is not None:
-        prepare(FitContext(spec, dataset, data_name, dev, out, seed, steps, t0))
-    # Seeded again so any random op inside a plugin block (dropout, noise) sees the same
-    # stream whatever ``prepare`` did (an evaluator built there trains a feature net).
-    torch.manual_seed(seed)
-    step_ = make_step(spec, G, D, dataset.images, seed, dev, options)
-    stepper, sums, autocast = step_.stepper, step_.sums, step_.autocast
-    run = SeedRun(spec, seed, steps, n_eval, dev, out, evaluate, after_eval)
-    count = 0
-    bar = _Progress(progress, steps, f"train {data_name}")
-    try:
-        for step in range(1, steps + 1):
-            stepper()
-            count += 1
-            bar.advance()
-            if step % eval_every and step != steps:
-                continue
-            # -- evaluation point: the only place the loop reads device values --------------
-            means = (sums / count).tolist()
-            sums.zero_()
-            count = 0
-            if run.evaluation_point(step, means, G, autocast):
-                break
+    def at_point(step: int, means: list[float]) -> bool:
+        stop = run.evaluation_point(step, means, G, autocast)
+        if not stop:
             bar.info(run.shown)
+        return stop
+
+    try:
+        run_steps(s.step.stepper, s.step.sums, settings.steps, settings.every, at_point, bar)
     finally:
         bar.close()
+    dev = s.context.device
     engine = {
-        **stepper.record(),
-        "precision": _precision(options, dev),
-        "channels_last": options.uses_channels_last(dev),
+        **s.step.stepper.record(),
+        "precision": _precision(s.options, dev),
+        "channels_last": s.options.uses_channels_last(dev),
     }
     return run.finish(
         G,
-        D,
+        s.discriminator,
         device=dev,
         started=t0,
-        data=data_name,
-        dataset=dataset,
+        data=s.context.data,
+        dataset=s.context.dataset,
         autocast=autocast,
         engine=engine,
     )

@@ -26,7 +26,7 @@ FLOORS: list[set[str]] = [
     {"errors", "plugin", "registry", "_version", "_lazy"},
     {"spec", "templates", "dcgan", "builder"},
     {"data", "device", "artifacts"},
-    {"training", "stepper", "fused"},
+    {"training", "stepper", "fused", "settings"},
     {"score", "run"},
     {"search"},
     {"analysis"},

@@ -42,8 +42,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# The trainer stops a run by this rule; histories are read by the same one.
-from ganarch.training import EXPLODING_LOSS
+#: A mean loss above this is an explosion (BCE of a logit of −100: D is beyond any use).
+#: The scorer owns the rule; ``ganarch.train`` hands it to the trainer (through
+#: ``RunSettings.exploding_loss``), so a run stops exactly where its history reads diverged.
+EXPLODING_LOSS = 100.0
 
 __all__ = [
     "EXPLODING_LOSS",
