@@ -38,6 +38,7 @@ __all__ = [
     "print_json",
     "print_table",
     "require_storage",
+    "template_ref",
     "template_spec",
     "write_new_file",
 ]
@@ -259,33 +260,49 @@ def require_storage(storage: str | None) -> str:
     return str(require_existing(storage))
 
 
-#: ``dcgan`` or ``dcgan:SIZE``: the paper's template, in place of a spec file.
-_TEMPLATE_REF = re.compile(r"^dcgan(?::(\d+))?$")
-#: The template's size when ``dcgan`` names none: the paper's 64×64.
+#: ``NAME`` or ``NAME:SIZE``: a registered template (``ganarch templates``), in place of a spec file.
+_TEMPLATE_REF = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::(\d+))?$")
+#: A template's size when the reference names none: the DCGAN paper's 64×64.
 TEMPLATE_SIZE = 64
+
+
+def template_ref(ref: str, *, prefix: str | None = None) -> tuple[Any, int | None]:
+    """``"dcgan:32"`` -> (the ``dcgan`` template's info, 32); ``SIZE`` is ``None`` when not
+    given. Bad input (not ``NAME[:SIZE]``, or no such template) fails with the closest names;
+    the message starts with ``prefix`` (default ``"REF: "``)."""
+    from ganarch.templates import TEMPLATES, unknown_template
+
+    prefix = f"{ref}: " if prefix is None else prefix
+    m = _TEMPLATE_REF.match(ref)
+    if not m:
+        fail(f"{prefix}not a template reference; expected TEMPLATE or TEMPLATE:SIZE")
+    info = TEMPLATES.get(m.group(1))
+    if info is None:
+        fail(f"{prefix}{unknown_template(m.group(1))} (`ganarch templates` lists them)")
+    return info, int(m.group(2)) if m.group(2) else None
 
 
 def template_spec(
     ref: str, *, width: int | None = None, channels: int | None = None, data: str | None = None
 ):
-    """The spec a command argument names: a spec file, or ``dcgan[:SIZE]`` for the paper's
-    DCGAN (SIZE default 64, ``width`` default the paper's 64; channels ``channels``, else
-    the dataset's own when ``data`` is given, else 3). Every command reads refs this way."""
+    """The spec a command argument names: a spec file, or ``TEMPLATE[:SIZE]`` for a registered
+    template such as the paper's ``dcgan`` (SIZE default 64, ``width`` default the template's;
+    channels ``channels``, else the dataset's own when ``data`` is given, else 3). Every
+    command reads refs this way."""
     from ganarch.spec import load_spec
-    from ganarch.templates import dcgan_spec
 
     path = Path(ref)
     if path.exists():
         if width is not None or channels is not None:
-            fail("--width and --channels apply to the built-in template only, not a spec file")
+            fail("--width and --channels apply to a template only, not a spec file")
         return load_spec(path)
-    m = _TEMPLATE_REF.match(ref)
-    if not m:
-        fail(f"{ref}: no such file (or name the built-in template: 'dcgan' or 'dcgan:SIZE')")
-    size = int(m.group(1)) if m.group(1) else TEMPLATE_SIZE
+    if not _TEMPLATE_REF.match(ref):
+        fail(f"{ref}: no such file (or name a template: 'dcgan' or 'TEMPLATE:SIZE')")
+    info, size = template_ref(ref, prefix=f"{ref}: no such file, and ")
     if channels is None and data is not None:
         from ganarch.data import native_channels
 
         channels = native_channels(data)
-    kwargs = {} if width is None else {"width": width}
-    return dcgan_spec(image_size=size, channels=3 if channels is None else channels, **kwargs)
+    return info.spec(
+        size or TEMPLATE_SIZE, channels=3 if channels is None else channels, width=width
+    )

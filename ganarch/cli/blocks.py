@@ -1,5 +1,5 @@
-"""Commands about the building blocks and specs: ``blocks``, ``plugins``, ``validate``,
-``inspect`` and ``spec``. All read-only except ``spec -o``; every read command has ``--json``.
+"""Commands about the building blocks, templates and specs: ``blocks``, ``templates``,
+``plugins``, ``validate``, ``inspect`` and ``spec``. All read-only except ``spec -o``; every read command has ``--json``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ganarch.plugin import manager as plugin_manager
 from ganarch.cli._common import (
     JSON_OPTION,
     TEMPLATE_SIZE,
@@ -25,19 +24,22 @@ from ganarch.cli._common import (
     parse_value,
     print_json,
     print_table,
+    template_ref,
     template_spec,
     write_new_file,
 )
 from ganarch.errors import closest
+from ganarch.plugin import manager as plugin_manager
 from ganarch.registry import BLOCK_KINDS, BlockInfo, blocks, type_name
-from ganarch.templates import dcgan_spec
+from ganarch.templates import TemplateInfo, templates
 
 if TYPE_CHECKING:  # the builder imports torch: load it only when a command needs it
     from ganarch.builder import NetPlan
 
 __all__ = ["register"]
 
-TEMPLATES = ("dcgan",)
+#: How a spec argument is described in every command's help.
+SPEC_HELP = "A spec file (.json, .toml, .yaml) or 'TEMPLATE[:SIZE]', e.g. 'dcgan:32'."
 
 
 # --- blocks ----------------------------------------------------------------------------------
@@ -122,6 +124,99 @@ def blocks_command(
     print_table(t)
 
 
+# --- templates -------------------------------------------------------------------------------
+
+
+def _takes(info: TemplateInfo, choice: str) -> str:
+    """What a choice's value is, in words: ``"norm block or none"``, ``"integer >= 0"``."""
+    if choice in info.block_choices:
+        text = f"{info.block_choices[choice]} block"
+        return text + " or none" if choice in info.optional else text
+    if choice in info.int_choices:
+        return "integer >= 0"
+    if choice in info.bool_choices:
+        return "true or false"
+    return type(info.defaults[choice]).__name__
+
+
+def _notes(info: TemplateInfo, choice: str) -> list[str]:
+    notes = []
+    if choice in info.param_choices:
+        notes.append(f"block params as {choice}_params")
+    if choice in info.requires:
+        notes.append("only when one of " + ", ".join(info.requires[choice]) + " is set")
+    notes += [f"claim {c}" for c, names in info.claims.items() if choice in names]
+    return notes
+
+
+def _template_json(info: TemplateInfo, choices: bool) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "name": info.name,
+        "plugin": info.plugin,
+        "description": info.description,
+        "n_choices": len(info.defaults),
+    }
+    if choices:
+        d["choices"] = [
+            {
+                "name": c,
+                "default": v,
+                "takes": _takes(info, c),
+                "block_kind": info.block_choices.get(c),
+                "notes": _notes(info, c),
+            }
+            for c, v in info.defaults.items()
+        ]
+    return d
+
+
+def templates_command(
+    name: str | None = typer.Argument(
+        None, help="Show this template's choices (default: list every template)."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List the registered templates, or one template's choices with their defaults.
+
+    A template is what 'TEMPLATE[:SIZE]' names in train, inspect and spec, and what a
+    search space's 'template = ...' searches.
+    """
+    if name is not None:
+        if ":" in name:
+            fail(f"{name}: give the template's name only, without ':SIZE'")
+        info = template_ref(name)[0]
+        if as_json:
+            print_json(_template_json(info, choices=True))
+            return
+        t = Table(title=f"template {info.name!r} (plugin {info.plugin!r}): {info.description}")
+        for col in ("choice", "default", "takes", "notes"):
+            t.add_column(col, no_wrap=col == "choice")
+        for c, v in info.defaults.items():
+            t.add_row(
+                Text(c, style="bold"),
+                Text(repr(v)),
+                _takes(info, c),
+                Text("; ".join(_notes(info, c))),
+            )
+        print_table(t)
+        note("training settings (lr_g, lr_d, beta1, ...) are choices of every template")
+        return
+    table = templates()
+    if as_json:
+        print_json([_template_json(i, choices=False) for i in table.values()])
+        return
+    t = Table(title=f"{len(table)} template{'' if len(table) == 1 else 's'}")
+    for col in ("name", "plugin", "choices", "description"):
+        t.add_column(
+            col, no_wrap=col != "description", justify="right" if col == "choices" else "left"
+        )
+    for i in table.values():
+        t.add_row(
+            Text(i.name, style="bold"), Text(i.plugin), str(len(i.defaults)), Text(i.description)
+        )
+    print_table(t)
+
+
 # --- plugins ---------------------------------------------------------------------------------
 
 
@@ -133,7 +228,19 @@ def plugins_command(as_json: bool = JSON_OPTION) -> None:
         per_plugin.setdefault(b.plugin, []).append(b.name)
     infos = plugin_manager.plugins()
     if as_json:
-        print_json([{**dataclasses.asdict(i), "blocks": per_plugin.get(i.name, [])} for i in infos])
+        from ganarch.search.strategies import pruners, samplers
+
+        strategies = {"samplers": samplers(), "pruners": pruners()}
+        print_json(
+            [
+                {**dataclasses.asdict(i), "blocks": per_plugin.get(i.name, [])}
+                | {
+                    k: [n for n, e in t.items() if e.plugin == i.name]
+                    for k, t in strategies.items()
+                }
+                for i in infos
+            ]
+        )
         _exit_if_failed(infos)
         return
     t = Table(title=f"{len(infos)} plugin{'' if len(infos) == 1 else 's'}")
@@ -176,7 +283,7 @@ def _exit_if_failed(infos: list[plugin_manager.PluginInfo]) -> None:
 
 
 def validate_command(
-    spec: str = typer.Argument(..., help="A spec file (.json, .toml, .yaml) or 'dcgan[:SIZE]'."),
+    spec: str = typer.Argument(..., help=SPEC_HELP),
 ) -> None:
     """Check a spec against the registered blocks and infer every shape; exit 2 if invalid."""
     from ganarch.builder import plan
@@ -233,12 +340,13 @@ def _net_table(title: str, net: NetPlan) -> Table:
 
 
 def inspect_command(
-    spec: str = typer.Argument(..., help="A spec file (.json, .toml, .yaml) or 'dcgan[:SIZE]'."),
+    spec: str = typer.Argument(..., help=SPEC_HELP),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show every layer of G and D with its shapes and parameter count, without building.
 
-    'dcgan' (64×64) or 'dcgan:32' shows the paper's DCGAN without a spec file.
+    'dcgan' (64×64) or 'dcgan:32' shows the paper's DCGAN without a spec file; any
+    registered template works the same way ('ganarch templates' lists them).
     """
     from ganarch.builder import plan
 
@@ -287,7 +395,7 @@ def _parse_choices(choices: list[str]) -> dict[str, Any]:
 
 #: Template arguments that ``spec`` takes as options of their own.
 _OPTION_OF = {
-    "image_size": "--image-size (or dcgan:SIZE)",
+    "image_size": "--image-size (or TEMPLATE:SIZE)",
     "channels": "--channels",
     "latent_dim": "--latent-dim",
     "width": "--width",
@@ -295,13 +403,21 @@ _OPTION_OF = {
 
 
 def spec_command(
-    template: str = typer.Argument("dcgan", help="The template: 'dcgan' or 'dcgan:SIZE'."),
+    template: str = typer.Argument(
+        "dcgan", help="The template: 'TEMPLATE' or 'TEMPLATE:SIZE' (see 'ganarch templates')."
+    ),
     image_size: int | None = typer.Option(
         None, "--image-size", "-s", help="Image height and width (default 64, or SIZE)."
     ),
     channels: int = typer.Option(3, "--channels", "-c", help="Image channels (1 or 3)."),
-    latent_dim: int = typer.Option(100, "--latent-dim", help="Length of the noise vector."),
-    width: int = typer.Option(64, "--width", "-w", help="D's first channel count."),
+    latent_dim: int | None = typer.Option(
+        None,
+        "--latent-dim",
+        help="Length of the noise vector (default: the template's; dcgan 100).",
+    ),
+    width: int | None = typer.Option(
+        None, "--width", "-w", help="The template's width (default: the template's; dcgan 64)."
+    ),
     choice: list[str] = typer.Option(
         [],
         "--choice",
@@ -313,14 +429,12 @@ def spec_command(
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
 ) -> None:
-    """Write a template spec (the paper's DCGAN unless --choice says otherwise)."""
-    name, _, size = template.partition(":")
-    if name not in TEMPLATES or (size and not size.isdigit()):
-        fail(f"unknown template {template!r}; {closest(name, TEMPLATES)} (or 'dcgan:SIZE')")
-    if size and image_size is not None and int(size) != image_size:
+    """Write a template's spec (the paper's DCGAN unless --choice says otherwise)."""
+    info, size = template_ref(template)
+    if size is not None and image_size is not None and size != image_size:
         fail(f"{template} and --image-size {image_size} disagree; give one of them")
-    s = dcgan_spec(
-        image_size=int(size) if size else image_size or TEMPLATE_SIZE,
+    s = info.spec(
+        size or image_size or TEMPLATE_SIZE,
         channels=channels,
         latent_dim=latent_dim,
         width=width,
@@ -338,6 +452,7 @@ def spec_command(
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.command("blocks")(blocks_command)
+    app.command("templates")(templates_command)
     app.command("plugins")(plugins_command)
     app.command("validate")(validate_command)
     app.command("inspect")(inspect_command)
