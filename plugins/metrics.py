@@ -2,16 +2,21 @@
 
 Each works on the features of the dataset's own feature network (``ganarch.score``); a metric
 that does not apply (mode coverage on an unlabelled dataset, Inception FID without a weights
-file) records nothing.
+file) records nothing. Five of their values enter the quality score through declared
+:class:`QualityTerm` s, as a plugin's would (weights 0.5 FID, 0.1 precision, 0.1 density,
+0.2 modes, 0.1 spectrum; see ``Evaluator.quality``).
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Mapping
 
 import torch
 
 from ganarch.plugin import hookimpl
 from ganarch.score import quality as q
-from ganarch.score.registry import MetricContext
+from ganarch.score.registry import MetricContext, QualityTerm
 
 
 def _memo(ctx: MetricContext, key: str, make):
@@ -96,20 +101,42 @@ def inception_fid(ctx: MetricContext) -> dict[str, float]:
     return {"inception_fid": float(q.frechet_distance(*real, *fake))}
 
 
+def mode_goodness(hit: float, values: Mapping[str, float]) -> float | None:
+    """Share of the real classes hit, times exp(−KL) to the real class histogram."""
+    total = values.get("modes_total")
+    if not total:
+        return None
+    return hit / total * math.exp(-values.get("mode_kl", 0.0))
+
+
 @hookimpl
 def ganarch_register_metrics(registrar) -> None:
-    registrar.add("fid", fn=fid, higher_is_better=False)
+    registrar.add(
+        "fid",
+        fn=fid,
+        higher_is_better=False,
+        quality={"fid": QualityTerm(0.5, goodness="baseline")},
+    )
     registrar.add("kid", fn=kid, higher_is_better={"kid": False, "kid_std": False})
     registrar.add(
         "prdc",
         fn=prdc,
         higher_is_better={"precision": True, "recall": True, "density": True, "coverage": True},
+        # min(density, 1): the term is clipped to [0, 1]; recall and coverage are the
+        # diversity factor, not terms.
+        quality={"precision": QualityTerm(0.1), "density": QualityTerm(0.1)},
     )
     registrar.add(
         "modes",
         fn=modes,
         higher_is_better={"modes_hit": True, "modes_total": True, "mode_kl": False},
+        quality={"modes": QualityTerm(0.2, value="modes_hit", goodness=mode_goodness)},
     )
     registrar.add("copies", fn=copies, higher_is_better={"copy_fraction": False})
-    registrar.add("spectrum", fn=spectrum, higher_is_better={"spectral_distance": False})
+    registrar.add(
+        "spectrum",
+        fn=spectrum,
+        higher_is_better={"spectral_distance": False},
+        quality={"spectrum": QualityTerm(0.1, value="spectral_distance", goodness="baseline")},
+    )
     registrar.add("inception_fid", fn=inception_fid, higher_is_better=False)

@@ -5,7 +5,9 @@ FID, KID, precision/recall, density/coverage and mode coverage on its features, 
 Training-stability scores live beside these (``stability``, ``objective``).
 """
 
-from ganarch.score.evaluator import QUALITY_WEIGHTS, SCORE_VERSION, Evaluator
+from typing import Any
+
+from ganarch.score.evaluator import SCORE_VERSION, Evaluator, quality_weights, score_version
 from ganarch.score.features import (
     FEATURE_DIM,
     FEATURE_NET_VERSION,
@@ -25,10 +27,20 @@ from ganarch.score.registry import (
     MetricContext,
     MetricInfo,
     MetricRegistrar,
+    QualityTerm,
     get_metric,
     higher_is_better,
     metrics,
+    quality_terms,
 )
+
+
+def __getattr__(name: str) -> Any:
+    # QUALITY_WEIGHTS was a constant; the weights now come from the registered metrics.
+    if name == "QUALITY_WEIGHTS":
+        return quality_weights()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FEATURE_DIM",
@@ -41,6 +53,7 @@ __all__ = [
     "MetricContext",
     "MetricInfo",
     "MetricRegistrar",
+    "QualityTerm",
     "density_coverage",
     "fid",
     "frechet_distance",
@@ -51,4 +64,7 @@ __all__ = [
     "metrics",
     "mode_coverage",
     "precision_recall",
+    "quality_terms",
+    "quality_weights",
+    "score_version",
 ]

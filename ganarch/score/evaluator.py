@@ -28,21 +28,37 @@ from ganarch.score.features import (
     split_indices,
 )
 from ganarch.score.inception import InceptionFeatures, inception_path
-from ganarch.score.registry import MetricContext, MetricInfo, metrics
-
-#: Weights of the quality terms (renormalised over the terms available); the mean is then
-#: multiplied by the diversity and novelty factors (see :meth:`Evaluator.quality`).
-QUALITY_WEIGHTS: dict[str, float] = {
-    "fid": 0.5,
-    "precision": 0.1,
-    "density": 0.1,
-    "modes": 0.2,
-    "spectrum": 0.1,
-}
+from ganarch.score.registry import (
+    MetricContext,
+    MetricInfo,
+    QualityTerm,
+    metrics,
+    quality_terms,
+    quality_terms_digest,
+)
 
 #: What a quality value means: the feature net and the scoring recipe. Recorded in a study so
 #: that a resumed search never mixes values of two scores. Bump on any change to a number.
+#: (With quality terms from plugins, :func:`score_version` adds a digest of the terms.)
 SCORE_VERSION = f"{FEATURE_NET_VERSION}/quality-2"
+
+
+def score_version() -> str:
+    """The score a study records: ``SCORE_VERSION``, plus ``+terms-<digest>`` of every
+    registered quality term (name, metric, plugin, value, weight, goodness) when a plugin
+    other than the built-in one declares a term. A study scored with other terms then
+    refuses to resume, and one scored with the built-ins alone keeps resuming."""
+    digest = quality_terms_digest()
+    return SCORE_VERSION if digest is None else f"{SCORE_VERSION}+terms-{digest}"
+
+
+def quality_weights() -> dict[str, float]:
+    """The weight of every registered quality term, by term name."""
+    return {term: t.weight for term, (_, t) in quality_terms().items()}
+
+
+#: The "independent pixels" images that fix the scale of a ``goodness="baseline"`` term.
+BASELINE_IMAGES = 1000
 
 #: Datasets larger than this estimate the copy radius (the 1 % quantile of nearest-other
 #: distances) from a random sample of this many images; every image is still compared against.
@@ -70,7 +86,8 @@ class Evaluator:
     On construction: the feature net is loaded from the cache (or trained once), the dataset
     is split as the feature net was (80 % train, 20 % held out), up to ``n_real`` training
     images become the *reference set* whose features every evaluation compares against, and
-    the FID and spectral scales of the quality score are fixed (see :meth:`quality`).
+    the scales of the quality terms measured against a baseline (FID, spectral distance) are
+    fixed (see :meth:`quality`).
     Copies are checked against every image of the dataset (:meth:`copy_reference`, built on
     the first evaluation).
     """
@@ -115,7 +132,11 @@ class Evaluator:
         self._reference: dict[str, float] | None = None
         #: Which way is better for every value recorded so far (True: higher).
         self.directions: dict[str, bool] = {}
-        self.fid_scale, self.spectral_scale = self._baseline()
+        self._baseline_ctx: MetricContext | None = None
+        self._baselines: dict[tuple[str, str], dict[str, float]] = {}
+        for info, term in quality_terms().values():
+            if term.goodness == "baseline":
+                self.baseline(info)  # the scales are fixed now, not at the first evaluation
 
     # --- evaluation ---------------------------------------------------------------------------
 
@@ -168,6 +189,7 @@ class Evaluator:
         out: dict[str, float] = {}
         for info in metrics().values():
             values = self._run(info, ctx)
+            self._check_terms(info, values)
             for key, value in values.items():
                 out[key] = float(value)
                 d = info.direction(key)
@@ -182,16 +204,29 @@ class Evaluator:
     def _run(info: MetricInfo, ctx: MetricContext) -> Mapping[str, float]:
         if info.plugin == "builtin":
             return info.fn(ctx)
-        try:  # a third-party metric must not take the evaluation down
+        try:  # a third-party metric must not take the evaluation down ...
             values = info.fn(ctx)
             return {str(k): float(v) for k, v in dict(values).items()}
         except Exception as exc:
-            warnings.warn(
-                f"metric {info.name!r} of plugin {info.plugin!r} failed: "
-                f"{type(exc).__name__}: {exc}",
-                stacklevel=3,
-            )
+            said = f"metric {info.name!r} of plugin {info.plugin!r} failed: {type(exc).__name__}: {exc}"
+            if info.quality:  # ... unless quality would silently mean something else without it
+                raise GanarchError(
+                    f"{said}; it counts toward quality, so nothing is scored"
+                ) from exc
+            warnings.warn(said, stacklevel=3)
             return {}
+
+    @staticmethod
+    def _check_terms(info: MetricInfo, values: Mapping[str, float]) -> None:
+        """A metric that records values must record every value its quality terms read (one
+        that records nothing, e.g. mode coverage on an unlabelled dataset, leaves its terms out)."""
+        missing = sorted({t.value for t in info.quality.values()} - set(values)) if values else []
+        if missing:
+            raise GanarchError(
+                f"plugin {info.plugin!r}: metric {info.name!r} declares quality terms on "
+                f"{', '.join(map(repr, missing))} but returned only "
+                f"{', '.join(map(repr, sorted(values)))}"
+            )
 
     @torch.no_grad()
     def evaluate_generator(
@@ -273,42 +308,100 @@ class Evaluator:
     # --- one number ---------------------------------------------------------------------------
 
     @torch.no_grad()
-    def _baseline(self) -> tuple[float, float]:
-        """FID and spectral distance of the trivial "independent pixels" model: each pixel
-        drawn from a Gaussian with the reference set's per-pixel mean and standard deviation
-        (clipped to [-1, 1])."""
-        gen = torch.Generator().manual_seed(self.seed + 3)
-        real = self.real_images.cpu()
-        mu, sd = real.mean(0), real.std(0)
-        noise = torch.randn((1000, *self.image_shape), generator=gen)
-        fakes = (mu + sd * noise).clamp(-1, 1).to(self.device)
-        feats, _ = self.net.embed(fakes)
-        fid = max(float(q.fid(self.real_features, feats)), 1e-6)
-        spectral = q.spectral_distance(
-            q.radial_spectrum(self.real_images), q.radial_spectrum(fakes)
-        )
-        return fid, max(float(spectral), 1e-6)
+    def _baseline_context(self) -> MetricContext:
+        """The trivial "independent pixels" model's images: ``BASELINE_IMAGES`` images whose
+        pixels are drawn from Gaussians with the reference set's per-pixel mean and standard
+        deviation (clipped to [-1, 1]), as a metric sees them (no copy reference)."""
+        if self._baseline_ctx is None:
+            gen = torch.Generator().manual_seed(self.seed + 3)
+            real = self.real_images.cpu()
+            mu, sd = real.mean(0), real.std(0)
+            noise = torch.randn((BASELINE_IMAGES, *self.image_shape), generator=gen)
+            fakes = (mu + sd * noise).clamp(-1, 1).to(self.device)
+            feats, logits = self.net.embed(fakes)
+            self._baseline_ctx = MetricContext(
+                real_features=self.real_features,
+                fake_features=feats,
+                fake_logits=logits,
+                real_labels=self.real_labels,
+                num_classes=self.data.num_classes,
+                fake_images=fakes,
+                real_images=self.real_images,
+                device=self.device,
+                seed=self.seed,
+                real_inception_features=self.real_inception_features,
+                fake_inception_features=(
+                    self.inception(fakes) if self.inception is not None else None
+                ),
+                memo=self._memo,
+            )
+        return self._baseline_ctx
+
+    @torch.no_grad()
+    def baseline(self, info: MetricInfo) -> dict[str, float]:
+        """Metric ``info``'s values for the "independent pixels" images (once per evaluator)."""
+        key = (info.plugin, info.name)
+        if key not in self._baselines:
+            values = {k: float(v) for k, v in self._run(info, self._baseline_context()).items()}
+            self._check_terms(info, values)
+            self._baselines[key] = values
+        return dict(self._baselines[key])
+
+    def _scale(self, info: MetricInfo, name: str, term: QualityTerm) -> float:
+        """The baseline's value that a ``goodness="baseline"`` term divides by (≥ 1e-6)."""
+        assert term.value is not None  # resolved by the registrar
+        v = self.baseline(info).get(term.value)
+        if v is None or not math.isfinite(v):
+            raise GanarchError(
+                f"plugin {info.plugin!r}: metric {info.name!r} gives no finite {term.value!r} "
+                f"for the baseline images ({v!r}), so quality term {name!r} has no scale"
+            )
+        return max(v, 1e-6)
+
+    def baseline_value(self, value: str) -> float:
+        """The scale of the ``goodness="baseline"`` term that reads ``value``."""
+        for name, (info, term) in quality_terms().items():
+            if term.value == value and term.goodness == "baseline":
+                return self._scale(info, name, term)
+        raise GanarchError(f"no quality term measures {value!r} against the baseline")
+
+    @property
+    def fid_scale(self) -> float:
+        """FID of the "independent pixels" baseline (the FID term's scale)."""
+        return self.baseline_value("fid")
+
+    @property
+    def spectral_scale(self) -> float:
+        """Spectral distance of the "independent pixels" baseline (the spectrum term's scale)."""
+        return self.baseline_value("spectral_distance")
 
     def quality_components(self, metrics: Mapping[str, float]) -> dict[str, float]:
-        """The [0, 1] terms of :meth:`quality` available in ``metrics``: the weighted ones
-        (``fid``, ``precision``, ``density``, ``modes``, ``spectrum``) and the ``diversity``
-        and ``novelty`` factors."""
+        """The [0, 1] terms of :meth:`quality` available in ``metrics``: every registered
+        quality term whose value is there (the built-ins: ``fid``, ``precision``,
+        ``density``, ``modes``, ``spectrum``) and the ``diversity`` and ``novelty`` factors."""
         terms: dict[str, float] = {}
-        fid = metrics.get("fid")
-        if fid is not None:
-            terms["fid"] = math.exp(-fid / self.fid_scale) if math.isfinite(fid) else 0.0
-        if "precision" in metrics:
-            terms["precision"] = metrics["precision"]
-        if "density" in metrics:
-            terms["density"] = min(metrics["density"], 1.0)
-        if metrics.get("modes_total"):
-            kl = metrics.get("mode_kl", 0.0)
-            terms["modes"] = metrics["modes_hit"] / metrics["modes_total"] * math.exp(-kl)
-        spectral = metrics.get("spectral_distance")
-        if spectral is not None:
-            terms["spectrum"] = (
-                math.exp(-spectral / self.spectral_scale) if math.isfinite(spectral) else 0.0
-            )
+        for name, (info, term) in quality_terms().items():
+            v = metrics.get(term.value) if term.value is not None else None
+            if v is None:
+                continue
+            g = term.goodness
+            if g == "value":
+                terms[name] = v
+            elif g == "baseline":
+                terms[name] = (
+                    math.exp(-v / self._scale(info, name, term)) if math.isfinite(v) else 0.0
+                )
+            else:
+                try:
+                    t = g(v, metrics)
+                    t = None if t is None else float(t)
+                except Exception as exc:
+                    raise GanarchError(
+                        f"plugin {info.plugin!r}: the goodness of quality term {name!r} "
+                        f"failed: {type(exc).__name__}: {exc}"
+                    ) from exc
+                if t is not None:
+                    terms[name] = t
         if "recall" in metrics and "coverage" in metrics:
             terms["diversity"] = metrics["recall"] + metrics["coverage"]
         if "copy_fraction" in metrics:
@@ -318,7 +411,9 @@ class Evaluator:
     def quality(self, metrics: Mapping[str, float]) -> float:
         """One higher-is-better number in [0, 1] from the metrics of :meth:`evaluate`.
 
-        ``quality = diversity × novelty × Σ wᵢ·tᵢ / Σ wᵢ`` over the terms present, with
+        ``quality = diversity × novelty × Σ wᵢ·tᵢ / Σ wᵢ`` over the quality terms present:
+        each registered metric declares its terms, a weight wᵢ and how its value becomes a
+        goodness tᵢ in [0, 1] (:class:`~ganarch.score.registry.QualityTerm`). The built-ins:
 
         - ``t_fid = exp(−FID / FID_ref)`` (w = 0.5), where ``FID_ref`` is the FID of an
           "independent pixels" baseline: 1,000 images whose pixels are drawn from Gaussians
@@ -330,6 +425,9 @@ class Evaluator:
         - ``t_spectrum = exp(−spectral_distance / spectral_ref)`` (w = 0.1), with
           ``spectral_ref`` the same baseline's: checkerboard artefacts and pixel noise put
           power where real images have none;
+
+        and a plugin's terms join the same weighted mean. The two factors:
+
         - ``diversity = min(1, recall + coverage)``: the samples must reach as far as the
           real data does. A collapsed or memorised set (one image, or ten, repeated) has
           recall and coverage near 0, so whatever its fidelity its quality is near 0;
@@ -346,5 +444,6 @@ class Evaluator:
         factor = terms.pop("diversity", 1.0) * terms.pop("novelty", 1.0)
         if not terms:
             return 0.0
-        total = sum(QUALITY_WEIGHTS[k] for k in terms)
-        return factor * sum(QUALITY_WEIGHTS[k] * v for k, v in terms.items()) / total
+        weights = quality_weights()
+        total = sum(weights[k] for k in terms)
+        return factor * sum(weights[k] * v for k, v in terms.items()) / total

@@ -2,12 +2,16 @@
 
 A metric is ``fn(ctx: MetricContext) -> dict[str, float]``; one metric may record several
 values (``prdc`` gives precision, recall, density and coverage). Every value declares
-whether higher is better, so reports and searches know which way is up.
+whether higher is better, so reports and searches know which way is up, and a metric may
+declare :class:`QualityTerm` s: values that enter the quality mean with a weight.
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import itertools
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +53,44 @@ class MetricContext:
 
 MetricFn = Callable[[MetricContext], Mapping[str, float]]
 
+#: A goodness function: ``(value, every value recorded at this evaluation) -> [0, 1]``, or
+#: ``None`` to leave the term out of this evaluation's mean.
+GoodnessFn = Callable[[float, Mapping[str, float]], "float | None"]
+
+#: The named ways a raw value becomes a goodness in [0, 1] (see :class:`QualityTerm`).
+GOODNESS = ("value", "baseline")
+
+#: Names the quality formula uses for its factors; no term may take them.
+RESERVED_TERMS = ("diversity", "novelty")
+
+
+@dataclass(frozen=True)
+class QualityTerm:
+    """How one recorded value enters the quality mean: ``quality = diversity × novelty ×
+    Σ wᵢ·tᵢ / Σ wᵢ`` over the terms present (see ``Evaluator.quality``).
+
+    - ``weight``: wᵢ, a positive finite number.
+    - ``value``: the recorded value the term reads (default: the term's own name).
+    - ``goodness``: how that value becomes tᵢ in [0, 1] (clipped; non-finite counts as 0):
+      ``"value"``: the value itself (a higher-is-better value already in [0, 1]);
+      ``"baseline"``: ``exp(−value / baseline)``, where ``baseline`` is the value the same
+      metric gives the evaluator's "independent pixels" images (a lower-is-better distance:
+      as bad as that trivial model scores e^−1 ≈ 0.37);
+      or a function ``(value, values) -> float | None`` of the value and every value recorded
+      at the evaluation (``None``: the term is left out of that evaluation).
+
+    Example: ``QualityTerm(0.2, value="spectral_distance", goodness="baseline")``.
+    """
+
+    weight: float
+    value: str | None = None
+    goodness: str | GoodnessFn = "value"
+
+    def describe(self) -> str:
+        """The goodness as a name (a function by its qualified name), for digests and docs."""
+        g = self.goodness
+        return g if isinstance(g, str) else f"{g.__module__}.{getattr(g, '__qualname__', g)}"
+
 
 @dataclass(frozen=True)
 class MetricInfo:
@@ -60,6 +102,10 @@ class MetricInfo:
     higher_is_better: bool | Mapping[str, bool]
     plugin: str
     description: str = ""
+    #: The terms this metric adds to the quality mean, by term name (``value`` resolved).
+    quality: Mapping[str, QualityTerm] = field(default_factory=dict)
+    #: When it was registered (a running count): quality sums its terms in that order.
+    declared: int = field(default=0, compare=False, repr=False)
 
     def direction(self, key: str) -> bool | None:
         """Whether higher is better for the value ``key`` (``None`` when not declared)."""
@@ -80,11 +126,18 @@ class MetricRegistrar(Registrar[MetricInfo]):
         fn: MetricFn,
         higher_is_better: bool | Mapping[str, bool],
         description: str | None = None,
+        quality: Mapping[str, QualityTerm | float] | None = None,
     ) -> None:
         """Register metric ``name``: ``fn(ctx)`` returns ``{value_name: float}``.
 
         ``higher_is_better`` is one bool for all values, or a mapping ``{value_name: bool}``
-        naming every value ``fn`` returns.
+        naming every value ``fn`` returns. ``quality`` (optional) maps term names to
+        :class:`QualityTerm` s (a bare number: ``QualityTerm(number)``, the value itself):
+        the values that count toward quality, with their weights. Without it the metric is
+        recorded and reported but does not move quality. Example::
+
+            registrar.add("sharpness", fn=sharpness, higher_is_better=True,
+                          quality={"sharpness": QualityTerm(0.2)})
         """
         self.claim(name)
         who = self.who
@@ -111,6 +164,7 @@ class MetricRegistrar(Registrar[MetricInfo]):
                 f"{who}: metric {name!r}: higher_is_better must be a bool or a dict, "
                 f"got {higher_is_better!r}"
             )
+        terms = self._quality_terms(name, higher_is_better, quality)
         doc = description if description is not None else inspect.getdoc(fn) or ""
         self.stage(
             name,
@@ -120,9 +174,86 @@ class MetricRegistrar(Registrar[MetricInfo]):
                 higher_is_better=higher_is_better,
                 plugin=self.plugin,
                 description=doc.strip().splitlines()[0] if doc.strip() else "",
+                quality=terms,
+                declared=next(_DECLARED),
             ),
         )
 
+    def _quality_terms(
+        self,
+        name: str,
+        higher_is_better: bool | Mapping[str, bool],
+        quality: Mapping[str, QualityTerm | float] | None,
+    ) -> dict[str, QualityTerm]:
+        """``quality`` checked, bare weights wrapped and each term's value resolved."""
+        if quality is None:
+            return {}
+        where = f"{self.who}: metric {name!r}: quality"
+        if not isinstance(quality, Mapping) or not quality:
+            raise PluginError(f"{where} must map term names to QualityTerm, got {quality!r}")
+        taken = {
+            term: info.name
+            for table in (self._table, self._staged)
+            for info in table.values()
+            for term in info.quality
+        }
+        terms: dict[str, QualityTerm] = {}
+        for term, spec in quality.items():
+            if not isinstance(term, str) or not term.isidentifier():
+                raise PluginError(f"{where}: term name must be an identifier, got {term!r}")
+            if term in RESERVED_TERMS:
+                raise PluginError(f"{where}: term name {term!r} is reserved for the factor")
+            if term in taken:
+                raise PluginError(
+                    f"{where}: term {term!r} is already declared by metric {taken[term]!r}"
+                )
+            if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+                spec = QualityTerm(float(spec))
+            if not isinstance(spec, QualityTerm):
+                raise PluginError(f"{where}[{term!r}] must be a QualityTerm, got {spec!r}")
+            w = spec.weight
+            if (
+                isinstance(w, bool)
+                or not isinstance(w, (int, float))
+                or not math.isfinite(w)
+                or w <= 0
+            ):
+                raise PluginError(
+                    f"{where}[{term!r}]: weight must be a positive finite number, got {w!r}"
+                )
+            value = spec.value if spec.value is not None else term
+            if not isinstance(value, str) or not value:
+                raise PluginError(f"{where}[{term!r}]: value must be a value name, got {value!r}")
+            g = spec.goodness
+            if isinstance(g, str):
+                if g not in GOODNESS:
+                    raise PluginError(
+                        f"{where}[{term!r}]: goodness must be one of {', '.join(GOODNESS)} "
+                        f"or a function (value, values) -> float, got {g!r}"
+                    )
+                up = (
+                    higher_is_better
+                    if isinstance(higher_is_better, bool)
+                    else higher_is_better.get(value)
+                )
+                if up is not None and up != (g == "value"):
+                    raise PluginError(
+                        f"{where}[{term!r}]: goodness {g!r} needs a "
+                        + ("higher" if g == "value" else "lower")
+                        + f"-is-better value, but {value!r} is declared "
+                        + ("higher" if up else "lower")
+                        + "-is-better"
+                    )
+            elif not callable(g):
+                raise PluginError(
+                    f"{where}[{term!r}]: goodness must be a name or a function, got {g!r}"
+                )
+            terms[term] = QualityTerm(float(w), value, g)
+        return terms
+
+
+#: Counts registrations, so that the quality terms keep the order they were declared in.
+_DECLARED = itertools.count()
 
 #: Every metric plugins registered, cached until the set of plugins changes.
 METRICS: Registry[MetricInfo] = Registry("ganarch_register_metrics", MetricRegistrar)
@@ -131,6 +262,28 @@ METRICS: Registry[MetricInfo] = Registry("ganarch_register_metrics", MetricRegis
 def metrics() -> dict[str, MetricInfo]:
     """All registered metrics, by name, in name order."""
     return METRICS.entries()
+
+
+def quality_terms() -> dict[str, tuple[MetricInfo, QualityTerm]]:
+    """Every registered quality term by name, with the metric that declares it: the built-in
+    plugin's first, then in the order they were declared (the order quality sums them in,
+    so that the built-in score is the same number, to the last bit, it always was)."""
+    ordered = sorted(metrics().values(), key=lambda i: (i.plugin != "builtin", i.declared))
+    return {term: (info, t) for info in ordered for term, t in info.quality.items()}
+
+
+def quality_terms_digest() -> str | None:
+    """A short digest of the quality terms (term, metric, plugin, value, weight, goodness),
+    or ``None`` when only the built-in plugin declares terms: what a score version records
+    so that a study scored with other terms is not resumed under these."""
+    terms = quality_terms()
+    if all(info.plugin == "builtin" for info, _ in terms.values()):
+        return None
+    described = ";".join(
+        f"{term}={info.plugin}:{info.name}:{t.value}:{t.weight!r}:{t.describe()}"
+        for term, (info, t) in sorted(terms.items())
+    )
+    return hashlib.sha256(described.encode()).hexdigest()[:12]
 
 
 def get_metric(name: str) -> MetricInfo:

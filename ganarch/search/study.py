@@ -34,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ganarch import errors
 from ganarch.errors import GanarchError, HostError
-from ganarch.score.evaluator import SCORE_VERSION
+from ganarch.score.evaluator import score_version
 from ganarch.search import artifacts
 from ganarch.search import engine as engine_module
 from ganarch.search.counts import TrialCounts
@@ -282,7 +282,7 @@ def _settings_record(config: SearchConfig) -> dict[str, Any]:
         "seed": s.seed,
         "eval_every": s.eval_every or default_eval_every(s.steps),
         "n_eval": s.n_eval,
-        "score": SCORE_VERSION,
+        "score": score_version(),  # plugin quality terms included
         "out": s.out,
     }
 
