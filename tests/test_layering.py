@@ -40,6 +40,7 @@ PLUGIN_CEILING = {
     "blocks": FLOOR["builder"],
     "datasets": FLOOR["data"],
     "metrics": FLOOR["score"],
+    "search": FLOOR["search"],
     "templates": FLOOR["templates"],
 }
 

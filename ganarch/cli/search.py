@@ -25,7 +25,6 @@ from ganarch.cli._common import (
     write_new_file,
 )
 from ganarch.search.api import DEFAULTS as D
-from ganarch.search.defaults import DESIGNS, SAMPLERS
 from ganarch.templates import PAPER_CHOICES
 
 if TYPE_CHECKING:  # the search layer imports Optuna and torch: load it when a command runs
@@ -66,9 +65,17 @@ def search_command(
     seeds: int = typer.Option(
         D["seeds"], "--seeds", min=1, help="Seeds trained per trial (stability across seeds)."
     ),
-    sampler: str = typer.Option(D["sampler"], "--sampler", help=", ".join(SAMPLERS) + "."),
+    # Plugins add names: the help cannot list them without loading torch, `ganarch plugins` does.
+    sampler: str = typer.Option(
+        D["sampler"],
+        "--sampler",
+        help="A registered sampler: tpe, random, grid, qmc, nsga2, a design (fractional, "
+        "fractional32, factorial) or a plugin's (`ganarch plugins --json` lists them).",
+    ),
     pruner: str = typer.Option(
-        D["pruner"], "--pruner", help="hyperband, median or none (single objective only)."
+        D["pruner"],
+        "--pruner",
+        help="A registered pruner: hyperband, median, none or a plugin's (single objective only).",
     ),
     objective: str = typer.Option(
         D["objective"], "--objective", help="score (one value) or multi (quality and stability)."
@@ -108,6 +115,7 @@ def search_command(
     """
     from ganarch.search.api import make_config
     from ganarch.search.storage import PASSWORD_HINT, drop_password
+    from ganarch.search.strategies import get_sampler
     from ganarch.search.study import run_search, summary_lines
 
     config = make_config(
@@ -154,7 +162,7 @@ def search_command(
             )
             if storage is not None and drop_password(storage) != storage:
                 note(PASSWORD_HINT)
-        if sampler in DESIGNS and not summary.interrupted:
+        if get_sampler(config.sampler).is_design and not summary.interrupted:
             from ganarch.cli.analysis import print_study_rules
 
             print_study_rules(name, url)  # the design's verdicts: what the study was for

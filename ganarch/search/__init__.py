@@ -15,7 +15,7 @@ from typing import Any
 
 from ganarch._lazy import lazy_getattr
 from ganarch.search import api as _api
-from ganarch.search.defaults import DEFAULT_STORAGE, PRUNERS, SAMPLERS
+from ganarch.search.defaults import DEFAULT_STORAGE
 
 _LAZY = {
     "TrialSettings": "ganarch.search.objective",
@@ -34,10 +34,22 @@ _LAZY = {
     "load_study": "ganarch.search.api",
     "default_study_name": "ganarch.search.study",
     "run_search": "ganarch.search.study",
+    "samplers": "ganarch.search.strategies",
+    "pruners": "ganarch.search.strategies",
 }
 
 
-__getattr__ = lazy_getattr(__name__, globals(), _LAZY)
+_lazy_getattr = lazy_getattr(__name__, globals(), _LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    # The names registered now (a plugin may add more later): looked up on every use.
+    if name in ("SAMPLERS", "PRUNERS"):
+        from ganarch.search import strategies
+
+        table = strategies.samplers() if name == "SAMPLERS" else strategies.pruners()
+        return tuple(sorted(table, key=lambda n: table[n].position))  # as registered
+    return _lazy_getattr(name)
 
 
 def _call(self: types.ModuleType, *args: Any, **kwargs: Any) -> Any:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ganarch.errors import GanarchError
-from ganarch.search.defaults import DESIGNS, OBJECTIVES, PRUNERS, SAMPLERS
+from ganarch.search.defaults import OBJECTIVES
 
 if TYPE_CHECKING:
     import optuna
@@ -120,9 +120,12 @@ def make_config(note: Callable[[str], None] | None = None, **options: Any) -> Se
         raise GanarchError(f"search: no option {name!r}; {closest(name, DEFAULTS)}")
     o = {**DEFAULTS, **options}
     _check_types(o)
-    for key, allowed in (("sampler", SAMPLERS), ("pruner", PRUNERS), ("objective", OBJECTIVES)):
-        if o[key] not in allowed:
-            raise GanarchError(f"--{key}: {o[key]!r} is not one of {', '.join(allowed)}")
+    from ganarch.search.strategies import get_pruner, get_sampler
+
+    strategy = get_sampler(o["sampler"])  # a name no plugin registered: the closest named
+    get_pruner(o["pruner"])
+    if o["objective"] not in OBJECTIVES:
+        raise GanarchError(f"--objective: {o['objective']!r} is not one of {', '.join(OBJECTIVES)}")
     for key, low in _AT_LEAST.items():
         if o[key] is not None and o[key] < low:
             flag = "--" + key.replace("_", "-")
@@ -131,12 +134,10 @@ def make_config(note: Callable[[str], None] | None = None, **options: Any) -> Se
     sp = load_space(o["space"])
     name = o["study"] or default_study_name(sp, o["data"])
     url = resolve_url(o["storage"])
-    if o["sampler"] == "grid":
-        sp.grid()  # a continuous choice: SpecError naming it
-    if o["sampler"] in DESIGNS:  # a space the design cannot cover: fail before any study
-        from ganarch.search.design import design_for
-
-        runs = design_for(sp, o["sampler"]).runs
+    if strategy.check is not None:
+        strategy.check(sp)  # e.g. the grid and a continuous choice: SpecError naming it
+    if strategy.design_runs is not None:  # a space the design cannot cover: fail before any study
+        runs = strategy.design_runs(sp)
         if o["trials"] is None:
             o["trials"] = runs
         elif o["trials"] < runs:  # a prefix of the design is unbalanced: no honest verdicts

@@ -5,9 +5,9 @@
 DEFAULT_STORAGE = "ganarch.journal"
 #: The environment variable naming the storage when ``--storage`` is not given.
 STORAGE_ENV = "GANARCH_STORAGE"
-#: Designed experiments (``ganarch.search.design``): fixed two-level designs, not guesses.
+#: The designs ``ganarch.search.design`` builds (fixed two-level designs, not guesses); the
+#: built-in plugin registers each as a sampler. Samplers and pruners are registered by
+#: plugins (``ganarch.search.strategies``), so their names are not listed here.
 DESIGNS = ("fractional", "fractional32", "factorial")
-#: Sampler, pruner and objective names of ``ganarch search``.
-SAMPLERS = ("tpe", "random", "grid", "qmc", "nsga2", *DESIGNS)
-PRUNERS = ("hyperband", "median", "none")
+#: Objective names of ``ganarch search``.
 OBJECTIVES = ("score", "multi")

@@ -38,7 +38,6 @@ from ganarch.score.evaluator import score_version
 from ganarch.search import artifacts
 from ganarch.search import engine as engine_module
 from ganarch.search.counts import TrialCounts
-from ganarch.search.defaults import DESIGNS, PRUNERS, SAMPLERS
 from ganarch.search.engine import Engine
 from ganarch.search.objective import (
     DUPLICATE_ATTR,
@@ -59,10 +58,9 @@ from ganarch.search.storage import (
     unchecked_running,
     unchecked_text,
 )
+from ganarch.search.strategies import StrategyContext, get_pruner, get_sampler
 
 __all__ = [
-    "PRUNERS",
-    "SAMPLERS",
     "SearchConfig",
     "SearchSummary",
     "check_study_name",
@@ -194,62 +192,38 @@ def _name_part(text: str, fallback: str) -> str:
 
 
 def make_sampler(
-    name: str, space: SearchSpace, *, seed: int | None, trials: int
+    name: str,
+    space: SearchSpace,
+    *,
+    seed: int | None,
+    trials: int,
+    settings: TrialSettings,
+    workers: int = 1,
 ) -> optuna.samplers.BaseSampler:
-    """The sampler for ``--sampler``; every one is seeded, all see failed trials as infeasible
-    through ``trial.set_constraint`` (TPE and NSGA-II use it; the others need not learn)."""
-    if name == "tpe":
-        # Optuna 5 defaults: multivariate=True, constant_liar=True (parallel workers see each
-        # other's running trials). Fewer startup trials than the default 10 in short searches.
-        startup = max(3, min(10, trials // 3))
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "grid":
-        if not space.is_finite:
-            space.grid()  # raises a SpecError naming the continuous choice
-        return optuna.samplers.GridSampler(space.grid(), seed=seed)
-    if name == "qmc":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.QMCSampler(
-                seed=seed,
-                scramble=True,  # categorical choices come from the independent random sampler
-                independent_sampler=optuna.samplers.RandomSampler(seed=seed),
-                warn_independent_sampling=False,
-                warn_asynchronous_seeding=False,
-            )
-    if name == "nsga2":
-        population = max(4, min(50, trials // 3))
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
-    if name in DESIGNS:  # a fixed design: the runs, not the seed, decide what is trained
-        from ganarch.search.design import DesignSampler, design_for
-
-        return DesignSampler(design_for(space, name))
-    raise GanarchError(f"--sampler: unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    """The registered sampler ``name`` (``ganarch.search.strategies``; the built-ins are in
+    ``plugins/search.py``), made for this worker's ``seed``."""
+    info = get_sampler(name)
+    multi = settings.objective == "multi"
+    context = StrategyContext(name, settings, space, seed, trials, multi, workers)
+    return info.factory(context)
 
 
-def make_pruner(name: str, settings: TrialSettings, *, multi: bool) -> optuna.pruners.BasePruner:
-    """The pruner for ``--pruner``. Resources are training steps (evaluations report at their
+def make_pruner(
+    name: str,
+    settings: TrialSettings,
+    *,
+    multi: bool,
+    space: SearchSpace | None = None,
+    trials: int = 20,
+    workers: int = 1,
+) -> optuna.pruners.BasePruner:
+    """The registered pruner ``name``. Resources are seed-steps (evaluations report at their
     step). Optuna does not prune multi-objective studies, so ``multi`` always gets none."""
-    if multi or name == "none":
+    info = get_pruner(name)
+    if multi:
         return optuna.pruners.NopPruner()
-    from ganarch.run import default_eval_every
-
-    every = settings.eval_every or default_eval_every(settings.steps)
-    # K seeds report the training done so far in seed-steps, fused or not (see the engine)
-    budget = settings.steps * settings.seeds
-    # A GAN's quality early in training predicts its final quality poorly (slow starters such
-    # as the paper's own DCGAN would be cut first), so no trial is pruned before half its
-    # budget: the first rung, or the warm-up, is the first evaluation at or after budget / 2.
-    half = max(every, -(-(budget // 2) // every) * every)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=half, max_resource=budget, reduction_factor=3
-        )
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=half - 1)
-    raise GanarchError(f"--pruner: unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}")
+    context = StrategyContext(name, settings, space, None, trials, multi, workers)
+    return info.factory(context)
 
 
 def worker_seed(seed: int, worker: int, existing: int) -> int:
@@ -372,8 +346,17 @@ def _load_for_worker(config: SearchConfig, worker: int) -> optuna.Study:
         config.space,
         seed=worker_seed(config.settings.seed, worker, existing),
         trials=config.trials,
+        settings=config.settings,
+        workers=config.workers,
     )
-    pruner = make_pruner(config.pruner, config.settings, multi=multi)
+    pruner = make_pruner(
+        config.pruner,
+        config.settings,
+        multi=multi,
+        space=config.space,
+        trials=config.trials,
+        workers=config.workers,
+    )
     return optuna.load_study(
         study_name=config.study_name, storage=storage, sampler=sampler, pruner=pruner
     )
