@@ -102,7 +102,8 @@ class TemplateInfo:
 
         Training settings among ``choices`` (``beta1``, ``lr_g``, ...) go to the spec's
         training; ``latent_dim`` and ``width`` default to the build function's defaults.
-        ``spec.meta`` records the template, width and full choices.
+        ``spec.meta`` records the template, width and full choices. The spec is checked
+        against the registered blocks (every shape inferred) before it is returned.
         """
         valid = [*self.defaults, *self.param_names, *TRAINING_KEYS]
         for key in choices:
@@ -129,6 +130,9 @@ class TemplateInfo:
             meta.setdefault("width", width)
         if meta != dict(spec.meta):
             spec = dataclasses.replace(spec, meta=meta)
+        from ganarch.builder import plan  # imports torch: only when a spec is made
+
+        plan(spec)  # every layer against the registered blocks, every shape inferred
         return spec
 
 
