@@ -84,12 +84,12 @@ def design_runs(trials: Sequence[Any], index: int = 0, per_seed: bool = True) ->
     reused an earlier result is left out). ``index`` picks the objective; ``per_seed`` reads
     the trials' ``seed_objectives`` (single-objective studies, where they are the value).
     """
-    from optuna.trial import TrialState
+    from ganarch.search.results import state
 
     out: dict[int, DesignRun] = {}
     for t in trials:
         run = t.user_attrs.get(RUN_ATTR)
-        if t.state != TrialState.COMPLETE or run is None or int(run) in out:
+        if state(t) != "COMPLETE" or run is None or int(run) in out:
             continue
         if t.user_attrs.get("duplicate_of") is not None or not t.values:
             continue

@@ -19,12 +19,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import optuna
-from optuna.trial import FrozenTrial
-
 from ganarch.analysis import stats
 from ganarch.analysis.rules import MIN_IMPORTANCE_TRIALS, RulesTable, rules_table
 from ganarch.errors import GanarchError
+from ganarch.search import results
+from ganarch.search.results import Study, Trial
 from ganarch.templates import PAPER_CHOICES
 
 __all__ = ["REPORT_NAME", "best_trials", "render_html", "write_report"]
@@ -113,14 +112,14 @@ def importance_plot(table: RulesTable) -> bytes | None:
     return _figure_png(fig)
 
 
-def choice_scores_plot(study: optuna.Study, table: RulesTable) -> bytes | None:
+def choice_scores_plot(study: Study, table: RulesTable) -> bytes | None:
     """Every distinct complete trial's score as a dot, one row per value of each categorical
     choice, with the row's mean as a bar. Shown in place of importances when the study has
     too few trials for them: raw scores, not an estimate, so it says no more than the data."""
     from ganarch.analysis.rules import scored_trials
 
     scored, _ = scored_trials(study)
-    params = {t.number: t.params for t in study.get_trials(deepcopy=False)}
+    params = {t.number: t.params for t in results.trials(study)}
     rows: dict[tuple[str, str], list[float]] = {}
     for s in scored:
         for name, value in sorted(params.get(s.number, {}).items()):
@@ -199,7 +198,7 @@ def effect_figure(table: RulesTable) -> Any:
 # -- trials ------------------------------------------------------------------------------------
 
 
-def best_trials(study: optuna.Study, n: int = 3) -> list[FrozenTrial]:
+def best_trials(study: Study, n: int = 3) -> list[Trial]:
     """The ``n`` best successful trials, ranked as ``ganarch best`` ranks them
     (``ganarch.search.study.ranked_trials``: by value; for a multi-objective study the Pareto
     front first, by quality × stability)."""
@@ -218,7 +217,7 @@ def _artifact_dirs(art: Any) -> list[Path]:
     return [path, *seeds]
 
 
-def _artifact_images(trial: FrozenTrial, base: Path | None) -> list[tuple[str, bytes]]:
+def _artifact_images(trial: Trial, base: Path | None) -> list[tuple[str, bytes]]:
     """``samples.png`` and ``curves.png`` of a trial's run (the first seed's if per seed)."""
     art = trial.user_attrs.get("artifacts")
     if isinstance(art, str) and base is not None and not Path(art).is_absolute():
@@ -236,7 +235,7 @@ def _artifact_images(trial: FrozenTrial, base: Path | None) -> list[tuple[str, b
     return [(name, files[name].read_bytes()) for name in ARTIFACT_IMAGES if name in files]
 
 
-def _changed_choices(trial: FrozenTrial) -> dict[str, Any]:
+def _changed_choices(trial: Trial) -> dict[str, Any]:
     choices = trial.user_attrs.get("choices")
     if not isinstance(choices, Mapping):
         return dict(trial.params)
@@ -293,12 +292,12 @@ def _shared_importance_note(table: RulesTable) -> str | None:
     return notes.pop() if len(notes) == 1 and None not in notes else None
 
 
-def _summary_html(study: optuna.Study, table: RulesTable) -> str:
-    trials = study.get_trials(deepcopy=False)
+def _summary_html(study: Study, table: RulesTable) -> str:
+    trials = results.trials(study)
     states: dict[str, int] = {}
     for t in trials:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
-    directions = ", ".join(d.name.lower() for d in study.directions)
+    directions = ", ".join(results.directions(study))
     rows = [
         ("study", study.study_name),
         ("trials", f"{len(trials)} (" + ", ".join(f"{v} {k}" for k, v in states.items()) + ")"),
@@ -319,14 +318,10 @@ def _summary_html(study: optuna.Study, table: RulesTable) -> str:
     return f"<table>{body}</table><ul class='muted'>{notes}</ul>"
 
 
-def _trials_html(study: optuna.Study, trials: Sequence[FrozenTrial], base: Path | None) -> str:
+def _trials_html(study: Study, trials: Sequence[Trial], base: Path | None) -> str:
     if not trials:
         return "<p class='muted'>No complete trials yet.</p>"
-    names = None
-    try:
-        names = study.metric_names
-    except (AttributeError, ValueError):
-        names = None
+    names = results.metric_names(study)
     parts = []
     for t in trials:
         values = ", ".join(
@@ -381,7 +376,7 @@ def _ablation_html(table: RulesTable | None) -> str:
 
 
 def render_html(
-    study: optuna.Study,
+    study: Study,
     table: RulesTable,
     *,
     top: int = 3,
@@ -439,7 +434,7 @@ Importance: {_e(table.evaluator or "-")}.</p>
 
 
 def write_report(
-    study: optuna.Study,
+    study: Study,
     out_dir: str | Path,
     *,
     force: bool = False,
@@ -458,7 +453,7 @@ def write_report(
 
     Example::
 
-        write_report(optuna.load_study(study_name="demo", storage=storage), "report/")
+        write_report(ganarch.load_study("demo", storage), "report/")
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

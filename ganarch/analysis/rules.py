@@ -12,8 +12,9 @@ otherwise the first objective), because the paper's claims are mostly about samp
 and a single score is needed for an effect; stability remains visible in ``ganarch trials``.
 Whether a higher score is better follows the study's direction for that objective.
 
-Importance: ``optuna.importance.get_param_importances`` with an explicitly named evaluator
-(``PedAnovaImportanceEvaluator`` by default, Optuna 5.0's default too); a claim's importance is
+Importance: ``ganarch.search.results.param_importances`` (Optuna's ``get_param_importances``)
+with an explicitly named evaluator (``PedAnovaImportanceEvaluator`` by default, Optuna 5.0's
+default too); a claim's importance is
 the sum of the normalised importances of the Optuna parameters it maps to (the template
 choice, or its per-branch names ``choice|branch``). Parameters the study did not search, or a
 study with too few complete trials, give no importance (shown as "-") with a note.
@@ -22,25 +23,16 @@ study with too few complete trials, give no importance (shown as "-") with a not
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import optuna
-from optuna.importance import (
-    BaseImportanceEvaluator,
-    FanovaImportanceEvaluator,
-    MeanDecreaseImpurityImportanceEvaluator,
-    PedAnovaImportanceEvaluator,
-)
-from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial, TrialState
 
 from ganarch.analysis import designed
 from ganarch.analysis.claims import CLAIMS, Claim
 from ganarch.analysis.stats import N_MIN, Effect, search_diff, verdict
+from ganarch.search import results
 from ganarch.search.design import DESIGN_ATTR
+from ganarch.search.results import IMPORTANCE_EVALUATORS, Study, Trial
 
 __all__ = [
     "EVALUATORS",
@@ -65,23 +57,10 @@ MIN_IMPORTANCE_TRIALS = 10
 BRANCH_SEP = "|"  # the search layer's per-branch parameter names: "choice|branch"
 
 #: Importance evaluators by CLI name: (factory, the name printed in every output).
-EVALUATORS: dict[str, tuple[Callable[[], BaseImportanceEvaluator], str]] = {
-    "ped-anova": (
-        lambda: PedAnovaImportanceEvaluator(),
-        "PED-ANOVA (optuna PedAnovaImportanceEvaluator, top 10% of trials vs all)",
-    ),
-    "fanova": (
-        lambda: FanovaImportanceEvaluator(seed=0),
-        "fANOVA (optuna FanovaImportanceEvaluator, seed 0)",
-    ),
-    "mdi": (
-        lambda: MeanDecreaseImpurityImportanceEvaluator(seed=0),
-        "mean decrease impurity (optuna MeanDecreaseImpurityImportanceEvaluator, seed 0)",
-    ),
-}
+EVALUATORS = IMPORTANCE_EVALUATORS
 
 
-def make_evaluator(name: str) -> tuple[BaseImportanceEvaluator, str]:
+def make_evaluator(name: str) -> tuple[Any, str]:
     """``(evaluator, description)`` for ``"ped-anova"``, ``"fanova"`` or ``"mdi"``."""
     key = name.strip().lower().replace("_", "-")
     if key not in EVALUATORS:
@@ -202,27 +181,20 @@ class RulesTable:
 # -- reading a study ---------------------------------------------------------------------------
 
 
-def study_score(study: optuna.Study) -> tuple[str, int, bool]:
+def study_score(study: Study) -> tuple[str, int, bool]:
     """``(score name, objective index, higher is better)`` for a study (see module docs)."""
-    directions = study.directions
+    directions = results.directions(study)
     if len(directions) == 1:
-        names = _metric_names(study)
+        names = results.metric_names(study)
         name = names[0] if names and names[0] else "objective"
-        return name, 0, directions[0] == StudyDirection.MAXIMIZE
-    names = _metric_names(study) or []
+        return name, 0, directions[0] == "maximize"
+    names = results.metric_names(study) or []
     index = names.index("quality") if "quality" in names else 0
     name = "quality" if "quality" in names else f"objective {index}"
-    return name, index, directions[index] == StudyDirection.MAXIMIZE
+    return name, index, directions[index] == "maximize"
 
 
-def _metric_names(study: optuna.Study) -> list[str] | None:
-    try:
-        return study.metric_names
-    except (AttributeError, ValueError):
-        return None
-
-
-def _choices_of(trial: FrozenTrial) -> dict[str, Any]:
+def _choices_of(trial: Trial) -> dict[str, Any]:
     choices = trial.user_attrs.get("choices")
     if isinstance(choices, Mapping):
         return dict(choices)
@@ -237,7 +209,7 @@ def _choices_of(trial: FrozenTrial) -> dict[str, Any]:
     return out
 
 
-def scored_trials(study: optuna.Study) -> tuple[list[Scored], dict[str, int]]:
+def scored_trials(study: Study) -> tuple[list[Scored], dict[str, int]]:
     """The ``COMPLETE`` trials with a finite score, and counts of every trial state."""
     _, index, _ = study_score(study)
     counts = {
@@ -250,12 +222,13 @@ def scored_trials(study: optuna.Study) -> tuple[list[Scored], dict[str, int]]:
         "repeats": 0,
     }
     out: list[Scored] = []
-    for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.PRUNED:
+    for t in results.trials(study):
+        state = results.state(t)
+        if state == "PRUNED":
             counts["pruned"] += 1
-        elif t.state == TrialState.FAIL:
+        elif state == "FAIL":
             counts["fail"] += 1
-        elif t.state != TrialState.COMPLETE:
+        elif state != "COMPLETE":
             counts["running"] += 1
         else:
             value = t.values[index] if t.values else None
@@ -281,7 +254,7 @@ def _claim_params(claim: Claim, searched: Iterable[str]) -> list[str]:
 
 
 def _importances(
-    study: optuna.Study, n_complete: int, evaluator: str
+    study: Study, n_complete: int, evaluator: str
 ) -> tuple[dict[str, float] | None, str, str | None]:
     """All parameter importances, the evaluator's description, and a note when none."""
     ev, description = make_evaluator(evaluator)
@@ -292,18 +265,11 @@ def _importances(
             f"too few complete trials ({n_complete} < {MIN_IMPORTANCE_TRIALS})",
         )
     _, index, higher = study_score(study)
-    target = None  # single objective: every evaluator reads the value and the direction
-    if len(study.directions) > 1:
-        # PED-ANOVA with a target treats lower as better, so a maximised score is negated.
-        sign = -1.0 if higher and isinstance(ev, PedAnovaImportanceEvaluator) else 1.0
-        target = lambda t: sign * t.values[index]  # noqa: E731
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # small-sample warnings: the table notes its own limits
-        try:
-            result = optuna.importance.get_param_importances(study, evaluator=ev, target=target)
-        except (ValueError, ZeroDivisionError, IndexError) as exc:
-            return None, description, f"importance failed: {exc}"
-    return dict(result), description, None
+    try:  # small-sample warnings are silenced: the table notes its own limits
+        result = results.param_importances(study, ev, objective=index, higher=higher)
+    except (ValueError, ZeroDivisionError, IndexError) as exc:
+        return None, description, f"importance failed: {exc}"
+    return result, description, None
 
 
 # -- the table ---------------------------------------------------------------------------------
@@ -373,7 +339,7 @@ def table_from_scores(
 
 
 def rules_table(
-    study: optuna.Study,
+    study: Study,
     *,
     evaluator: str = "ped-anova",
     claims: Sequence[Claim] = CLAIMS,
@@ -383,7 +349,7 @@ def rules_table(
 
     Example::
 
-        study = optuna.load_study(study_name="demo", storage="sqlite:///ganarch.db")
+        study = ganarch.load_study("demo", "sqlite:///ganarch.db")
         table = rules_table(study)
         for row in table.rows:
             print(row.claim.name, row.effect.effect, row.verdict)
@@ -417,25 +383,21 @@ def rules_table(
         claims=claims,
         notes=notes,
         seed=seed,
-        searched={
-            p
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            for p in t.distributions
-        },
+        searched={p for t in results.trials(study, ("COMPLETE",)) for p in t.distributions},
     )
 
 
 # -- a designed study ----------------------------------------------------------------------------
 
 
-def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> RulesTable:
+def designed_table(study: Study, *, claims: Sequence[Claim] = CLAIMS) -> RulesTable:
     """The rules table of a study run with a design sampler (``--sampler fractional`` etc.):
     least-squares main effects with t-intervals (``ganarch.analysis.designed``), one row per
     claim; a claim the design does not vary has no verdict."""
     design = designed.design_of(study.user_attrs)
     assert design is not None
     score, index, higher = study_score(study)
-    trials = study.get_trials(deepcopy=False)
+    trials = results.trials(study)
     runs = designed.design_runs(trials, index, per_seed=score == "objective")
     present = [r.run for r in runs]
     names = [str(f.claim) if f.claim is not None else f.name for f in design.factors]
@@ -532,9 +494,9 @@ def designed_table(study: optuna.Study, *, claims: Sequence[Claim] = CLAIMS) -> 
         run = t.user_attrs.get(designed.RUN_ATTR)
         if run is None:
             continue
-        if t.state == optuna.trial.TrialState.RUNNING:
+        if results.state(t) == "RUNNING":
             running.append(f"run {run} (trial {t.number})")
-        elif t.state == optuna.trial.TrialState.COMPLETE and not t.user_attrs.get("duplicate_of"):
+        elif results.state(t) == "COMPLETE" and not t.user_attrs.get("duplicate_of"):
             held.setdefault(int(run), []).append(t.number)
     twice = [
         f"run {r} (trials {', '.join(map(str, n))}; trial {n[0]} used)"

@@ -1,4 +1,6 @@
-"""Reading studies back: list studies and trials, and the best spec as a ``GANSpec``.
+"""Reading studies back: list studies and trials, and the best spec as a ``GANSpec``. The
+analysis layer reads studies through this module only (their trials, states, directions,
+metric names and parameter importances), so Optuna stays behind the search layer.
 
 The best trial of a single-objective study is the feasible ``COMPLETE`` trial with the
 highest value. For a multi-objective study (quality, stability) it is a documented pick from
@@ -9,9 +11,18 @@ lower trial number. Trials that failed (penalised, infeasible) never count.
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import optuna
+from optuna.importance import (
+    BaseImportanceEvaluator,
+    FanovaImportanceEvaluator,
+    MeanDecreaseImpurityImportanceEvaluator,
+    PedAnovaImportanceEvaluator,
+)
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from ganarch.errors import GanarchError
@@ -20,8 +31,25 @@ from ganarch.search.storage import load_study, open_storage, require_existing
 from ganarch.search.study import ranked_trials, trial_row
 from ganarch.spec import GANSpec
 
-__all__ = ["best_spec", "best_trial", "list_studies", "list_trials", "open_study"]
+__all__ = [
+    "IMPORTANCE_EVALUATORS",
+    "Study",
+    "Trial",
+    "best_spec",
+    "best_trial",
+    "directions",
+    "list_studies",
+    "list_trials",
+    "metric_names",
+    "open_study",
+    "param_importances",
+    "state",
+    "trials",
+]
 
+#: A study and one of its trials, as the analysis layer receives them (Optuna's objects).
+Study = optuna.Study
+Trial = FrozenTrial
 StudyLike = str | optuna.Study
 
 
@@ -107,3 +135,70 @@ def list_trials(study: StudyLike, storage: str | os.PathLike | None = None) -> l
     ``label`` is the state a table shows (``repeat``, ``failed``, ... see ``state_label``)."""
     st = open_study(study, storage)
     return [{**trial_row(t, st), "label": state_label(t)} for t in st.get_trials(deepcopy=False)]
+
+
+# -- what the analysis layer reads ---------------------------------------------------------------
+
+
+def trials(study: Study, states: Iterable[str] | None = None) -> list[Trial]:
+    """The study's trials in number order, or only those whose :func:`state` is in ``states``
+    (e.g. ``("COMPLETE",)``). Not copies: read them, do not change them."""
+    every = study.get_trials(deepcopy=False)
+    if states is None:
+        return list(every)
+    wanted = set(states)
+    return [t for t in every if state(t) in wanted]
+
+
+def state(trial: Trial) -> str:
+    """``"COMPLETE"``, ``"PRUNED"``, ``"FAIL"``, ``"RUNNING"`` or ``"WAITING"``."""
+    return trial.state.name
+
+
+def directions(study: Study) -> list[str]:
+    """Each objective's direction: ``"maximize"`` or ``"minimize"``."""
+    return ["maximize" if d == StudyDirection.MAXIMIZE else "minimize" for d in study.directions]
+
+
+def metric_names(study: Study) -> list[str] | None:
+    """The objectives' names as recorded (``["objective"]``, ``["quality", "stability"]``), or
+    ``None`` when the study recorded none."""
+    try:
+        return study.metric_names
+    except (AttributeError, ValueError):
+        return None
+
+
+#: Importance evaluators by CLI name: (factory, the name printed in every output).
+IMPORTANCE_EVALUATORS: dict[str, tuple[Callable[[], BaseImportanceEvaluator], str]] = {
+    "ped-anova": (
+        lambda: PedAnovaImportanceEvaluator(),
+        "PED-ANOVA (optuna PedAnovaImportanceEvaluator, top 10% of trials vs all)",
+    ),
+    "fanova": (
+        lambda: FanovaImportanceEvaluator(seed=0),
+        "fANOVA (optuna FanovaImportanceEvaluator, seed 0)",
+    ),
+    "mdi": (
+        lambda: MeanDecreaseImpurityImportanceEvaluator(seed=0),
+        "mean decrease impurity (optuna MeanDecreaseImpurityImportanceEvaluator, seed 0)",
+    ),
+}
+
+
+def param_importances(
+    study: Study, evaluator: BaseImportanceEvaluator, *, objective: int = 0, higher: bool = True
+) -> dict[str, float]:
+    """Normalised importance of every searched parameter for objective ``objective`` (whose
+    direction is ``higher`` is better), from ``optuna.importance.get_param_importances``.
+    Small-sample warnings are silenced (the caller notes its own limits); Optuna's errors on
+    too little data (``ValueError``, ``ZeroDivisionError``, ``IndexError``) propagate."""
+    target = None  # single objective: every evaluator reads the value and the direction
+    if len(study.directions) > 1:
+        # PED-ANOVA with a target treats lower as better, so a maximised score is negated.
+        sign = -1.0 if higher and isinstance(evaluator, PedAnovaImportanceEvaluator) else 1.0
+        target = lambda t: sign * t.values[objective]  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = optuna.importance.get_param_importances(study, evaluator=evaluator, target=target)
+    return dict(result)
