@@ -94,6 +94,22 @@ class Scored(_ReadsLikeADict):
         """Each seed's own objective, in seed order (one here)."""
         return [self.objective]
 
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Scored:
+        """The scores in a mapping of these fields: an evaluation point's ``on_eval``
+        record (what a run stopped there, a pruned trial, had so far) or a result in mapping
+        form; ``None`` where a score is missing."""
+        return cls(
+            quality=record.get("quality"),
+            stability=record.get("stability"),
+            stability_components=dict(record.get("stability_components") or {}),
+            objective=record.get("objective"),
+            diverged=bool(record.get("diverged", False)),
+            failure=record.get("failure"),
+            metrics=dict(record.get("metrics") or {}),
+            engine=dict(record.get("engine") or {}),
+        )
+
 
 @dataclass
 class TrainResult(Scored):

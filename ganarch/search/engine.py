@@ -2,7 +2,9 @@
 evaluator (its feature network is built once, not per trial), and train a trial's spec with
 K paired seeds (the same seeds for every trial, so trials differ only in their choices).
 
-This is the only module of ``ganarch.search`` that knows the trainer's API.
+This is the only module of ``ganarch.search`` that knows the trainer's API: it builds the
+trainer's ``RunSettings`` once from the search's settings, trains at the search's one
+``Geometry`` and hands back the trainer's result type (``ganarch.run.Scored``) as it is.
 """
 
 from __future__ import annotations
@@ -10,13 +12,17 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ganarch.data.dataset import DatasetError
-from ganarch.data.registry import native_channels
 from ganarch.errors import GanarchError, SpecError
+from ganarch.search.geometry import Geometry
+
+if TYPE_CHECKING:
+    from ganarch.run import Scored
+    from ganarch.settings import RunSettings
 
 __all__ = ["Engine", "free_device_memory", "release"]
 
@@ -42,16 +48,29 @@ def free_device_memory() -> None:
 
 
 class Engine:
-    """Per-process training context of a search (dataset, device, evaluator)."""
+    """Per-process training context of a search (dataset, device, evaluator).
 
-    def __init__(self, settings: Any, space: Any) -> None:
+    ``geometry`` is the search's (``SearchConfig.geometry``); resolved here from ``settings``
+    and ``space`` only when none is handed in (an engine made on its own)."""
+
+    def __init__(self, settings: Any, space: Any, geometry: Geometry | None = None) -> None:
         self.settings = settings
         self.space = space
-        self.image_size: int = settings.image_size or space.image_size
-        self._channels: int | None = settings.channels
+        self._geometry = geometry
         self._data: Any = None
         self._evaluator: Any = None
         self._device: torch.device | None = None
+        self._run_settings: RunSettings | None = None
+
+    @property
+    def geometry(self) -> Geometry:
+        if self._geometry is None:
+            self._geometry = Geometry.resolve(self.settings, self.space)
+        return self._geometry
+
+    @property
+    def image_size(self) -> int:
+        return self.geometry.image_size
 
     @property
     def device(self) -> torch.device:
@@ -63,9 +82,26 @@ class Engine:
 
     @property
     def channels(self) -> int:
-        if self._channels is None:
-            self._channels = native_channels(self.settings.data)
-        return self._channels
+        return self.geometry.channels
+
+    def run_settings(self) -> RunSettings:
+        """How every trial trains (the trainer's ``RunSettings``, made once): the search's
+        steps, its K paired seeds (``seed``, ``seed + 1``, ...), device and evaluation
+        points, no progress bar (the search's live display shows progress)."""
+        if self._run_settings is None:
+            from ganarch.settings import RunSettings
+
+            s = self.settings
+            extra = {"n_eval": s.n_eval} if s.n_eval is not None else {}
+            self._run_settings = RunSettings(
+                steps=s.steps,
+                seeds=tuple(s.seed + i for i in range(s.seeds)),
+                device=self.device,
+                eval_every=s.eval_every,
+                progress=False,
+                **extra,
+            )
+        return self._run_settings
 
     def data(self) -> Any:
         """The dataset on the training device (loaded once)."""
@@ -96,27 +132,23 @@ class Engine:
         """Check the settings before any trial exists, so bad input is an error (exit 2), not
         a study of failed trials: the space's first point must build at this image size,
         width and latent size; then load the data and build the evaluator."""
-        s = self.settings
+        s, geometry = self.settings, self.geometry
         try:
-            self.space.spec(
-                self.space.first_choices(),
-                channels=s.channels or 1,  # channels cannot make a template invalid
-                image_size=self.image_size,
-                width=s.width,
-                latent_dim=s.latent_dim,
-            )
+            geometry.spec(self.space, self.space.first_choices())
         except SpecError as exc:
             raise GanarchError(
                 f"--image-size/--width: the space's template rejects image size "
-                f"{self.image_size}, width {s.width or self.space.width}: {exc}"
+                f"{geometry.image_size}, width {geometry.width}: {exc}"
             ) from None
         try:
             self.evaluator()
         except DatasetError as exc:
             raise GanarchError(f"--data {s.data}: {exc}") from None
 
-    def train(self, spec: Any, *, out_dir: Path, on_eval: OnEval) -> dict[str, Any]:
+    def train(self, spec: Any, *, out_dir: Path, on_eval: OnEval) -> Scored:
         """Train ``spec`` with the search's seeds; ``on_eval(step, record)`` at evaluations.
+        Returns the trainer's own result (``TrainResult`` for one seed, ``SeedsResult`` for
+        several: both a ``ganarch.run.Scored``).
 
         With K seeds the reported step is the training done so far in seed-steps, so
         pruners compare trials at equal effort and the pruner's "not before half of
@@ -129,40 +161,23 @@ class Engine:
         """
         from ganarch.run import train, train_seeds
 
-        s = self.settings
-        common: dict[str, Any] = dict(
-            device=self.device,
+        settings = self.run_settings()
+        where: dict[str, Any] = dict(
             out_dir=out_dir,
             overwrite=True,  # the artifacts folder belongs to this study (see artifacts.py)
             evaluator=self.evaluator(),
-            eval_every=s.eval_every,
-            progress=False,  # the search's live display shows progress
+            settings=settings,
         )
-        if s.n_eval is not None:
-            common["n_eval"] = s.n_eval
-        if s.seeds == 1:
-            result = train(spec, self.data(), s.steps, seed=s.seed, on_eval=on_eval, **common)
-        else:
-            seeds = [s.seed + i for i in range(s.seeds)]
+        if len(settings.seeds) == 1:
+            return train(spec, self.data(), on_eval=on_eval, **where)
 
-            def relay(effort: int, records: list[tuple[int, Mapping[str, Any]]]) -> None:
-                on_eval(effort, _mean_record([r for _, r in records]))
+        def relay(effort: int, records: list[tuple[int, Mapping[str, Any]]]) -> None:
+            on_eval(effort, _mean_record([r for _, r in records]))
 
-            result = train_seeds(spec, self.data(), s.steps, seeds=seeds, on_point=relay, **common)
-            if not (Path(out_dir) / "spec.json").exists():
-                spec.save(Path(out_dir) / "spec.json")
-        return {
-            "quality": result.quality,
-            "stability": result.stability,
-            "objective": result.objective,
-            "metrics": dict(result.metrics),
-            "stability_components": dict(result.get("stability_components") or {}),
-            "diverged": bool(result.diverged),
-            "failure": result.get("failure"),
-            "engine": dict(result.get("engine") or {}),
-            # each seed's own objective, in seed order: a designed study's paired replicates
-            "seed_objectives": [r.objective for r in getattr(result, "results", [result])],
-        }
+        result = train_seeds(spec, self.data(), on_point=relay, **where)
+        if not (Path(out_dir) / "spec.json").exists():
+            spec.save(Path(out_dir) / "spec.json")
+        return result
 
 
 def _mean_record(records: list[Mapping[str, Any]]) -> Mapping[str, Any]:

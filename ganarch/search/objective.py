@@ -41,6 +41,7 @@ import optuna
 import torch
 
 from ganarch.errors import HostError, SpecError
+from ganarch.run import Scored
 from ganarch.search.space import SearchSpace
 from ganarch.search.storage import ACTIVE_TRIALS, WORKER_ATTR, worker_identity
 
@@ -153,13 +154,7 @@ class TrialRunner:
 
         out_of_memory = False
         try:
-            spec = self.space.spec(
-                choices,
-                channels=engine.channels,
-                image_size=s.image_size,
-                width=s.width,
-                latent_dim=s.latent_dim,
-            )
+            spec = engine.geometry.spec(self.space, choices)  # the search's one geometry
             # the contract's form: the spec's resolved choices with its training settings
             trial.set_user_attr(
                 "choices", _jsonable({**spec.meta["choices"], **spec.training.to_dict()})
@@ -167,8 +162,10 @@ class TrialRunner:
             trial.set_user_attr("spec", spec.to_dict())
             trial.set_user_attr("artifacts", str(out_dir.resolve()))
             result = engine.train(spec, out_dir=out_dir, on_eval=on_eval)
+            if not isinstance(result, Scored):  # an engine replaced by a script: its mapping
+                result = Scored.from_record(result)
         except optuna.TrialPruned:
-            self._record(trial, last, last.get("metrics", {}))
+            self._record(trial, Scored.from_record(last), finished=False)
             raise
         except torch.cuda.OutOfMemoryError:
             out_of_memory = True  # free memory below, once the traceback's frames are gone
@@ -208,15 +205,7 @@ class TrialRunner:
             result = None
             free_device_memory()
             return self._penalise(trial, "out of memory (CUDA)")
-        values = self._record(trial, result, result.get("metrics", {}))
-        if result.get("stability_components"):
-            trial.set_user_attr("stability_components", _jsonable(result["stability_components"]))
-        if result.get("seed_objectives"):
-            trial.set_user_attr("seed_objectives", _jsonable(list(result["seed_objectives"])))
-        if result.get("diverged"):
-            detail = str(result.get("failure") or "")
-            reason = detail if detail.startswith("diverged") else f"diverged: {detail}".rstrip(": ")
-            trial.set_user_attr("failure", reason)
+        values = self._record(trial, result, finished=True)
         trial.set_constraint(FAILED_CONSTRAINT, 0.0)
         return values if multi else values[0]
 
@@ -226,22 +215,34 @@ class TrialRunner:
         if self._engine is None:
             from ganarch.search.engine import Engine
 
-            self._engine = Engine(self.settings, self.space)
+            self._engine = Engine(self.settings, self.space)  # resolves the geometry itself
         return self._engine
 
-    def _record(
-        self, trial: optuna.Trial, result: Mapping[str, Any], metrics: Mapping[str, Any]
-    ) -> tuple[float, ...]:
-        """Store quality, stability, objective and metrics; return the study's value(s)."""
+    def _record(self, trial: optuna.Trial, result: Scored, *, finished: bool) -> tuple[float, ...]:
+        """Write the trial's outcome from the trainer's result, the one place that does:
+        quality, stability, objective and metrics; for a run that finished also the
+        stability components, each seed's objective and why it diverged. Returns the study's
+        value(s)."""
         out = {}
         for key in ("quality", "stability", "objective"):
-            v = result.get(key)
+            v = getattr(result, key)
             v = float(v) if v is not None else None
             if v is not None and not math.isfinite(v):
                 v = PENALTY
             out[key] = v
             trial.set_user_attr(key, v)
-        trial.set_user_attr("metrics", _jsonable(dict(metrics)))
+        trial.set_user_attr("metrics", _jsonable(dict(result.metrics)))
+        if finished:
+            if result.stability_components:
+                trial.set_user_attr("stability_components", _jsonable(result.stability_components))
+            if result.seed_objectives:
+                trial.set_user_attr("seed_objectives", _jsonable(list(result.seed_objectives)))
+            if result.diverged:
+                detail = str(result.failure or "")
+                reason = (
+                    detail if detail.startswith("diverged") else f"diverged: {detail}".rstrip(": ")
+                )
+                trial.set_user_attr("failure", reason)
         names = METRIC_NAMES[self.settings.objective]
         return tuple(PENALTY if out.get(n) is None else out[n] for n in names)
 

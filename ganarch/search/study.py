@@ -25,6 +25,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from ganarch.search import artifacts
 from ganarch.search import engine as engine_module
 from ganarch.search.counts import TrialCounts
 from ganarch.search.engine import Engine
+from ganarch.search.geometry import Geometry
 from ganarch.search.objective import (
     DUPLICATE_ATTR,
     METRIC_NAMES,
@@ -113,6 +115,14 @@ class SearchConfig:
     sampler: str = "tpe"
     pruner: str = "hyperband"
     workers: int = 1
+
+    @cached_property
+    def geometry(self) -> Geometry:
+        """The search's image size, channels, width and latent size, resolved once (flags,
+        then the space's defaults, then the dataset's own channels); the engine, every
+        trial's spec and the study's settings record all use this one (it pickles with the
+        config, so worker processes get the same object)."""
+        return Geometry.resolve(self.settings, self.space)
 
 
 @dataclass
@@ -239,17 +249,14 @@ def worker_seed(seed: int, worker: int, existing: int) -> int:
 def _settings_record(config: SearchConfig) -> dict[str, Any]:
     from ganarch.run import default_eval_every
 
-    s, space = config.settings, config.space
+    s, space, geometry = config.settings, config.space, config.geometry
     described = json.dumps([space.template, space.describe()], sort_keys=True, default=str)
     return {
         "space": space.name,
         "space_source": space.source,
         "space_hash": hashlib.sha256(described.encode()).hexdigest()[:16],
         "data": s.data,
-        "image_size": s.image_size or space.image_size,
-        "channels": s.channels,
-        "width": s.width or space.width,
-        "latent_dim": s.latent_dim or space.latent_dim,
+        **geometry.to_dict(),  # channels resolved too: the dataset's own when not given
         "steps": s.steps,
         "seeds": s.seeds,
         "objective": s.objective,
@@ -320,6 +327,12 @@ def _resolved_record(old: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(old)
     if out.get("eval_every") is None and isinstance(out.get("steps"), int):
         out["eval_every"] = default_eval_every(out["steps"])
+    if out.get("channels") is None and isinstance(out.get("data"), str):
+        # earlier versions recorded channels unresolved (None: the dataset's own)
+        with contextlib.suppress(GanarchError):
+            from ganarch.data.registry import native_channels
+
+            out["channels"] = native_channels(out["data"])
     return out
 
 
@@ -407,6 +420,9 @@ def _run_worker(
         lock.release()  # the trial exists and names its worker: others may go on
         emit("start", trial)
 
+    if engine is None:  # a worker process: its own engine, at the search's geometry
+        engine = Engine(config.settings, config.space, config.geometry)
+        engine.prepare()  # data and evaluator before any trial exists
     runner = TrialRunner(
         config.space,
         config.settings,
@@ -414,8 +430,6 @@ def _run_worker(
         on_progress=lambda trial, step, metrics: emit("eval", (trial, step, metrics)),
         engine=engine,
     )
-    if engine is None:
-        runner.engine().prepare()  # data and evaluator before any trial exists
     deadline = time.monotonic() + config.timeout if config.timeout else None
     ran = 0
     grid = hasattr(study.sampler, "is_exhausted")  # the grid and the designs end
@@ -488,7 +502,7 @@ def run_search(
         open_storage(config.storage)  # a database that cannot be reached: say so now
     out, owner = Path(config.settings.out), _owner(config)
     artifacts.check_owner(out, owner)
-    engine = Engine(config.settings, config.space)
+    engine = Engine(config.settings, config.space, config.geometry)
     try:
         engine.prepare()  # trains and caches the feature net once, not once per worker
     except OSError as exc:  # e.g. the feature cache's disk is full or read-only
