@@ -58,9 +58,12 @@ def ganarch_register_metrics(registrar: MetricRegistrar) -> None:
 def ganarch_register_templates(registrar: TemplateRegistrar) -> None:
     """Register architecture templates: a family of specs laid out from keyword choices.
 
-    :param registrar: call ``registrar.add(name, build=..., defaults=...)``; ``build(image_size,
-        channels, latent_dim, width, **choices)`` returns a ``ganarch.GANSpec`` (see
-        docs/plugins.md for the choice kinds a template declares).
+    :param registrar: call ``registrar.add(name, build=..., defaults=..., block_choices=...)``;
+        ``build(image_size, channels, latent_dim, width, **choices)`` returns a
+        ``ganarch.GANSpec``; ``defaults`` holds every choice with its default. The choices are
+        declared as data (block kinds, which may be ``"none"``, ``X_params`` owners, integer
+        and bool choices, ``requires`` for conditional ones), so a search space over the
+        template needs nothing else (see docs/plugins.md).
     """
 
 
