@@ -144,7 +144,8 @@ def _notes(info: TemplateInfo, choice: str) -> list[str]:
     if choice in info.param_choices:
         notes.append(f"block params as {choice}_params")
     if choice in info.requires:
-        notes.append("only when one of " + ", ".join(info.requires[choice]) + " is set")
+        needs = info.requires[choice]
+        notes.append(f"only when {'one of ' if len(needs) > 1 else ''}{', '.join(needs)} is set")
     notes += [f"claim {c}" for c, names in info.claims.items() if choice in names]
     return notes
 
