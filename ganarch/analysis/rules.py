@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ganarch.analysis import designed
@@ -46,12 +46,16 @@ __all__ = [
     "rules_table",
     "scored_trials",
     "study_score",
+    "study_template",
     "table_from_scores",
 ]
 
 EVIDENCE_SEARCH = "search (sampler-biased)"
 EVIDENCE_ABLATION = "ablation (controlled, paired seeds)"
 EVIDENCE_DESIGN = "designed study (controlled)"
+#: The template whose choices the claims read (``ganarch.analysis.claims``): on a study of
+#: another template no claim applies, and the table says so instead of judging look-alikes.
+CLAIMS_TEMPLATE = "dcgan"
 #: Fewer complete trials than this: no importance (PED-ANOVA looks at the top 10%).
 MIN_IMPORTANCE_TRIALS = 10
 BRANCH_SEP = "|"  # the search layer's per-branch parameter names: "choice|branch"
@@ -354,8 +358,12 @@ def rules_table(
         for row in table.rows:
             print(row.claim.name, row.effect.effect, row.verdict)
     """
+    template = study_template(study)
+    if template != CLAIMS_TEMPLATE:  # another family: a same-named choice is not the claim's
+        claims = ()
     if DESIGN_ATTR in study.user_attrs:
-        return designed_table(study, claims=claims)
+        table = designed_table(study, claims=claims)
+        return replace(table, notes=(*_foreign(template), *table.notes))
     scored, counts = scored_trials(study)
     score, _, higher = study_score(study)
     importances, description, note = _importances(study, len(scored), evaluator)
@@ -368,7 +376,8 @@ def rules_table(
     left = [f"{counts[k]} {k}" for k in kinds if counts[k]]
     if left:
         counted += "; left out: " + ", ".join(left)
-    notes = [counted, f"score: {score} ({'higher' if higher else 'lower'} is better)"]
+    notes = [*_foreign(template), counted]
+    notes.append(f"score: {score} ({'higher' if higher else 'lower'} is better)")
     if note:
         notes.append(f"importance: {note}")
     return table_from_scores(
@@ -385,6 +394,28 @@ def rules_table(
         seed=seed,
         searched={p for t in results.trials(study, ("COMPLETE",)) for p in t.distributions},
     )
+
+
+def study_template(study: Study) -> str:
+    """The template a study searched, as its trials' specs record it (``meta.template``); a
+    study whose trials recorded none is a ``dcgan`` study (the only template before
+    templates were plugins)."""
+    for t in results.trials(study):
+        meta = (t.user_attrs.get("spec") or {}).get("meta") or {}
+        if isinstance(meta, Mapping) and isinstance(meta.get("template"), str):
+            return meta["template"]
+    return CLAIMS_TEMPLATE
+
+
+def _foreign(template: str) -> list[str]:
+    """The note of a study whose template the paper's claims are not about (else none)."""
+    if template == CLAIMS_TEMPLATE:
+        return []
+    return [
+        f"the paper's claims are about the {CLAIMS_TEMPLATE!r} template; this study searched "
+        f"template {template!r}, so none of them applies (no verdicts); parameter importance "
+        "is the study's own"
+    ]
 
 
 # -- a designed study ----------------------------------------------------------------------------
