@@ -25,7 +25,7 @@ from ganarch.cli._common import (
     write_new_file,
 )
 from ganarch.search.api import DEFAULTS as D
-from ganarch.templates import PAPER_CHOICES
+from ganarch.templates import TEMPLATES
 
 if TYPE_CHECKING:  # the search layer imports Optuna and torch: load it when a command runs
     from ganarch.search.study import SearchConfig
@@ -368,8 +368,11 @@ def best_command(
         return
     info = dict(spec.meta.get("search", {}))
     choices = dict(spec.meta.get("choices", {}))
-    changed = {k: v for k, v in choices.items() if k in PAPER_CHOICES and PAPER_CHOICES[k] != v}
-    changed.update({k: v for k, v in choices.items() if k not in PAPER_CHOICES})
+    template = str(spec.meta.get("template", "dcgan"))
+    found = TEMPLATES.get(template)  # the defaults of the template the trial was built from
+    defaults = dict(found.defaults) if found is not None else {}
+    changed = {k: v for k, v in choices.items() if k not in defaults or defaults[k] != v}
+    base = "the paper's DCGAN" if template == "dcgan" else f"the {template!r} template's defaults"
     out.print(
         f"best trial {info.get('trial')} of {study}: value(s) "
         + "/".join(fmt_value(v) for v in info.get("values", []))
@@ -382,7 +385,7 @@ def best_command(
         markup=False,
     )
     out.print(
-        "differs from the paper's DCGAN: " + (_params_text(changed) if changed else "nothing"),
+        f"differs from {base}: " + (_params_text(changed) if changed else "nothing"),
         markup=False,
     )
     out.print("training: " + _params_text(spec.training.to_dict()), markup=False)
