@@ -24,7 +24,7 @@ from ganarch.analysis.rules import MIN_IMPORTANCE_TRIALS, RulesTable, rules_tabl
 from ganarch.errors import GanarchError
 from ganarch.search import results
 from ganarch.search.results import Study, Trial
-from ganarch.templates import PAPER_CHOICES
+from ganarch.templates import TEMPLATES
 
 __all__ = ["REPORT_NAME", "best_trials", "render_html", "write_report"]
 
@@ -239,7 +239,10 @@ def _changed_choices(trial: Trial) -> dict[str, Any]:
     choices = trial.user_attrs.get("choices")
     if not isinstance(choices, Mapping):
         return dict(trial.params)
-    return {k: v for k, v in choices.items() if PAPER_CHOICES.get(k, object()) != v}
+    meta = (trial.user_attrs.get("spec") or {}).get("meta") or {}
+    found = TEMPLATES.get(meta.get("template", "dcgan"))  # dcgan: the paper's values
+    defaults = found.defaults if found is not None else {}
+    return {k: v for k, v in choices.items() if defaults.get(k, object()) != v}
 
 
 # -- the page ----------------------------------------------------------------------------------
@@ -351,7 +354,7 @@ def _trials_html(study: Study, trials: Sequence[Trial], base: Path | None) -> st
         parts.append(
             f"<h3>Trial {t.number}: {values}</h3>"
             + (f"<p class='muted'>{_e(', '.join(extra))}</p>" if extra else "")
-            + "<div class='trial'><table><tr><th>choice</th><th>value (differs from paper)</th></tr>"
+            + "<div class='trial'><table><tr><th>choice</th><th>value (differs from the template's defaults; dcgan's are the paper's)</th></tr>"
             + choice_rows
             + "</table>"
             + images
