@@ -10,12 +10,13 @@ Public API::
 
 from ganarch._lazy import lazy_getattr
 from ganarch._version import __version__
+from ganarch.builder import GANSpec, load_spec
 from ganarch.errors import GanarchError, PluginError, SpecError
 from ganarch.plugin import hookimpl
 from ganarch.plugin.manager import register as register_plugin
 from ganarch.plugin.manager import unregister as unregister_plugin
 from ganarch.registry import BLOCK_KINDS, BlockInfo, Shape, blocks
-from ganarch.spec import GANSpec, LayerSpec, TrainingSpec, load_spec
+from ganarch.spec import LayerSpec, TrainingSpec
 from ganarch.templates import PAPER_CHOICES, dcgan_spec
 
 # Heavier layers load on first use, so `import ganarch` stays quick and never imports optuna.

@@ -1,23 +1,87 @@
-"""Assemble generator and discriminator modules from a spec, through the block registry.
+"""The builder: checks a spec's layers against the block registry and builds its networks.
 
-``plan(spec)`` infers every layer's shapes and parameter count without allocating weights
-(parameters are counted on PyTorch's ``meta`` device); ``build(spec)`` makes the modules.
-The builder never names a concrete block: each block's kind and shape rule say everything.
+:class:`GANSpec` is the public spec: the data of ``ganarch.spec`` (which knows nothing of
+blocks) plus ``validate()`` and ``build()``; ``GANSpec.from_dict`` and :func:`load_spec`
+validate. ``plan(spec)`` infers every layer's shapes and parameter count without allocating
+weights (parameters are counted on PyTorch's ``meta`` device); ``build(spec)`` makes the
+modules (``ganarch.networks``). The builder never names a concrete block: each block's kind
+and shape rule say everything. Importing it imports no torch: planning and building do.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from itertools import islice
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
+from ganarch._lazy import lazy_getattr
 from ganarch.errors import SpecError
 from ganarch.registry import BlockInfo, ParamError, Shape, get_block
-from ganarch.spec import GANSpec, LayerSpec, check_plan_sizes, check_sizes
+from ganarch.spec import LayerSpec, SpecData, check_plan_sizes, check_sizes, read_data_file
+
+if TYPE_CHECKING:
+    from ganarch.networks import Discriminator, Generator
+
+__all__ = [
+    "GANSpec",
+    "LayerPlan",
+    "NetPlan",
+    "SpecPlan",
+    "build",
+    "load_spec",
+    "plan",
+]
+
+# The built modules live in ganarch.networks (torch); these names stay importable from here.
+__getattr__ = lazy_getattr(
+    __name__,
+    globals(),
+    {
+        name: "ganarch.networks"
+        for name in ("Network", "Generator", "Discriminator", "init_weights", "_guard_inplace")
+    },
+)
+
+
+class GANSpec(SpecData):
+    """A GAN as data that the builder can check and build: ``GANSpec.from_dict(d)``,
+    ``spec.to_dict()``, ``spec.save(path)``, ``spec.validate()``,
+    ``spec.build() -> (generator, discriminator)``.
+
+    Example::
+
+        spec = ganarch.dcgan_spec(image_size=32, channels=1)
+        G, D = spec.build()
+        images = G(torch.randn(8, spec.latent_dim))   # (8, 1, 32, 32)
+        scores = D(images)                            # (8,)
+    """
+
+    @classmethod
+    def from_dict(cls, d: Any, validate: bool = True) -> GANSpec:
+        """Read a spec from plain data; with ``validate`` the layers are checked against the
+        registered blocks and every shape is inferred (raises ``SpecError``)."""
+        spec = super().from_dict(d)
+        if validate:
+            spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        """Check every layer against the registered blocks and infer all shapes."""
+        plan(self)
+
+    def build(self, init: bool = True) -> tuple[Generator, Discriminator]:
+        """Build ``(generator, discriminator)`` as ``torch.nn.Module``s.
+
+        With ``init`` the weights are drawn as the paper does (N(0, init_std) for conv and
+        dense weights, N(1, init_std) for norm scales); otherwise PyTorch's defaults stay.
+        """
+        return build(self, init=init)
+
+
+def load_spec(path: str | Path) -> GANSpec:
+    """Load and validate a spec from a JSON, TOML or YAML file."""
+    return GANSpec.from_dict(read_data_file(path))
 
 
 @dataclass(frozen=True)
@@ -52,25 +116,11 @@ class SpecPlan:
     discriminator: NetPlan
 
 
-def _make(
-    block: BlockInfo, in_shape: Shape, params: Mapping[str, Any], wrap, where: str
-) -> nn.Module:
-    try:
-        module = block.factory(in_shape, **params)
-        for w in wrap:
-            module = w.factory(module)
-    except (TypeError, ValueError) as exc:
-        raise SpecError(
-            f"{where}.params", f"block {block.name!r} rejected its params: {exc}"
-        ) from exc
-    if not isinstance(module, nn.Module):
-        raise SpecError(
-            where, f"block {block.name!r} returned {type(module).__name__}, not an nn.Module"
-        )
-    return module
-
-
 def _plan_net(name: str, layers: tuple[LayerSpec, ...], in_shape: Shape) -> NetPlan:
+    import torch
+
+    from ganarch.networks import make_module
+
     planned: list[LayerPlan] = []
     shape = in_shape
     for i, layer in enumerate(layers):
@@ -94,7 +144,7 @@ def _plan_net(name: str, layers: tuple[LayerSpec, ...], in_shape: Shape) -> NetP
                 where, f"block {block.name!r} cannot take input {shape}: {exc}"
             ) from exc
         with torch.device("meta"):
-            module = _make(block, shape, layer.params, wrap, where)
+            module = make_module(block, shape, layer.params, wrap, where)
             probe = torch.empty(2, *shape)
             try:
                 got = tuple(module(probe).shape[1:])
@@ -114,7 +164,7 @@ def _plan_net(name: str, layers: tuple[LayerSpec, ...], in_shape: Shape) -> NetP
     return NetPlan(name, tuple(planned), in_shape, shape)
 
 
-def plan(spec: GANSpec) -> SpecPlan:
+def plan(spec: SpecData) -> SpecPlan:
     """Check ``spec`` against the registry and infer every layer's shapes and parameter count."""
     check_sizes(spec)  # limits first: a billion layers or channels never reach the registry
     g = _plan_net("generator", spec.generator, Shape(spec.latent_dim, 1, 1))
@@ -139,123 +189,8 @@ def plan(spec: GANSpec) -> SpecPlan:
     return SpecPlan(g, d)
 
 
-class Network(nn.Module):
-    """A built network: its layers in order, as an ``nn.Sequential`` named ``layers``."""
-
-    def __init__(self, layers: list[nn.Module], plan: NetPlan) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(*layers)
-        self.plan = plan
-
-
-class Generator(Network):
-    """Maps ``(N, latent_dim)`` or ``(N, latent_dim, 1, 1)`` noise to ``(N, C, H, W)`` images."""
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if z.dim() == 2:
-            z = z[:, :, None, None]
-        return self.layers(z)
-
-
-class Discriminator(Network):
-    """Maps ``(N, C, H, W)`` images to ``(N,)`` scores; ``logits()`` skips a final sigmoid."""
-
-    def __init__(self, layers: list[nn.Module], plan: NetPlan) -> None:
-        super().__init__(layers, plan)
-        last = plan.layers[-1].block
-        self.ends_in_sigmoid = last.folds_into_loss
-        # How many leading layers ``logits`` runs. A count, not a slice or module list: slicing
-        # ``self.layers`` builds a new Sequential per call, and a stored module list would
-        # register the layers twice (state_dict keys, parameter counts).
-        self._n_logit_layers = len(layers) - 1 if self.ends_in_sigmoid else len(layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x).reshape(x.shape[0])
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Pre-sigmoid scores when D ends in a sigmoid (else the same as ``forward``)."""
-        if not self.ends_in_sigmoid:
-            return self.forward(x)
-        h = x
-        for layer in islice(self.layers, self._n_logit_layers):
-            h = layer(h)
-        return h.reshape(x.shape[0])
-
-
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-_WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear)
-
-
-def init_weights(module: nn.Module, std: float) -> None:
-    """The paper's initialisation: conv and dense weights ~ N(0, std), norm scales ~ N(1, std),
-    biases zero."""
-    for m in module.modules():
-        if isinstance(m, _NORMS) and getattr(m, "weight", None) is not None:
-            nn.init.normal_(m.weight, 1.0, std)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, _WEIGHTED):
-            nn.init.normal_(m.weight, 0.0, std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-
-
-def _build_net(net: NetPlan, cls: type[Network], init_std: float | None) -> Network:
-    layers = []
-    for layer in net.layers:
-        module = _make(layer.block, layer.in_shape, layer.params, (), layer.where)
-        if init_std is not None:
-            init_weights(module, init_std)
-        for w in layer.wrap:  # wrap after init, so e.g. spectral norm sees the drawn weights
-            module = w.factory(module)
-        _guard_inplace(module, layers[-1] if layers else None)
-        layers.append(module)
-    return cls(layers, net)
-
-
-def _guard_inplace(module: nn.Module, previous: nn.Module | None) -> None:
-    """Turn off ``inplace`` where it would break the backward pass, so a spec that validates
-    trains: an in-place layer overwrites its input, which is safe only when the layer before
-    is a conv, dense or norm layer (their gradients do not need their output). After another
-    activation (two in a row), or on the network's input, it is not.
-
-    Nested layers count too (a plugin's ``Sequential(..., ReLU(inplace=True))``): inside
-    ``nn.Sequential`` the layer before is the one registered before; inside any other module
-    the order its ``forward`` runs them in is unknown, so in-place is turned off there. The
-    modules a parametrization adds (spectral norm's) are not layers of their own."""
-    before = _layers(previous)[-1:] if previous is not None else []
-    chain = before + _layers(module)
-    for i in range(len(before), len(chain)):
-        leaf, ordered = chain[i]
-        if not getattr(leaf, "inplace", False):
-            continue
-        prev, prev_ordered = chain[i - 1] if i > 0 else (None, False)
-        if not (ordered and prev_ordered and isinstance(prev, _WEIGHTED + _NORMS)):
-            leaf.inplace = False
-
-
-def _layers(module: nn.Module) -> list[tuple[nn.Module, bool]]:
-    """``module``'s leaf layers in registration order, each with whether that is the order
-    they run in (every container above it is a ``Sequential``), parametrizations left out."""
-    out: list[tuple[nn.Module, bool]] = []
-
-    def walk(m: nn.Module, ordered: bool) -> None:
-        children = [
-            c
-            for name, c in m.named_children()
-            if not (name == "parametrizations" and isinstance(c, nn.ModuleDict))
-        ]
-        if not children:
-            out.append((m, ordered))
-            return
-        for c in children:
-            walk(c, ordered and isinstance(m, nn.Sequential))
-
-    walk(module, True)
-    return out
-
-
-def build(spec: GANSpec, init: bool = True) -> tuple[Generator, Discriminator]:
+def build(spec: SpecData, init: bool = True) -> tuple[Generator, Discriminator]:
     """Build ``(generator, discriminator)`` for ``spec`` (see ``GANSpec.build``)."""
-    p = plan(spec)
-    std = spec.training.init_std if init else None
-    return _build_net(p.generator, Generator, std), _build_net(p.discriminator, Discriminator, std)
+    from ganarch.networks import build_networks
+
+    return build_networks(plan(spec), spec.training.init_std if init else None)

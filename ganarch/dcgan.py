@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ganarch.builder import GANSpec
 from ganarch.errors import SpecError
 from ganarch.registry import get_block
-from ganarch.spec import MAX_IMAGE_SIZE, MAX_LATENT, MAX_LAYERS, GANSpec, LayerSpec, TrainingSpec
+from ganarch.spec import MAX_IMAGE_SIZE, MAX_LATENT, MAX_LAYERS, LayerSpec, TrainingSpec
 
 #: The paper's choice for every rule; ``dcgan_spec()`` with no choices builds exactly this.
 PAPER_CHOICES: dict[str, Any] = {

@@ -33,11 +33,10 @@ from torch.nn.utils import parametrize
 
 from ganarch import artifacts, builder
 from ganarch import spec as spec_module
-from ganarch.builder import Discriminator, Generator
+from ganarch.builder import Discriminator, GANSpec, Generator
 from ganarch.device import choose_device
 from ganarch.errors import GanarchError
 from ganarch.settings import DEFAULT_N_EVAL, RunSettings, settings_from
-from ganarch.spec import GANSpec
 from ganarch.stepper import StepOptions, Stepper, graph_blocker
 from ganarch.training import (
     AfterEval,

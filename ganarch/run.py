@@ -30,14 +30,13 @@ import torch
 
 from ganarch import artifacts
 from ganarch._version import __version__
-from ganarch.builder import Discriminator, Generator
+from ganarch.builder import Discriminator, GANSpec, Generator
 from ganarch.device import choose_device
 from ganarch.errors import GanarchError
 from ganarch.fused import SeedHooks, fit_seeds
 from ganarch.score.objective import objective as combine_objective
 from ganarch.score.stability import EXPLODING_LOSS, aggregate_seeds, stability
 from ganarch.settings import DEFAULT_N_EVAL, RunSettings, default_eval_every, settings_from
-from ganarch.spec import GANSpec
 from ganarch.stepper import StepOptions
 from ganarch.training import FIT_DEFAULTS, FitContext, FitResult, fit, resolve_data, resolve_spec
 

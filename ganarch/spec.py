@@ -1,5 +1,7 @@
 """The declarative GAN spec: image geometry, the generator's and discriminator's layers, and
-the training settings that reproduce a run. Pure data: it never executes code or imports paths.
+the training settings that reproduce a run. Pure data: it never executes code or imports paths,
+and knows nothing of blocks. The public spec, which validates its layers against the block
+registry and builds its networks, is ``ganarch.builder.GANSpec`` (``ganarch.GANSpec``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
@@ -129,16 +131,11 @@ class TrainingSpec:
 
 
 @dataclass(frozen=True)
-class GANSpec:
-    """A GAN as data: ``GANSpec.from_dict(d)``, ``spec.to_dict()``, ``spec.save(path)``,
-    ``spec.build() -> (generator, discriminator)``.
+class SpecData:
+    """A GAN as data: parsing (``from_dict``), ``to_dict()``, ``replace()``, ``save(path)``.
 
-    Example::
-
-        spec = ganarch.dcgan_spec(image_size=32, channels=1)
-        G, D = spec.build()
-        images = G(torch.randn(8, spec.latent_dim))   # (8, 1, 32, 32)
-        scores = D(images)                            # (8,)
+    ``ganarch.GANSpec`` (``ganarch.builder``) is this plus ``validate()`` and ``build()``; make
+    specs with it. Here ``from_dict`` checks structure and sizes, not the layers' blocks.
     """
 
     image_size: int
@@ -167,9 +164,9 @@ class GANSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Any, validate: bool = True) -> GANSpec:
-        """Read a spec from plain data; with ``validate`` the layers are checked against the
-        registered blocks and every shape is inferred (raises ``SpecError``)."""
+    def from_dict(cls, d: Any) -> Self:
+        """Read a spec from plain data, checking its structure and sizes (raises
+        ``SpecError``); the layers' blocks are the builder's to check."""
         if not isinstance(d, Mapping):
             raise SpecError("", f"a spec must be a mapping, got {_kind(d)}")
         allowed = [
@@ -197,17 +194,15 @@ class GANSpec:
             raise SpecError("meta", f"must be a mapping, got {_kind(meta)}")
         spec = cls(**ints, **nets, training=training, meta=dict(meta))
         check_sizes(spec)
-        if validate:
-            spec.validate()
         return spec
 
-    def replace(self, **changes: Any) -> GANSpec:
+    def replace(self, **changes: Any) -> Self:
         """A copy with some fields changed (``training`` may be a dict of overrides)."""
         if isinstance(changes.get("training"), Mapping):
             merged = {**self.training.to_dict(), **changes["training"]}
             changes["training"] = TrainingSpec.from_dict(merged)
         d = {**{f.name: getattr(self, f.name) for f in fields(self)}, **changes}
-        return GANSpec(**d)
+        return type(self)(**d)
 
     # -- files --------------------------------------------------------------------------------
 
@@ -228,29 +223,6 @@ class GANSpec:
         tmp.write_text(text)
         tmp.replace(path)  # never leave a half-written spec behind
         return path
-
-    # -- validation and building (delegated to the builder, which knows the registry) ----------
-
-    def validate(self) -> None:
-        """Check every layer against the registered blocks and infer all shapes."""
-        from ganarch.builder import plan  # the builder depends on the spec, not the other way
-
-        plan(self)
-
-    def build(self, init: bool = True):
-        """Build ``(generator, discriminator)`` as ``torch.nn.Module``s.
-
-        With ``init`` the weights are drawn as the paper does (N(0, init_std) for conv and
-        dense weights, N(1, init_std) for norm scales); otherwise PyTorch's defaults stay.
-        """
-        from ganarch.builder import build
-
-        return build(self, init=init)
-
-
-def load_spec(path: str | Path) -> GANSpec:
-    """Load and validate a spec from a JSON, TOML or YAML file."""
-    return GANSpec.from_dict(read_data_file(path))
 
 
 def read_data_file(path: str | Path) -> Any:
@@ -330,7 +302,7 @@ def check_data_size(data: Any, where: str) -> None:
             stack.extend((v, depth + 1) for v in value)
 
 
-def check_sizes(spec: GANSpec) -> None:
+def check_sizes(spec: SpecData) -> None:
     """Refuse sizes no machine could train (a located ``SpecError``), before any allocation."""
     if spec.image_size > MAX_IMAGE_SIZE:
         raise SpecError("image_size", f"at most {MAX_IMAGE_SIZE}, got {spec.image_size}")
@@ -363,7 +335,7 @@ def activation_bytes(batch_size: int, g_shapes: Sequence[Any], d_shapes: Sequenc
 
 
 def check_plan_sizes(
-    spec: GANSpec, n_params: int, g_shapes: Sequence[Any], d_shapes: Sequence[Any]
+    spec: SpecData, n_params: int, g_shapes: Sequence[Any], d_shapes: Sequence[Any]
 ) -> None:
     """Refuse a planned spec whose weights or activations exceed the limits (the builder
     calls this with the shapes and parameter counts it inferred on the meta device)."""

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ganarch.builder import GANSpec
 from ganarch.dcgan import CHOICE_KINDS, CLAIM_TOGGLES, NONE_KINDS, PAPER_CHOICES, dcgan_spec
 from ganarch.errors import PluginError, SpecError, closest
 from ganarch.plugin.registry import Registrar, Registry
 from ganarch.registry import BLOCK_KINDS
-from ganarch.spec import GANSpec, TrainingSpec
+from ganarch.spec import TrainingSpec
 
 __all__ = [
     "CHOICE_KINDS",

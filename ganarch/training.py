@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ganarch import artifacts
-from ganarch.builder import Discriminator, Generator
+from ganarch.builder import Discriminator, GANSpec, Generator, load_spec
 from ganarch.device import choose_device
 from ganarch.errors import GanarchError
 from ganarch.settings import (
@@ -50,7 +50,6 @@ from ganarch.settings import (
     default_eval_every,
     settings_from,
 )
-from ganarch.spec import GANSpec, load_spec
 from ganarch.stepper import StepOptions, Stepper, graph_blocker
 
 __all__ = [

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import ganarch
+from ganarch.builder import GANSpec
 from ganarch.cli import app
 from ganarch.errors import GanarchError
 from ganarch.search.space import parse_space
-from ganarch.spec import GANSpec
 
 #: Values a hand-edited file may hold anywhere: scalars of every kind, big and odd ones too.
 SCALARS = st.one_of(

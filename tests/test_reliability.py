@@ -26,6 +26,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 import ganarch
+from ganarch.builder import GANSpec
 from ganarch.cli import app
 from ganarch.errors import GanarchError, HostError, SpecError
 from ganarch.search import SearchConfig, TrialSettings, journal, load_space, run_search
@@ -40,7 +41,6 @@ from ganarch.search.storage import (
     open_storage,
 )
 from ganarch.search.study import check_study_name, default_study_name, summary_lines
-from ganarch.spec import GANSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -718,7 +718,7 @@ def _two_activations_in_a_row() -> dict:
 
 
 def test_a_spec_that_validates_trains_even_with_in_place_activations_in_a_row(monkeypatch):
-    from ganarch import builder
+    from ganarch import networks as builder
 
     spec = GANSpec.from_dict(_two_activations_in_a_row())
     x = torch.randn(4, 1, 8, 8)

@@ -15,13 +15,13 @@ from typer.testing import CliRunner
 
 import ganarch.cli
 from ganarch import dcgan_spec, hookimpl
+from ganarch.builder import load_spec
 from ganarch.cli import train as train_cli
 from ganarch.data import load_dataset
 from ganarch.errors import GanarchError
 from ganarch.run import default_eval_every, train, train_seeds
 from ganarch.score import stability as st
 from ganarch.score.objective import objective
-from ganarch.spec import load_spec
 
 SIZE = 16
 TINY = {"batch_size": 32}

@@ -29,8 +29,8 @@ from typing import Any
 from ganarch.analysis.claims import CLAIMS, Claim
 from ganarch.analysis.rules import EVIDENCE_ABLATION, RuleRow, RulesTable
 from ganarch.analysis.stats import N_MIN, t_paired, verdict
+from ganarch.builder import GANSpec
 from ganarch.errors import GanarchError, SpecError
-from ganarch.spec import GANSpec
 from ganarch.templates import PAPER_CHOICES, dcgan_spec
 
 __all__ = [

@@ -289,7 +289,7 @@ def template_spec(
     template such as the paper's ``dcgan`` (SIZE default 64, ``width`` default the template's;
     channels ``channels``, else the dataset's own when ``data`` is given, else 3). Every
     command reads refs this way."""
-    from ganarch.spec import load_spec
+    from ganarch.builder import load_spec
 
     path = Path(ref)
     if path.exists():

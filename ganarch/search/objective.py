@@ -321,6 +321,7 @@ def host_failure(exc: BaseException) -> str | None:
 #: Where the model's code runs: a failure raised from inside these is the configuration's.
 _MODEL_CODE = (
     f"{Path('ganarch', 'builder.py')}",
+    f"{Path('ganarch', 'networks.py')}",  # the built modules' forward and factories
     f"{Path('torch', 'nn', 'modules', 'module.py')}",
     f"{Path('torch', 'autograd', '')}",
 )

@@ -25,11 +25,11 @@ from optuna.importance import (
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
+from ganarch.builder import GANSpec
 from ganarch.errors import GanarchError
 from ganarch.search.counts import TrialCounts, state_label
 from ganarch.search.storage import load_study, open_storage, require_existing
 from ganarch.search.study import ranked_trials, trial_row
-from ganarch.spec import GANSpec
 
 __all__ = [
     "IMPORTANCE_EVALUATORS",
