@@ -295,3 +295,25 @@ def test_load_errors(tmp_path) -> None:
 def test_public_api_is_exported() -> None:
     for name in ganarch.__all__:
         assert hasattr(ganarch, name), name
+
+
+def test_the_spec_is_data_and_the_builder_checks_its_layers() -> None:
+    """``ganarch.spec`` parses without knowing blocks; the public ``GANSpec`` (the builder's)
+    validates, and importing the builder loads no torch until a spec is planned or built."""
+    import subprocess
+    import sys
+
+    from ganarch.builder import GANSpec as BuilderSpec
+    from ganarch.spec import SpecData
+
+    assert GANSpec is BuilderSpec and issubclass(GANSpec, SpecData)
+    d = dcgan_spec(16, channels=1).to_dict()
+    d["generator"]["layers"][0]["block"] = "no_such_block"
+    data = SpecData.from_dict(d)  # structure and sizes only
+    assert not hasattr(data, "build") and data.generator[0].block == "no_such_block"
+    with pytest.raises(SpecError, match=r"generator\.layers\[0\]\.block"):
+        GANSpec.from_dict(d)
+    assert type(GANSpec.from_dict(d, validate=False).replace(latent_dim=8)) is GANSpec
+    code = "import sys, ganarch.builder; print(sorted({'torch'} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
