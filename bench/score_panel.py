@@ -28,6 +28,8 @@ import torch
 
 from ganarch import dcgan_spec
 from ganarch.data import load_dataset
+from ganarch.score.stability import EXPLODING_LOSS
+from ganarch.settings import RunSettings
 from ganarch.training import fit
 
 # The independent judge lives beside the tests that use it; it imports nothing of ganarch.score.
@@ -78,17 +80,16 @@ def train_panel(names: list[str]) -> None:
             return {}
 
         t0 = time.perf_counter()
-        res = fit(
-            spec,
-            data,
-            steps,
-            seed=0,
+        settings = RunSettings(
+            steps=steps,
+            seeds=(0,),
             device="cpu",
             eval_every=max(1, steps // EVALS),
             n_eval=N,
-            evaluate=keep,
             progress=False,
+            exploding_loss=EXPLODING_LOSS,  # the scorer's rule, as ganarch.train applies it
         )
+        res = fit(spec, data, evaluate=keep, settings=settings)
         history = [
             {k: v for k, v in r.items() if isinstance(v, int | float | str | type(None))}
             for r in res.history
