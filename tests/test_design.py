@@ -272,8 +272,11 @@ def test_a_verdict_that_flips_on_reseeding_is_shown_unstable(capsys, monkeypatch
         False,
         "confirmed (unstable)",
     )
-    steady = [r for r in table.rows if r.flips and r.flips[0] == 0]
+    # Stable: no seed flip and a re-run flip rate under UNSTABLE_RATE; either one marks it.
+    steady = [r for r in table.rows if r.flips and r.flips[0] == 0 and r.flip_rate < 0.2]
     assert steady and all(r.shown_verdict == r.verdict and r.stable for r in steady)
+    rare = [r for r in table.rows if r.flips and r.flips[0] == 0 and r.flip_rate >= 0.2]
+    assert all(r.stable is False and "(unstable)" in r.shown_verdict for r in rare)
     monkeypatch.setenv("COLUMNS", "200")
     print_table(table)
     out = capsys.readouterr()
@@ -643,3 +646,106 @@ def test_the_report_of_a_designed_study_calls_its_effects_controlled(tmp_path):
     html = write_report(study, tmp_path / "report").read_text()
     assert "designed study (controlled): 2^(7-3)" in html
     assert "controlled comparisons" in html and "associations" not in html
+
+
+# -- how often a verdict flips, and what an incomplete design can still estimate ----------------
+
+
+def test_flip_rate_is_zero_for_a_strong_effect_and_high_for_a_verdict_called_by_chance():
+    """Planted: factor 0 an effect of 20 standard errors; factor 1 no effect, but noise that
+    puts its estimate at t = 2.5, just past the 95% edge (t(0.975, 8) = 2.306), so this sample
+    calls it "confirmed"; factor 3 no effect and an estimate of exactly 0 ("inconclusive")."""
+    from ganarch.analysis.designed import design_verdict, rerun_flip_rates
+
+    d = make_design("fractional", _factors(7))
+    x = d.matrix.astype(float)
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0, 0.01, 16)
+    for j in (1, 3):
+        noise -= (x[:, j] @ noise) / 16 * x[:, j]  # no component along the null factors
+    fit = fit_main_effects(x, noise)
+    s = (fit.effects[0].ci_high - fit.effects[0].ci_low) / 2 / 2.306004  # the effects' SE
+    y = 0.5 + (20 * s / 2) * x[:, 0] + (2.5 * s / 2) * x[:, 1] + noise
+    names = [str(i) for i in range(7)]
+    fit = fit_design(d, range(16), y, names).main
+    assert [design_verdict(e) for e in fit.effects[:4:]] == [
+        "confirmed",
+        "confirmed",  # a false positive
+        design_verdict(fit.effects[2]),
+        "inconclusive",
+    ]
+    assert fit.effects[1].effect / s == pytest.approx(2.5, rel=1e-6)
+    rates = rerun_flip_rates(d, range(16), y, names)
+    assert rates[0] == 0.0  # the strong effect never loses its verdict
+    assert rates[1] >= 0.3  # the chance verdict is lost in a large share of re-runs
+    assert rates[3] <= 0.15  # an estimate of 0 stays inconclusive (a re-run's false positive)
+    assert rates == rerun_flip_rates(d, range(16), y, names)  # fixed seed: the same table
+
+
+def test_the_rules_table_shows_each_claims_flip_rate_at_80_columns(capsys, monkeypatch):
+    from ganarch.cli.analysis import print_table
+
+    study, _ = _designed_study(effects=PLANTED, noise=0.01, rng=np.random.default_rng(0))
+    table = rules_table(study)  # one seed per run: no seed flips, the re-run rate still
+    rows = {r.claim.id: r for r in table.rows}
+    for cid in (3, 7):  # effects of 0.10 and 0.12 against noise 0.01
+        assert rows[cid].verdict == "confirmed" and rows[cid].flip_rate == 0.0
+        assert rows[cid].stable and rows[cid].flips is None
+    assert all(0.0 <= r.flip_rate <= 1.0 for r in table.rows)
+    assert rows[3].to_dict()["flip_rate"] == 0.0
+    assert any(n.startswith("flips: the share of 400 re-runs simulated") for n in table.notes)
+    monkeypatch.setenv("COLUMNS", "80")
+    print_table(table)
+    out = capsys.readouterr().out
+    assert "flips" in out and " 0% " in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_an_incomplete_design_recomputes_aliasing_from_the_runs_present():
+    """Only the runs where claims 3 and 4 take the same level finished: their columns coincide,
+    so neither is estimable (shown 'aliased', naming the other). Through the generators
+    (G=ACD, F=BCD) the same half also makes 1 = 7 and 2 = 6; claim 5 is still estimable,
+    and the notes say the aliasing comes from the runs present."""
+    from ganarch.analysis.designed import present_aliasing
+
+    complete, sampler = _designed_study(effects=PLANTED, noise=0.01, rng=np.random.default_rng(2))
+    m = sampler.design.matrix
+    keep = [
+        t for t in complete.trials if m[t.user_attrs[RUN_ATTR], 2] == m[t.user_attrs[RUN_ATTR], 3]
+    ]
+    study = optuna.create_study(direction="maximize")
+    for key, value in complete.user_attrs.items():
+        study.set_user_attr(key, value)
+    for t in keep:
+        study.add_trial(t)
+    present = sorted(t.user_attrs[RUN_ATTR] for t in keep)
+    assert len(present) == 8
+    names = [str(c) for c in range(1, 8)]
+    aliasing = present_aliasing(sampler.design, present, names)
+    assert [a.estimable for a in aliasing] == [False, False, False, False, True, False, False]
+    assert [a.text for a in aliasing if not a.estimable] == ["7", "6", "4", "3", "2", "1"]
+    # Two runs missing: every main effect estimable, but two-factor interactions leak in.
+    two_short = present_aliasing(sampler.design, range(14), names)
+    assert all(a.estimable and a.leaks for a in two_short)
+    coef = dict(two_short[0].leaks)["1×2"]
+    # What the coefficient means: a pure 1×2 interaction (no main effects, no noise) shows
+    # up in claim 1's estimated main effect as 2 · coefficient · its half-effect.
+    x = sampler.design.matrix[:14]
+    fit = fit_main_effects(x, 0.5 + 0.03 * x[:, 0] * x[:, 1])
+    assert fit.effects[0].effect == pytest.approx(2 * coef * 0.03, abs=1e-12) and coef != 0
+    # the planned matrix says every main effect is free of two-factor interactions:
+    assert all(
+        a.text == "no two-factor interaction"
+        for a in present_aliasing(sampler.design, range(16), names)
+    )
+    table = rules_table(study)
+    rows = {r.claim.id: r for r in table.rows}
+    assert rows[3].confounded_with == "4" and rows[4].confounded_with == "3"
+    assert rows[3].shown_verdict == rows[4].shown_verdict == "aliased"
+    assert rows[3].to_dict()["confounded_with"] == "4"
+    assert rows[5].effect.effect is not None and rows[5].confounded_with is None
+    assert rows[5].effect.df == 3  # 8 runs − (the mean + 4 separable columns)
+    notes = " | ".join(table.notes)
+    assert "aliasing recomputed from the 8 runs present, not the planned matrix" in notes
+    assert "claim 3 with 4; claim 4 with 3" in notes
+    assert "8 of 16 runs finished" in notes

@@ -16,10 +16,24 @@ study uses the same seeds, so they pair), else the trial's value. With K ≥ 2 s
 repeated K times, each time without one seed, and a claim's ``flips`` counts the refits whose
 verdict differs from the full fit's: a verdict that flips when one seed is left out is not one
 to publish.
+
+The flip rate (:func:`rerun_flip_rates`, any number of seeds): ``RERUNS`` re-runs of the study
+are simulated from its fit (each run's fitted response plus fresh normal noise with the
+residual variance, the noise a re-seeded study would see if the residual were all seed noise;
+unmodelled interactions in the residual make it an over-estimate, so the rate errs high) and
+refitted with the same model and verdict rule; a claim's flip rate is the share of re-runs
+whose verdict differs from the study's own. A strong effect keeps its verdict (rate near 0);
+a verdict near the edge of its interval (a small effect, or a null effect called by chance)
+flips in a large share of re-runs.
+
+A design with runs missing (a study stopped early, or runs that failed) is analysed as the
+runs present: which main effects are estimable and what each is aliased with are recomputed
+from their rows (:func:`present_aliasing`), not read from the planned matrix.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +46,9 @@ from ganarch.search.design import DESIGN_ATTR, RUN_ATTR, Design, Factor
 
 __all__ = [
     "MIN_INTERACTION_DF",
+    "RERUNS",
+    "UNSTABLE_RATE",
+    "Aliasing",
     "DesignFit",
     "DesignRun",
     "Fit",
@@ -40,8 +57,15 @@ __all__ = [
     "design_runs",
     "fit_design",
     "fit_main_effects",
+    "present_aliasing",
+    "rerun_flip_rates",
     "reseed_flips",
 ]
+
+#: Re-runs simulated per flip rate (fixed seed: the table is the same each time it is read).
+RERUNS = 400
+#: A flip rate from this share up marks a verdict "(unstable)".
+UNSTABLE_RATE = 0.2
 
 
 @dataclass(frozen=True)
@@ -63,6 +87,8 @@ class Fit:
     effects: tuple[Effect, ...]
     df: int
     estimable: bool  # False: the runs present do not separate every main effect
+    #: Per column: whether the runs present estimate it (apart from every other column).
+    columns: tuple[bool, ...] = ()
 
 
 def design_of(user_attrs: Mapping[str, Any]) -> Design | None:
@@ -132,20 +158,28 @@ def fit_main_effects(
     A = np.column_stack([np.ones(n), X])
     p = k + 1
     rank = int(np.linalg.matrix_rank(A)) if n else 0
-    df = n - p
+    df = n - rank
+    pinv = np.linalg.pinv(A) if n else np.zeros((p, 0))
+    # A column is estimable when its coefficient is a function of the data alone: its unit
+    # vector lies in A's row space (pinv(A) A leaves it unchanged).
+    proj = pinv @ A if n else np.zeros((p, p))
+    columns = tuple(
+        bool(n) and bool(np.allclose(proj[:, j + 1], np.eye(p)[:, j + 1], atol=1e-8))
+        for j in range(k)
+    )
     estimable = rank == p
     effects: list[Effect] = []
-    if estimable:
-        coef, *_ = np.linalg.lstsq(A, yv, rcond=None)
+    if any(columns):
+        coef = pinv @ yv
         resid = yv - A @ coef
-        cov = np.linalg.inv(A.T @ A)
+        cov = pinv @ pinv.T  # (AᵀA)⁺: the variance of any estimable coefficient, over σ²
         sigma2 = float(resid @ resid) / df if df > 0 else math.nan
         half_t = t_quantile(confidence, df) if df > 0 else math.nan
     for j in range(k):
         hi, lo = yv[X[:, j] > 0], yv[X[:, j] < 0]
         mean_hi = float(hi.mean()) if hi.size else None
         mean_lo = float(lo.mean()) if lo.size else None
-        if not estimable:
+        if not columns[j]:
             effects.append(
                 Effect(
                     hi.size, lo.size, mean_hi, mean_lo, None, None, None, method="least squares t"
@@ -155,7 +189,7 @@ def fit_main_effects(
         effect = 2.0 * float(coef[j + 1])
         low = high = None
         if df > 0:
-            half = half_t * 2.0 * math.sqrt(sigma2 * float(cov[j + 1, j + 1]))
+            half = half_t * 2.0 * math.sqrt(max(sigma2 * float(cov[j + 1, j + 1]), 0.0))
             low, high = effect - half, effect + half
         effects.append(
             Effect(
@@ -170,7 +204,7 @@ def fit_main_effects(
                 df=float(df) if df > 0 else None,
             )
         )
-    return Fit(tuple(effects), max(df, 0), estimable)
+    return Fit(tuple(effects), max(df, 0), estimable, columns)
 
 
 def design_verdict(effect: Effect, *, higher_is_better: bool = True) -> str:
@@ -267,7 +301,7 @@ def fit_design(
     letters = design.letters
     m = design.matrix[list(runs)]
     chains = design.two_factor_chains()
-    cols = [m[:, letters.index(c[0][0])] * m[:, letters.index(c[0][1])] for c in chains]
+    cols = _chain_columns(design, m)
     k = m.shape[1]
     if cols and len(runs) - 1 - k - len(cols) >= MIN_INTERACTION_DF:
         fit = fit_main_effects(np.column_stack([m, *cols]), y, confidence=confidence)
@@ -279,3 +313,110 @@ def fit_design(
             inter.sort(key=lambda i: -abs(i.effect.effect or 0.0))
             return DesignFit(Fit(fit.effects[:k], fit.df, True), inter)
     return DesignFit(fit_main_effects(m, y, confidence=confidence), None)
+
+
+def _chain_columns(design: Design, m: np.ndarray) -> list[np.ndarray]:
+    """One column per two-factor alias chain (its first member's product), rows of ``m``."""
+    letters = design.letters
+    return [
+        m[:, letters.index(c[0][0])] * m[:, letters.index(c[0][1])]
+        for c in design.two_factor_chains()
+    ]
+
+
+def rerun_flip_rates(
+    design: Design,
+    runs: Sequence[int],
+    y: Sequence[float],
+    names: Sequence[str],
+    *,
+    higher_is_better: bool = True,
+    reruns: int = RERUNS,
+    seed: int = 0,
+) -> list[float | None]:
+    """Per factor, the share of ``reruns`` simulated re-runs whose verdict differs from the
+    study's own (``None`` where the fit gives that factor no verdict).
+
+    A re-run keeps the runs present and the model of :func:`fit_design`; its responses are
+    the fitted ones plus independent normal noise with the fit's residual variance (fixed
+    ``seed``). Example: a planted effect of 10 residual standard deviations flips in none of
+    them; an estimate just past its interval's edge flips in about half.
+    """
+    yv = np.asarray(list(y), dtype=float)
+    model = fit_design(design, runs, yv, names)
+    base = [design_verdict(e, higher_is_better=higher_is_better) for e in model.main.effects]
+    judged = [b != "not enough trials" for b in base]
+    if not any(judged):
+        return [None] * len(base)
+    m = design.matrix[list(runs)].astype(float)
+    extra = _chain_columns(design, m) if model.interactions is not None else []
+    A = np.column_stack([np.ones(len(yv)), m, *extra])
+    fitted = A @ (np.linalg.pinv(A) @ yv)
+    df = len(yv) - int(np.linalg.matrix_rank(A))
+    sigma = math.sqrt(float((yv - fitted) @ (yv - fitted)) / df)
+    rng = np.random.default_rng(seed)
+    flips = np.zeros(len(base))
+    for _ in range(reruns):
+        fit = fit_design(design, runs, fitted + rng.normal(0.0, sigma, len(yv)), names).main
+        for j, e in enumerate(fit.effects):
+            flips[j] += design_verdict(e, higher_is_better=higher_is_better) != base[j]
+    return [float(f / reruns) if ok else None for f, ok in zip(flips, judged, strict=True)]
+
+
+@dataclass(frozen=True)
+class Aliasing:
+    """What the runs present say about one factor's column."""
+
+    estimable: bool
+    #: Not estimable: the factors (or "the mean") it cannot be told apart from; estimable:
+    #: the two-factor interactions that leak into its estimate, with their coefficients.
+    text: str
+    #: Estimable: ``(interaction, alias coefficient)`` for each that leaks into the estimate.
+    leaks: tuple[tuple[str, float], ...] = ()
+
+
+def present_aliasing(design: Design, runs: Sequence[int], names: Sequence[str]) -> list[Aliasing]:
+    """Per factor, recomputed from the rows of ``runs`` (not the planned matrix): whether its
+    main effect is estimable, and what it is aliased with.
+
+    A column the runs present cannot separate is named with the columns it coincides with
+    (equal or opposite in every run present; "the mean" for a factor left at one level). An
+    estimable one lists each two-factor interaction ``a×b`` whose column is not orthogonal to
+    the model's in these runs, with its alias coefficient: the estimate of the main effect
+    carries that multiple of the interaction's effect.
+    """
+    m = design.matrix[list(runs)].astype(float)
+    n, k = m.shape
+    fit = fit_main_effects(m, np.zeros(n)) if n else None
+    columns = fit.columns if fit is not None else (False,) * k
+    A = np.column_stack([np.ones(n), m])
+    pairs = list(itertools.combinations(range(k), 2))
+    alias = (
+        np.linalg.pinv(A) @ np.column_stack([m[:, a] * m[:, b] for a, b in pairs])
+        if n
+        else np.zeros((k + 1, len(pairs)))
+    )
+    out: list[Aliasing] = []
+    for j in range(k):
+        if not columns[j]:
+            with_ = [
+                names[i]
+                for i in range(k)
+                if i != j
+                and n
+                and np.linalg.matrix_rank(np.column_stack([A[:, 0], m[:, i], m[:, j]])) < 3
+            ]
+            if n and np.ptp(m[:, j]) == 0:
+                with_.insert(0, "the mean (one level only)")
+            out.append(
+                Aliasing(False, ", ".join(with_) if with_ else "a combination of the others")
+            )
+            continue
+        leaks = tuple(
+            (f"{names[a]}×{names[b]}", float(alias[j + 1, c]))
+            for c, (a, b) in enumerate(pairs)
+            if abs(alias[j + 1, c]) > 1e-9
+        )
+        text = ", ".join(f"{name} ({v:+.2f})" for name, v in leaks)
+        out.append(Aliasing(True, text or "no two-factor interaction", leaks))
+    return out

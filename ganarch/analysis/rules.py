@@ -101,17 +101,28 @@ class RuleRow:
     aliases: str | None = None
     #: A designed study with runs missing: the verdict may change when they finish.
     provisional: bool = False
+    #: A designed study's flip rate: the share of simulated re-runs whose verdict differs
+    #: (``analysis.designed.rerun_flip_rates``); None: not measured.
+    flip_rate: float | None = None
+    #: A designed study whose runs present cannot estimate this claim: what it is aliased with.
+    confounded_with: str | None = None
 
     @property
     def stable(self) -> bool | None:
-        """False when a refit with one seed left out gave another verdict; None: not measured."""
-        return None if not self.flips else self.flips[0] == 0
+        """False when a refit with one seed left out gave another verdict, or the verdict
+        flips in ``UNSTABLE_RATE`` (20%) or more of simulated re-runs; None: not measured."""
+        if not self.flips and self.flip_rate is None:
+            return None
+        seed_flip = bool(self.flips) and self.flips[0] > 0
+        return not (seed_flip or (self.flip_rate or 0.0) >= designed.UNSTABLE_RATE)
 
     @property
     def shown_verdict(self) -> str:
         """The verdict as tables and the report show it: one that flips on re-seeding is
         marked "(unstable)" -- kept, not downgraded, so the direction stays visible, but not a
         verdict to publish."""
+        if self.confounded_with is not None:
+            return "aliased"
         if self.verdict == "not enough trials":
             return self.verdict
         marks = ["unstable"] if self.stable is False else []
@@ -141,6 +152,8 @@ class RuleRow:
             "importance_note": self.importance_note,
             "verdict": self.verdict,
             "flips": list(self.flips) if self.flips else None,
+            "flip_rate": self.flip_rate,
+            "confounded_with": self.confounded_with,
             "stable": self.stable,
             "provisional": self.provisional,
             "shown_verdict": self.shown_verdict,
@@ -435,8 +448,13 @@ def designed_table(study: Study, *, claims: Sequence[Claim] = CLAIMS) -> RulesTa
     model = designed.fit_design(design, present, [r.response for r in runs], names)
     fit, inter = model.main, model.interactions
     flips = designed.reseed_flips(design, runs, names, higher_is_better=higher)
+    rates = designed.rerun_flip_rates(
+        design, present, [r.response for r in runs], names, higher_is_better=higher
+    )
     column = {f.claim: j for j, f in enumerate(design.factors) if f.claim is not None}
     incomplete = len(runs) < design.runs
+    # With runs missing, what is estimable and aliased comes from the rows present.
+    present_aliases = designed.present_aliasing(design, present, names) if incomplete else None
     rows = []
     notes: list[str] = []
     for claim in claims:
@@ -448,14 +466,17 @@ def designed_table(study: Study, *, claims: Sequence[Claim] = CLAIMS) -> RulesTa
             )
             continue
         effect = fit.effects[j]
+        here = present_aliases[j] if present_aliases else None
         rows.append(
             RuleRow(
                 claim,
                 effect,
                 designed.design_verdict(effect, higher_is_better=higher),
                 flips=flips[j] if flips else None,
-                aliases=designed.alias_text(design, j, names),
+                aliases=here.text if here else designed.alias_text(design, j, names),
                 provisional=incomplete,
+                flip_rate=rates[j],
+                confounded_with=here.text if here and not here.estimable else None,
             )
         )
         moot = [r for r in runs if claim.side(r.choices) is None]
@@ -487,8 +508,8 @@ def designed_table(study: Study, *, claims: Sequence[Claim] = CLAIMS) -> RulesTa
             f"aliasing: generators {', '.join(design.generators)} (resolution "
             f"{design.resolution}): "
             + (
-                "with runs missing the design's aliasing no longer holds: main effects may "
-                "carry part of two-factor interactions"
+                "with runs missing the design's aliasing no longer holds (recomputed from the "
+                "runs present below)"
                 if incomplete
                 else "main effects "
                 + ("are free of" if free else "share columns with")
@@ -553,12 +574,46 @@ def designed_table(study: Study, *, claims: Sequence[Claim] = CLAIMS) -> RulesTa
             "e.g. out of memory, is not the architecture's: rerun those runs before publishing): "
             + "; ".join(failed)
         )
-    if not fit.estimable:
+    if present_aliases:
+        lost = [f"claim {r.claim.id} with {r.confounded_with}" for r in rows if r.confounded_with]
+        leaks = [a.leaks for a in present_aliases if a.estimable and a.leaks]
+        leaky = (
+            f"{len(leaks)} (each carries part of up to {max(map(len, leaks))} two-factor "
+            f"interactions, alias coefficients up to "
+            f"{max(abs(v) for lk in leaks for _, v in lk):.2f}; each claim's in --json "
+            "'aliases')"
+            if leaks
+            else ""
+        )
+        notes.append(
+            f"aliasing recomputed from the {len(runs)} runs present, not the planned matrix: "
+            + (
+                "not estimable (its column coincides with another's in these runs, so no "
+                "verdict, shown 'aliased'): " + "; ".join(lost)
+                if lost
+                else "every main effect is estimable"
+            )
+            + (
+                "; estimable main effects biased by interactions: " + leaky
+                if leaky
+                else "; no main effect carries a two-factor interaction"
+            )
+        )
+    elif not fit.estimable:
         notes.append("the finished runs do not separate every main effect: no verdicts yet")
+    if any(r is not None for r in rates):
+        notes.append(
+            f"flips: the share of {designed.RERUNS} re-runs simulated from the fit (each "
+            "run's fitted response plus fresh normal noise with the residual variance; "
+            "refitted the same way) whose verdict differs from this one; "
+            f"{designed.UNSTABLE_RATE:.0%} or more is shown '(unstable)'. The residual "
+            "includes any interaction the model leaves out, so the rate errs high"
+        )
     if flips:
         notes.append(
-            "flips: refits leaving one seed out whose verdict differs from the full fit's; a "
-            "verdict that flips is shown '(unstable)': not one to publish"
+            "seed flips (after the rate in 'flips', e.g. '0% 1/2'; --json 'flips'): refits "
+            "leaving one seed out whose verdict differs from the full fit's; a verdict that "
+            "flips is shown '(unstable)': not one to publish"
             + (
                 " (with 2 seeds each refit has one seed, half the data: a flip measures lost "
                 "power as much as seed noise)"
@@ -568,7 +623,7 @@ def designed_table(study: Study, *, claims: Sequence[Claim] = CLAIMS) -> RulesTa
         )
     else:
         notes.append(
-            "flips: not measured (needs verdicts and every run with the same 2 or more seeds)"
+            "seed flips: not measured (needs verdicts and every run with the same 2 or more seeds)"
         )
     return RulesTable(
         tuple(rows),

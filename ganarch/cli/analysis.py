@@ -65,6 +65,15 @@ def _width() -> int:
     return int(columns) if columns.isdigit() and int(columns) > 0 else 10**6
 
 
+def _flips(rate: float | None, seed_flips: tuple[int, int] | None) -> str:
+    """A designed study's re-run flip rate ("12%"), then the leave-one-seed-out count when
+    measured ("12% 1/2"); an ablation has the count alone."""
+    count = f"{seed_flips[0]}/{seed_flips[1]}" if seed_flips else ""
+    if rate is not None:
+        return f"{rate:.0%} {count}".strip()
+    return count or "-"
+
+
 def print_table(table: RulesTable) -> None:
     """The rules table for a terminal (stdout), with its evidence kind and evaluator.
 
@@ -89,7 +98,7 @@ def print_table(table: RulesTable) -> None:
     t.add_column("95% CI", justify="right", no_wrap=True)  # an interval is one value
     if table.evaluator is not None:
         t.add_column("importance" if wide else "import.", justify="right", no_wrap=True)
-    reseeded = any(r.flips for r in table.rows)
+    reseeded = any(r.flips or r.flip_rate is not None for r in table.rows)
     if reseeded:
         t.add_column("flips", justify="right", no_wrap=True)
     t.add_column("verdict", min_width=10)
@@ -103,7 +112,7 @@ def print_table(table: RulesTable) -> None:
         if table.evaluator is not None:
             cells.append(_fmt(r.importance))
         if reseeded:
-            cells.append(f"{r.flips[0]}/{r.flips[1]}" if r.flips else "-")
+            cells.append(_flips(r.flip_rate, r.flips))
         style = _VERDICT_STYLE.get(r.verdict, "")
         cells.append(Text(r.shown_verdict, style=style))  # a style, never markup parsed from text
         t.add_row(*cells)
@@ -166,8 +175,10 @@ def register(app: typer.Typer) -> None:
         t below 30 trials a side, bootstrap above), the parameter importance and a verdict.
         Search evidence is sampler-biased; a designed study (--sampler fractional) or
         `ganarch ablate` is the controlled test: for a designed study the table holds
-        least-squares main effects with t-intervals and, with 2+ seeds, how often a verdict
-        flips when one seed is left out.
+        least-squares main effects with t-intervals and, per claim, how often its verdict
+        flips in re-runs simulated from the fit (and, with 2+ seeds, when one seed is left
+        out); with runs missing, what is estimable and aliased is recomputed from the runs
+        present.
         """
         from ganarch.analysis.rules import rules_table
         from ganarch.analysis.stats import VERDICT_RULE
