@@ -26,7 +26,7 @@ from ganarch.builder import GANSpec
 from ganarch.dcgan import CHOICE_KINDS, CLAIM_TOGGLES, NONE_KINDS, PAPER_CHOICES, dcgan_spec
 from ganarch.errors import PluginError, SpecError, closest
 from ganarch.plugin.registry import Registrar, Registry
-from ganarch.registry import BLOCK_KINDS
+from ganarch.registry import BLOCK_KINDS, get_block
 from ganarch.spec import TrainingSpec
 
 __all__ = [
@@ -112,6 +112,10 @@ class TemplateInfo:
                 raise SpecError(
                     key, f"not a choice of template {self.name!r}; {closest(key, valid)}"
                 )
+        for key, kind in self.block_choices.items():  # named here, not at a layer index
+            value = choices.get(key, self.defaults[key])
+            if not (key in self.optional and value in ("none", None)):
+                get_block(value, key, kind=kind)
         training = {k: choices.pop(k) for k in list(choices) if k in TRAINING_KEYS}
         geometry = {"latent_dim": latent_dim, "width": width}
         given = {k: v for k, v in geometry.items() if v is not None}
