@@ -71,8 +71,11 @@ def ganarch_register_templates(registrar: TemplateRegistrar) -> None:
 def ganarch_register_samplers(registrar: SamplerRegistrar) -> None:
     """Register Optuna samplers that ``ganarch search --sampler NAME`` can use.
 
-    :param registrar: call ``registrar.add(name, factory=...)``; ``factory(context)`` returns an
-        ``optuna.samplers.BaseSampler`` (see docs/plugins.md for what the context holds).
+    :param registrar: call ``registrar.add(name, factory=..., design_runs=None, check=None)``;
+        ``factory(context)`` returns an ``optuna.samplers.BaseSampler``, where ``context`` is a
+        ``ganarch.search.strategies.StrategyContext`` (space, this worker's seed, trials,
+        settings, multi, workers). ``design_runs(space)`` marks a designed experiment;
+        ``check(space)`` refuses a space before any study is created.
     """
 
 
@@ -81,5 +84,7 @@ def ganarch_register_pruners(registrar: PrunerRegistrar) -> None:
     """Register Optuna pruners that ``ganarch search --pruner NAME`` can use.
 
     :param registrar: call ``registrar.add(name, factory=...)``; ``factory(context)`` returns an
-        ``optuna.pruners.BasePruner`` (see docs/plugins.md for what the context holds).
+        ``optuna.pruners.BasePruner``. Evaluations report at their step in seed-steps;
+        ``context.budget`` (steps × seeds) and ``context.eval_every`` size the rungs. Not
+        called for multi-objective studies, which Optuna cannot prune.
     """
