@@ -61,8 +61,8 @@ def _fmt(v: Any) -> str:
 def train_command(
     spec: str = typer.Argument(
         ...,
-        help="A spec file (.json/.toml/.yaml), or 'dcgan[:SIZE]' for the paper's DCGAN "
-        "(SIZE default 64).",
+        help="A spec file (.json/.toml/.yaml), or 'TEMPLATE[:SIZE]' for a registered template, "
+        "e.g. 'dcgan:32' for the paper's DCGAN (SIZE default 64; `ganarch templates` lists them).",
     ),
     data: str = typer.Option("digits", "--data", "-d", help="Dataset: NAME or NAME:ARG."),
     steps: int = typer.Option(DEFAULT_STEPS, "--steps", "-n", help="Generator updates."),
