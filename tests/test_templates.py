@@ -143,7 +143,9 @@ def test_a_code_template_builds_real_trainable_nets(plugin_state) -> None:
     assert images.shape == (3, 1, 8, 8)
     D(images).sum().backward()
     assert all(p.grad is not None for p in G.parameters())
-    with pytest.raises(SpecError, match=r"^up: block 'batchnorm' is a 'norm' block, expected 'upsample'"):
+    with pytest.raises(
+        SpecError, match=r"^up: block 'batchnorm' is a 'norm' block, expected 'upsample'"
+    ):
         info.spec(8, up="batchnorm")  # a block choice of the wrong kind is named
     with pytest.raises(SpecError, match=r"^generator\.layers\[2\]\.params\.out_channels"):
         info.spec(8, convs=1, conv_width=0)  # every layer is checked before it is returned
@@ -215,6 +217,8 @@ def test_cli_names_any_registered_template(plugin_state) -> None:
     plugin_state(Tiny(), name="tiny-plugin")
     listed = json.loads(runner.invoke(app, ["templates", "--json"]).stdout)
     assert {r["name"]: r["plugin"] for r in listed} == {"dcgan": "builtin", "tiny": "tiny-plugin"}
+    plugins = {r["name"]: r for r in json.loads(runner.invoke(app, ["plugins", "--json"]).stdout)}
+    assert plugins["tiny-plugin"]["templates"] == ["tiny"]
     shown = runner.invoke(app, ["templates", "tiny", "--json"])
     rows = {r["name"]: r for r in json.loads(shown.stdout)["choices"]}
     assert rows["conv_width"]["notes"] == ["only when convs is set"]
@@ -309,6 +313,11 @@ def test_a_duplicate_template_name_drops_the_plugin_and_names_both(plugin_state)
     assert "template 'dcgan' is registered twice: by plugin 'builtin' and plugin 'twice'" in error
     with pytest.raises(SpecError, match="plugin 'twice', which registers it, failed to load"):
         get_template("fine")
+    result = runner.invoke(app, ["plugins", "--json"])
+    assert result.exit_code == 1  # a plugin failed: a script checking its set-up sees it
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["builtin"]["templates"] == ["dcgan"] and rows["twice"]["templates"] == []
+    assert "registered twice" in rows["twice"]["error"]
 
 
 def test_a_template_that_builds_no_spec_is_refused(plugin_state) -> None:

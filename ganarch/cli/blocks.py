@@ -227,11 +227,15 @@ def plugins_command(as_json: bool = JSON_OPTION) -> None:
     per_plugin: dict[str, list[str]] = {}
     for b in found.values():
         per_plugin.setdefault(b.plugin, []).append(b.name)
+    template_table = templates()
+    per_plugin_templates: dict[str, list[str]] = {}
+    for tpl in template_table.values():
+        per_plugin_templates.setdefault(tpl.plugin, []).append(tpl.name)
     infos = plugin_manager.plugins()
     if as_json:
         from ganarch.search.strategies import pruners, samplers
 
-        strategies = {"samplers": samplers(), "pruners": pruners()}
+        strategies = {"templates": template_table, "samplers": samplers(), "pruners": pruners()}
         print_json(
             [
                 {**dataclasses.asdict(i), "blocks": per_plugin.get(i.name, [])}
@@ -248,6 +252,7 @@ def plugins_command(as_json: bool = JSON_OPTION) -> None:
     for col in ("name", "source", "module", "version"):
         t.add_column(col, no_wrap=True)
     t.add_column("blocks", justify="right")
+    t.add_column("templates", justify="right")
     t.add_column("error")
     for i in infos:
         style = "red" if i.error else None
@@ -257,6 +262,7 @@ def plugins_command(as_json: bool = JSON_OPTION) -> None:
             Text(i.module),
             Text(i.version or ""),
             str(len(per_plugin.get(i.name, []))),
+            str(len(per_plugin_templates.get(i.name, []))),
             Text(i.error or ""),
             style=style,
         )
