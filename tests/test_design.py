@@ -748,4 +748,5 @@ def test_an_incomplete_design_recomputes_aliasing_from_the_runs_present():
     notes = " | ".join(table.notes)
     assert "aliasing recomputed from the 8 runs present, not the planned matrix" in notes
     assert "claim 3 with 4; claim 4 with 3" in notes
+    assert "in the planned design, two-factor interactions that share a column" in notes
     assert "8 of 16 runs finished" in notes

@@ -230,8 +230,8 @@ def reseed_flips(
     present = [r.run for r in runs]
     seeds = np.array([r.seeds for r in runs], dtype=float)  # runs × K
     full = fit_design(design, present, seeds.mean(axis=1), names).main
-    if not full.estimable or full.df < 1:
-        return None  # no verdicts to flip
+    if not any(full.columns) or full.df < 1:
+        return None  # no verdicts to flip (a column the runs cannot estimate never flips)
     base = [design_verdict(e, higher_is_better=higher_is_better) for e in full.effects]
     flips = [0] * len(base)
     for s in range(k):

@@ -519,7 +519,11 @@ def designed_table(study: Study, *, claims: Sequence[Claim] = CLAIMS) -> RulesTa
         )
         chains = designed.chain_text(design, names)
         if chains:
-            notes.append("two-factor interactions that share a column: " + "; ".join(chains))
+            notes.append(
+                ("in the planned design, " if incomplete else "")
+                + "two-factor interactions that share a column: "
+                + "; ".join(chains)
+            )
     if inter:
         top = "; ".join(
             f"{' = '.join(i.chain)}: {i.effect.effect:+.3f} "
