@@ -311,7 +311,10 @@ class Evaluator:
     def _baseline_context(self) -> MetricContext:
         """The trivial "independent pixels" model's images: ``BASELINE_IMAGES`` images whose
         pixels are drawn from Gaussians with the reference set's per-pixel mean and standard
-        deviation (clipped to [-1, 1]), as a metric sees them (no copy reference)."""
+        deviation (clipped to [-1, 1]), as a metric sees them: no copy reference, and no
+        Inception features (1,000 images through Inception would cost every evaluator with
+        weights configured; a ``"baseline"`` term on an Inception value is refused in one
+        line when first scored)."""
         if self._baseline_ctx is None:
             gen = torch.Generator().manual_seed(self.seed + 3)
             real = self.real_images.cpu()
@@ -329,10 +332,6 @@ class Evaluator:
                 real_images=self.real_images,
                 device=self.device,
                 seed=self.seed,
-                real_inception_features=self.real_inception_features,
-                fake_inception_features=(
-                    self.inception(fakes) if self.inception is not None else None
-                ),
                 memo=self._memo,
             )
         return self._baseline_ctx
