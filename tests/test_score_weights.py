@@ -215,3 +215,29 @@ def test_a_failing_weighted_metric_fails_the_evaluation_not_silently(plugin_stat
         GanarchError, match=r"metric 'broken' of plugin 'broken' failed: ValueError"
     ):
         evaluator.evaluate(evaluator.held_out_images[:64])
+
+
+def test_a_goodness_function_reads_every_value_and_its_failure_names_the_plugin(
+    plugin_state, evaluator
+):
+    def ratio(value, values):
+        return value / values["denominator"]  # KeyError when the other value is missing
+
+    class Ratio:
+        @ganarch.hookimpl
+        def ganarch_register_metrics(self, registrar):
+            registrar.add(
+                "ratio",
+                fn=lambda ctx: {"numerator": 0.3, "denominator": 0.6},
+                higher_is_better=True,
+                quality={"ratio": QualityTerm(0.5, value="numerator", goodness=ratio)},
+            )
+
+    plugin_state(Ratio(), name="ratio")
+    m = hand_metrics(evaluator)
+    both = dict(m, numerator=0.3, denominator=0.6)
+    assert evaluator.quality(both) == pytest.approx(0.56 * (0.583 + 0.5 * 0.5) / 1.5, rel=1e-12)
+    with pytest.raises(GanarchError, match=r"plugin 'ratio': the goodness of quality term "
+                       r"'ratio' failed: KeyError"):  # fmt: skip
+        evaluator.quality(dict(m, numerator=0.3))
+    assert evaluator.quality(m) == pytest.approx(0.56 * 0.583, rel=1e-12)  # value absent: left out
