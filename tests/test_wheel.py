@@ -29,6 +29,12 @@ def test_the_wheel_ships_plugins_and_search_spaces(tmp_path):
         "ganarch_search_spaces/quick.toml",
         "ganarch_search_spaces/dcgan.toml",
     } <= names
+    packages = {  # every package of the source tree, so a new one cannot be left out
+        f"{p.relative_to(ROOT).parent.as_posix()}/__init__.py"
+        for p in (ROOT / "ganarch").rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    }
+    assert packages <= names, sorted(packages - names)
 
     target = tmp_path / "site"
     subprocess.run(
@@ -40,7 +46,8 @@ def test_the_wheel_ships_plugins_and_search_spaces(tmp_path):
         "import ganarch, ganarch_plugins, ganarch_search_spaces\n"
         "from ganarch.search.space import load_space\n"
         f"root = {str(target)!r}\n"
-        "for m in (ganarch, ganarch_plugins, ganarch_search_spaces):\n"
+        "import ganarch.plugin\n"
+        "for m in (ganarch, ganarch.plugin, ganarch_plugins, ganarch_search_spaces):\n"
         "    assert m.__file__.startswith(root), m.__file__\n"
         "assert 'tconv' in ganarch.blocks('upsample')\n"
         "space = load_space('quick')\n"
