@@ -284,9 +284,7 @@ class SeedRun:
         self.evaluate, self.after_eval = evaluate, after_eval
         eval_gen = torch.Generator().manual_seed(self.seed)
         self.grid_z = torch.randn(GRID_SAMPLES, spec.latent_dim, generator=eval_gen).to(device)
-        self.eval_z = torch.randn(
-            settings.n_eval, spec.latent_dim, generator=eval_gen
-        ).to(device)
+        self.eval_z = torch.randn(settings.n_eval, spec.latent_dim, generator=eval_gen).to(device)
         self.history: list[dict[str, Any]] = []
         self.failure: str | None = None
         self.steps_done = 0

@@ -58,7 +58,8 @@ def evaluator(data, tmp_path_factory):
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    pairs = zip(a.state_dict().items(), b.state_dict().items(), strict=True)
+    return all(ka == kb and torch.equal(x, y) for (ka, x), (kb, y) in pairs)
 
 
 # --- the settings object -----------------------------------------------------------------------
@@ -75,7 +76,11 @@ def test_train_with_keyword_arguments_and_with_settings_is_the_same_run_bit_for_
     assert _same_weights(old.generator, new.generator)
     assert _same_weights(old.discriminator, new.discriminator)
     assert old.history == new.history  # losses, D outputs and every metric, exactly
-    assert (old.objective, old.quality, old.stability) == (new.objective, new.quality, new.stability)
+    assert (old.objective, old.quality, old.stability) == (
+        new.objective,
+        new.quality,
+        new.stability,
+    )
     assert new.spec.training.batch_size == 32 and new.seed == 5 and new.steps == 8
 
 
