@@ -701,6 +701,16 @@ def test_the_rules_table_shows_each_claims_flip_rate_at_80_columns(capsys, monke
     assert max(len(line) for line in out.splitlines()) <= 80
 
 
+def test_the_32_run_design_fitted_with_interactions_still_counts_seed_flips():
+    study, _ = _designed_study(
+        "fractional32", effects=PLANTED, noise=0.01, rng=np.random.default_rng(4), seeds=2
+    )
+    table = rules_table(study)
+    assert any("fitted with the two-factor interaction chains" in n for n in table.notes)
+    assert all(r.flips is not None and r.flips[1] == 2 for r in table.rows)
+    assert all(r.flip_rate is not None for r in table.rows)
+
+
 def test_an_incomplete_design_recomputes_aliasing_from_the_runs_present():
     """Only the runs where claims 3 and 4 take the same level finished: their columns coincide,
     so neither is estimable (shown 'aliased', naming the other). Through the generators

@@ -311,7 +311,7 @@ def fit_design(
                 for ch, e in zip(chains, fit.effects[k:], strict=True)
             ]
             inter.sort(key=lambda i: -abs(i.effect.effect or 0.0))
-            return DesignFit(Fit(fit.effects[:k], fit.df, True), inter)
+            return DesignFit(Fit(fit.effects[:k], fit.df, True, fit.columns[:k]), inter)
     return DesignFit(fit_main_effects(m, y, confidence=confidence), None)
 
 
