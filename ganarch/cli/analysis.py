@@ -100,7 +100,7 @@ def print_table(table: RulesTable) -> None:
         t.add_column("importance" if wide else "import.", justify="right", no_wrap=True)
     reseeded = any(r.flips or r.flip_rate is not None for r in table.rows)
     if reseeded:
-        t.add_column("flips", justify="right", no_wrap=True)
+        t.add_column("flips", justify="right")  # "12% 1/2" may fold at its space
     t.add_column("verdict", min_width=10)
     for r in table.rows:
         e = r.effect
