@@ -466,6 +466,7 @@ def test_the_live_display_clears_itself_and_log_lines_do_not_wrap(study_storage)
         trials=3,
         study_name="x" * 90,
         workers=1,
+        worker_count=1,
         sampler="tpe",
         pruner="none",
         space=SimpleNamespace(name="quick"),
@@ -544,7 +545,7 @@ def test_python_search_shares_the_commands_defaults() -> None:
     [
         ("trials", "5", "--trials: expected a whole number, got '5'"),
         ("steps", 2.5, "--steps: expected a whole number, got 2.5"),
-        ("workers", True, "--workers: expected a whole number, got True"),
+        ("workers", True, "--workers: expected a whole number or 'auto', got True"),
         ("timeout", "60", "--timeout: expected seconds, got '60'"),
         ("data", None, "--data: expected text, got None"),
     ],

@@ -84,8 +84,11 @@ def search_command(
     study: str | None = typer.Option(
         D["study"], "--study", help="Study name (default: SPACE-DATA)."
     ),
-    workers: int = typer.Option(
-        D["workers"], "--workers", min=1, help="Local worker processes sharing the storage."
+    workers: str = typer.Option(
+        D["workers"],
+        "--workers",
+        help="Local worker processes sharing the storage: a number, or auto (1 on a CPU; on "
+        "CUDA as many trials at once as the GPU's free memory holds).",
     ),
     device: str | None = typer.Option(
         D["device"], "--device", help="cuda, mps or cpu (default: the best available)."
@@ -222,7 +225,7 @@ def _resume_command(
     ):
         if value is not None:
             args += [flag, str(value)]
-    if config.workers > 1:
+    if config.workers != D["workers"]:
         args += ["--workers", str(config.workers)]
     if quiet:
         args.append("--quiet")

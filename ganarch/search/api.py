@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ganarch.errors import GanarchError
 from ganarch.search.defaults import OBJECTIVES
+from ganarch.search.workers import AUTO, parse_workers
 
 if TYPE_CHECKING:
     import optuna
@@ -49,7 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "objective": "score",
     "storage": None,
     "study": None,
-    "workers": 1,
+    "workers": "auto",  # 1 on a CPU; on CUDA as many trials at once as the GPU holds
     "device": None,
     "seed": 0,
     "out": None,
@@ -66,7 +67,6 @@ _AT_LEAST = {
     "timeout": 1,
     "steps": 1,
     "seeds": 1,
-    "workers": 1,
     "eval_every": 1,
 }
 
@@ -79,7 +79,6 @@ _WHOLE = (
     "trials",
     "steps",
     "seeds",
-    "workers",
     "seed",
     "eval_every",
 )
@@ -91,7 +90,7 @@ def _check_types(o: dict[str, Any]) -> None:
     deep inside (the command line's parser converts its text itself)."""
     for key in (*_WHOLE, "timeout", *_TEXT):
         value, flag = o[key], "--" + key.replace("_", "-")
-        if value is None and key not in ("steps", "seeds", "workers", "seed", "data"):
+        if value is None and key not in ("steps", "seeds", "seed", "data"):
             continue
         if key in _TEXT:
             ok, expected = isinstance(value, str), "text"
@@ -120,6 +119,7 @@ def make_config(note: Callable[[str], None] | None = None, **options: Any) -> Se
         raise GanarchError(f"search: no option {name!r}; {closest(name, DEFAULTS)}")
     o = {**DEFAULTS, **options}
     _check_types(o)
+    o["workers"] = parse_workers(o["workers"])
     from ganarch.search.strategies import get_pruner, get_sampler
 
     strategy = get_sampler(o["sampler"])  # a name no plugin registered: the closest named
@@ -153,7 +153,7 @@ def make_config(note: Callable[[str], None] | None = None, **options: Any) -> Se
         o["trials"] = TRIALS
     if o["objective"] == "multi" and o["pruner"] != "none":
         say("note: Optuna cannot prune multi-objective studies; pruning is off")
-    if o["workers"] > 1 and url.startswith("sqlite:"):
+    if o["workers"] != AUTO and o["workers"] > 1 and url.startswith("sqlite:"):
         say(
             "warning: SQLite is not meant for several writer processes; prefer the default "
             "journal file or PostgreSQL with --workers"
@@ -200,7 +200,7 @@ def search(
     objective: str = DEFAULTS["objective"],
     storage: str | os.PathLike | None = DEFAULTS["storage"],
     study: str | None = DEFAULTS["study"],
-    workers: int = DEFAULTS["workers"],
+    workers: int | str = DEFAULTS["workers"],
     device: str | None = DEFAULTS["device"],
     seed: int = DEFAULTS["seed"],
     out: str | os.PathLike | None = DEFAULTS["out"],

@@ -69,8 +69,14 @@ class SearchDisplay:
             f"study {config.study_name} · space {config.space.name} · data {s.data} · "
             f"{config.sampler}/{config.pruner if s.objective == 'score' else 'no pruning'} · "
             f"{s.steps} steps × {s.seeds} seed(s)"
-            + (f" · {config.workers} workers" if config.workers > 1 else "")
+            + (f" · {config.worker_count} workers" if config.worker_count > 1 else "")
         )
+        if config.workers == "auto" and config.worker_count > 1:  # say why so many
+            self.console.print(
+                f"--workers auto: {config.worker_count} ({config.worker_choice.reason})",
+                markup=False,
+                soft_wrap=True,
+            )
         self._trials = study.get_trials(deepcopy=False)
         self._seen = {t.number for t in self._trials if t.state.is_finished()}
         self._task = self._progress.add_task("trials", total=self._target, completed=self._done())

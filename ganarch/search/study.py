@@ -61,6 +61,7 @@ from ganarch.search.storage import (
     unchecked_text,
 )
 from ganarch.search.strategies import StrategyContext, get_pruner, get_sampler
+from ganarch.search.workers import AUTO, WorkerChoice, auto_workers
 
 __all__ = [
     "SearchConfig",
@@ -114,7 +115,23 @@ class SearchConfig:
     timeout: float | None = None
     sampler: str = "tpe"
     pruner: str = "hyperband"
-    workers: int = 1
+    #: What was asked: a count, or ``"auto"`` (see :attr:`worker_choice`).
+    workers: int | str = 1
+
+    @cached_property
+    def worker_choice(self) -> WorkerChoice:
+        """How many worker processes run, and why: ``workers`` itself, or for ``"auto"`` the
+        rule of ``ganarch.search.workers`` (1 on a CPU; on CUDA by free memory), decided once
+        and pickled with the config to the workers."""
+        if self.workers != AUTO:
+            return WorkerChoice(int(self.workers), "asked for")
+        if self.storage.startswith("sqlite:"):  # not meant for several writer processes
+            return WorkerChoice(1, "SQLite storage: one writer process")
+        return auto_workers(self.settings, self.space, self.geometry)
+
+    @property
+    def worker_count(self) -> int:
+        return self.worker_choice.count
 
     @cached_property
     def geometry(self) -> Geometry:
@@ -360,7 +377,7 @@ def _load_for_worker(config: SearchConfig, worker: int) -> optuna.Study:
         seed=worker_seed(config.settings.seed, worker, existing),
         trials=config.trials,
         settings=config.settings,
-        workers=config.workers,
+        workers=config.worker_count,
     )
     pruner = make_pruner(
         config.pruner,
@@ -368,7 +385,7 @@ def _load_for_worker(config: SearchConfig, worker: int) -> optuna.Study:
         multi=multi,
         space=config.space,
         trials=config.trials,
-        workers=config.workers,
+        workers=config.worker_count,
     )
     return optuna.load_study(
         study_name=config.study_name, storage=storage, sampler=sampler, pruner=pruner
@@ -519,7 +536,7 @@ def run_search(
     if display is not None:
         display.begin(config, study)
     try:
-        if config.workers <= 1:
+        if config.worker_count <= 1:
             on_event = display.event if display is not None else None
             run_worker(config, 0, on_event=on_event, engine=engine)
         else:
@@ -570,7 +587,7 @@ def _worker_main(worker: int) -> None:
         import torch
 
         # N workers on one CPU: split the cores, or their thread pools fight (many times slower)
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.worker_count))
     try:
         run_worker(config, worker)
     except KeyboardInterrupt:
@@ -620,7 +637,7 @@ def _run_processes(config: SearchConfig, study: optuna.Study, display: Any) -> N
     main = threading.current_thread() is threading.main_thread()  # only it may set handlers
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None
     try:
-        for i in range(config.workers):
+        for i in range(config.worker_count):
             p = subprocess.Popen(
                 [sys.executable, "-c", _WORKER_CODE, str(i)], stdin=subprocess.PIPE
             )
