@@ -60,8 +60,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv
 #    bf16), then the trainer's own tests with CUDA present.
 step tests-cuda 90 $PY -m pytest tests/test_fused.py tests/test_train.py -q -p no:cacheprovider -rs -x
 
-# 2. One trial's peak memory (what a `--workers auto` would divide free memory by), measured
-#    three ways; it also fills the feature-net cache so no search below pays for it.
+# 2. One trial's peak memory (what `--workers auto` divides free memory by), measured
+#    three ways, beside the estimate `auto` uses (ganarch.search.workers.worker_bytes); it also fills the feature-net cache so no search below pays for it.
 step trial-memory 45 $PY -c "
 import torch, ganarch
 free0, total = torch.cuda.mem_get_info()
@@ -73,6 +73,8 @@ print('peak allocated by tensors (MiB):', torch.cuda.max_memory_allocated() // 2
       '| reserved by the caching allocator:', torch.cuda.max_memory_reserved() // 2**20,
       '| device memory used by this process incl. context and handles:', (free0 - free1) // 2**20,
       'plus the context before the first call (see nvidia-smi)')
+from ganarch.search.workers import worker_bytes
+print('--workers auto estimates one worker at (MiB):', worker_bytes(spec, 1) // 2**20)
 "
 
 # 3. Per-step benchmarks, side by side in one process, float32 (the default). Each net's
@@ -81,7 +83,7 @@ step bench-fp32 90 $PY bench/bench_train.py --device cuda --nets dcgan,seed --ks
   --steps 100 --seed-divisor 2 --repeats 3 --json "$OUT/bench_fp32.json"
 
 # 4. Search throughput: a fixed number of 800-step dcgan-space trials on digits, pruning off:
-#    one worker one seed; four workers; one worker with 4 fused seeds per trial. The feature
+#    one worker one seed; the default (--workers auto); one worker with 4 fused seeds per trial. The feature
 #    cache is warm (step 2). Trials/hour = COMPLETE trials over the span from the first
 #    trial's start to the last one's end (from the journal, so a killed search still counts).
 #    --timeout stops new trials early enough that the search ends and prints its summary.
@@ -93,8 +95,8 @@ search() {  # search NAME TRIALS EXTRA-ARGS...
     --out "$OUT/runs-$name" --quiet --json "$@" > "$OUT/search_$name.json"
   smi_stop "$name"
 }
-search w1 3
-search w4 8 --workers 4
+search w1 3 --workers 1
+search auto 16
 search seeds4 2 --seeds 4
 
 # how each search went: trials/hour, and how each trial's step ran (graph or eager and why;
@@ -105,7 +107,7 @@ import optuna
 from ganarch.search.storage import open_storage
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 out = pathlib.Path(sys.argv[1])
-for name in ("w1", "w4", "seeds4"):
+for name in ("w1", "auto", "seeds4"):
     journal = out / f"{name}.journal"
     if not journal.exists():
         print(name, "no journal"); continue
