@@ -126,7 +126,7 @@ def _plan_net(name: str, layers: tuple[LayerSpec, ...], in_shape: Shape) -> NetP
     for i, layer in enumerate(layers):
         where = f"{name}.layers[{i}]"
         block = get_block(layer.block, f"{where}.block")
-        if block.kind == "wrap":
+        if block.kind == "wrap":  # the built-in kind (plugins/blocks.py) applied to weights
             raise SpecError(
                 f"{where}.block",
                 f"{layer.block!r} is a wrap block; name it in a layer's 'wrap' list",

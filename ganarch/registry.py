@@ -7,11 +7,13 @@ so it never names a concrete block.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import itertools
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -41,60 +43,98 @@ class ParamError(ValueError):
         super().__init__(message)
 
 
-def _needs(params: Mapping[str, Any], key: str, kind: str) -> int:
-    value = params.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ParamError(key, f"{kind} blocks need a positive integer {key!r}, got {value!r}")
-    return value
+# -- block kinds: registered by plugins (the built-in ones by ``plugins/blocks.py``) -------------
 
 
-def _keep(s: Shape, p: Mapping[str, Any]) -> Shape:
-    return s
+@dataclass(frozen=True)
+class KindInfo:
+    """A registered block kind: the shape rule every block of the kind follows by default."""
+
+    name: str
+    shape_rule: ShapeRule
+    description: str
+    plugin: str
+    #: Registration order (built-ins first, in their order), so listings keep it.
+    position: int = 0
 
 
-def _conv(s: Shape, p: Mapping[str, Any]) -> Shape:
-    return Shape(_needs(p, "out_channels", "conv"), s.height, s.width)
+_POSITIONS = itertools.count()  # rebuilt tables draw new numbers, in the same order
 
 
-def _up(s: Shape, p: Mapping[str, Any]) -> Shape:
-    return Shape(_needs(p, "out_channels", "upsample"), s.height * 2, s.width * 2)
+class BlockKindRegistrar(Registrar[KindInfo]):
+    """What ``ganarch_register_block_kinds`` receives: checks each kind, then stages it."""
+
+    noun = "block kind"
+    listed_by = "ganarch blocks"
+
+    def add(self, name: str, *, shape: ShapeRule, description: str) -> None:
+        """Register kind ``name`` whose blocks map ``shape(in_shape, params) -> Shape`` (raise
+        ``ValueError`` when the input cannot fit, :class:`ParamError` for one bad param)."""
+        self.claim(name)
+        who = f"{self.who}: block kind {name!r}"
+        if not callable(shape):
+            raise PluginError(f"{who}: shape rule is not callable: {shape!r}")
+        if not isinstance(description, str) or not description.strip():
+            raise PluginError(f"{who}: description must be a non-empty string (one line)")
+        info = KindInfo(name, shape, " ".join(description.split()), self.plugin)
+        self.stage(name, dataclasses.replace(info, position=next(_POSITIONS)))
 
 
-def _down(s: Shape, p: Mapping[str, Any]) -> Shape:
-    if s.height % 2 or s.width % 2 or s.height < 2:
-        raise ValueError(f"cannot halve a {s.height}×{s.width} feature map")
-    return Shape(_needs(p, "out_channels", "downsample"), s.height // 2, s.width // 2)
+#: Every block kind plugins registered, cached until the set of plugins changes. The block
+#: registry reads this one (a block is checked against its kind), never the other way round.
+KINDS: Registry[KindInfo] = Registry("ganarch_register_block_kinds", BlockKindRegistrar)
 
 
-def _project(s: Shape, p: Mapping[str, Any]) -> Shape:
-    if (s.height, s.width) != (1, 1):
-        raise ValueError(f"a project block takes a latent vector, got a {s} feature map")
-    size = p.get("size", 4)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ParamError("size", f"'size' must be a positive integer, got {size!r}")
-    return Shape(_needs(p, "out_channels", "project"), size, size)
+def block_kinds() -> dict[str, KindInfo]:
+    """Every registered block kind by name, in registration order (built-ins first)."""
+    return dict(sorted(KINDS.entries().items(), key=lambda item: item[1].position))
 
 
-def _head(s: Shape, p: Mapping[str, Any]) -> Shape:
-    return Shape(1, 1, 1)
+def unknown_kind(kind: Any) -> str:
+    """``"unknown kind 'x'; did you mean 'conv'?"``, or which failed plugin would add it."""
+    why = KINDS.unknown(kind)
+    head = f"{kind!r} is not a registered block kind; "
+    return f"unknown kind {kind!r}; {why[len(head) :]}" if why.startswith(head) else why
 
 
-def _dense(s: Shape, p: Mapping[str, Any]) -> Shape:
-    return Shape(_needs(p, "features", "dense"), 1, 1)
+def not_a_kind(kind: Any) -> str:
+    """``"'x' is not a block kind; did you mean 'conv'?"`` (or which failed plugin adds it)."""
+    why = unknown_kind(kind)
+    head = f"unknown kind {kind!r}; "
+    return f"{kind!r} is not a block kind; {why[len(head) :]}" if why.startswith(head) else why
 
 
-#: Every block kind with its default shape rule and a one-line meaning.
-BLOCK_KINDS: dict[str, tuple[ShapeRule, str]] = {
-    "conv": (_conv, "convolution that keeps the spatial size (param out_channels)"),
-    "upsample": (_up, "doubles height and width (param out_channels)"),
-    "downsample": (_down, "halves height and width (param out_channels)"),
-    "norm": (_keep, "normalisation; keeps the shape"),
-    "activation": (_keep, "elementwise nonlinearity; keeps the shape"),
-    "project": (_project, "latent vector -> first feature map (params out_channels, size=4)"),
-    "head": (_head, "feature map -> one score per image"),
-    "dense": (_dense, "fully connected hidden layer (param features)"),
-    "wrap": (_keep, "wraps a layer's weights (e.g. spectral norm); named in a layer's 'wrap'"),
-}
+def is_kind(kind: Any) -> bool:
+    """True when ``kind`` is a registered block kind."""
+    return KINDS.get(kind) is not None
+
+
+class _KindsView(Mapping[str, tuple[ShapeRule, str]]):
+    """``BLOCK_KINDS`` as before: kind -> (shape rule, meaning), read-only, computed from the
+    registered kinds at each use (so a plugin's kind is in it once the plugin is loaded)."""
+
+    def __getitem__(self, kind: str) -> tuple[ShapeRule, str]:
+        info = KINDS.get(kind)
+        if info is None:
+            raise KeyError(kind)
+        return info.shape_rule, info.description
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(block_kinds())
+
+    def __len__(self) -> int:
+        return len(KINDS.entries())
+
+    def __contains__(self, kind: object) -> bool:
+        return KINDS.get(kind) is not None
+
+    def __repr__(self) -> str:
+        return f"BLOCK_KINDS({list(self)})"
+
+
+#: Every block kind with its shape rule and a one-line meaning (a read-only view of
+#: :func:`block_kinds`, kept for code written when the kinds were a fixed table).
+BLOCK_KINDS: Mapping[str, tuple[ShapeRule, str]] = _KindsView()
 
 
 # -- a block's description and param types, read from its factory ---------------------------
@@ -220,7 +260,12 @@ class BlockInfo:
 
     def out_shape(self, in_shape: Shape, params: Mapping[str, Any]) -> Shape:
         """The output shape for ``in_shape``; raises ``ValueError`` if the input cannot fit."""
-        rule = self.shape_rule or BLOCK_KINDS[self.kind][0]
+        rule = self.shape_rule
+        if rule is None:
+            kind = KINDS.get(self.kind)
+            if kind is None:  # the kind's plugin was unloaded after this block was looked up
+                raise ValueError(unknown_kind(self.kind))
+            rule = kind.shape_rule
         return Shape(*rule(in_shape, params))
 
     def parameters(self) -> dict[str, inspect.Parameter]:
@@ -265,6 +310,7 @@ class BlockRegistrar(Registrar[BlockInfo]):
     """
 
     noun = "block"
+    listed_by = "ganarch blocks"
     clashes_at_commit = True
 
     def add(
@@ -283,10 +329,10 @@ class BlockRegistrar(Registrar[BlockInfo]):
         """
         self.claim(name)
         who = self.who
-        if kind not in BLOCK_KINDS:
-            raise PluginError(
-                f"{who}: block {name!r} has unknown kind {kind!r}; {closest(kind, BLOCK_KINDS)}"
-            )
+        if KINDS.get(kind) is None:
+            why = unknown_kind(kind)  # or: the kind's plugin failed, and why
+            joint = " has " if why.startswith("unknown kind") else ": kind "
+            raise PluginError(f"{who}: block {name!r}{joint}{why}")
         if not callable(factory):
             raise PluginError(f"{who}: factory of block {name!r} is not callable: {factory!r}")
         if shape is not None and not callable(shape):
@@ -320,8 +366,8 @@ def blocks(kind: str | None = None) -> dict[str, BlockInfo]:
     table = BLOCKS.entries()
     if kind is None:
         return table
-    if kind not in BLOCK_KINDS:
-        raise SpecError("kind", f"unknown block kind {kind!r}; {closest(kind, BLOCK_KINDS)}")
+    if KINDS.get(kind) is None:
+        raise SpecError("kind", unknown_kind(kind).replace("unknown kind", "unknown block kind", 1))
     return {n: b for n, b in table.items() if b.kind == kind}
 
 

@@ -26,7 +26,7 @@ from ganarch.builder import GANSpec
 from ganarch.dcgan import CHOICE_KINDS, CLAIM_TOGGLES, NONE_KINDS, PAPER_CHOICES, dcgan_spec
 from ganarch.errors import PluginError, SpecError, closest
 from ganarch.plugin.registry import Registrar, Registry
-from ganarch.registry import BLOCK_KINDS, get_block
+from ganarch.registry import get_block, is_kind, not_a_kind
 from ganarch.spec import TrainingSpec
 
 __all__ = [
@@ -165,9 +165,9 @@ class TemplateRegistrar(Registrar[TemplateInfo]):
         width, **choices)``.
 
         ``defaults``: every choice with its default (strings, numbers, bools). ``block_choices``:
-        choice -> block kind (one of ``ganarch.BLOCK_KINDS``); ``optional``: block choices that
-        may be ``"none"``; ``param_choices``: block choices whose block params come as
-        ``X_params``; ``int_choices``/``bool_choices`` default to the choices whose default
+        choice -> block kind (a registered kind: ``ganarch.BLOCK_KINDS``); ``optional``: block
+        choices that may be ``"none"``; ``param_choices``: block choices whose block params
+        come as ``X_params``; ``int_choices``/``bool_choices`` default to the choices whose default
         is an int/bool; ``requires``: choice -> choices of which one must be set for it to
         matter; ``claims``: DCGAN claim id -> the choices that test it; ``description``
         defaults to ``build``'s docstring's first line.
@@ -196,11 +196,8 @@ class TemplateRegistrar(Registrar[TemplateInfo]):
         blocks_ = dict(block_choices or {})
         for key, kind in blocks_.items():
             _known(key, defaults, who, "block_choices")
-            if kind not in BLOCK_KINDS:
-                raise PluginError(
-                    f"{who}: block_choices[{key!r}]: {kind!r} is not a block kind; "
-                    f"{closest(str(kind), BLOCK_KINDS)}"
-                )
+            if not is_kind(kind):  # the kinds registry is read here, never the reverse
+                raise PluginError(f"{who}: block_choices[{key!r}]: {not_a_kind(kind)}")
             if not isinstance(defaults[key], str):
                 raise PluginError(f"{who}: default of block choice {key!r} must be a block name")
         optional_ = frozenset(_names(optional, who, "optional"))

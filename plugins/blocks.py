@@ -1,4 +1,5 @@
-"""Built-in blocks: the layers of the DCGAN family and the alternatives the paper weighed.
+"""Built-in block kinds and blocks: the layers of the DCGAN family and the alternatives the
+paper weighed.
 
 Every factory takes the input shape first and keyword parameters after; convolutions
 default to ``bias=False`` as in the paper (a following norm makes a bias redundant).
@@ -7,10 +8,83 @@ default to ``bias=False`` as in the paper (a following norm makes a bias redunda
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from torch import nn
 
 from ganarch.plugin import hookimpl
+from ganarch.registry import ParamError, Shape
+
+# --- the built-in kinds' shape rules ---------------------------------------------------------
+
+
+def _needs(params: Mapping[str, Any], key: str, kind: str) -> int:
+    value = params.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ParamError(key, f"{kind} blocks need a positive integer {key!r}, got {value!r}")
+    return value
+
+
+def _keep(s: Shape, p: Mapping[str, Any]) -> Shape:
+    return s
+
+
+def _conv(s: Shape, p: Mapping[str, Any]) -> Shape:
+    return Shape(_needs(p, "out_channels", "conv"), s.height, s.width)
+
+
+def _up(s: Shape, p: Mapping[str, Any]) -> Shape:
+    return Shape(_needs(p, "out_channels", "upsample"), s.height * 2, s.width * 2)
+
+
+def _down(s: Shape, p: Mapping[str, Any]) -> Shape:
+    if s.height % 2 or s.width % 2 or s.height < 2:
+        raise ValueError(f"cannot halve a {s.height}×{s.width} feature map")
+    return Shape(_needs(p, "out_channels", "downsample"), s.height // 2, s.width // 2)
+
+
+def _project(s: Shape, p: Mapping[str, Any]) -> Shape:
+    if (s.height, s.width) != (1, 1):
+        raise ValueError(f"a project block takes a latent vector, got a {s} feature map")
+    size = p.get("size", 4)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ParamError("size", f"'size' must be a positive integer, got {size!r}")
+    return Shape(_needs(p, "out_channels", "project"), size, size)
+
+
+def _head(s: Shape, p: Mapping[str, Any]) -> Shape:
+    return Shape(1, 1, 1)
+
+
+def _dense(s: Shape, p: Mapping[str, Any]) -> Shape:
+    return Shape(_needs(p, "features", "dense"), 1, 1)
+
+
+#: The built-in kinds, in the order listings show them: name -> (shape rule, meaning).
+#: ganarch's core knows two of them by name: the builder applies ``wrap`` blocks to a
+#: layer's weights, and a search over ``norm`` blocks leaves out the ``"none"`` norm unless
+#: asked (``include_none``).
+KINDS = {
+    "conv": (_conv, "convolution that keeps the spatial size (param out_channels)"),
+    "upsample": (_up, "doubles height and width (param out_channels)"),
+    "downsample": (_down, "halves height and width (param out_channels)"),
+    "norm": (_keep, "normalisation; keeps the shape"),
+    "activation": (_keep, "elementwise nonlinearity; keeps the shape"),
+    "project": (_project, "latent vector -> first feature map (params out_channels, size=4)"),
+    "head": (_head, "feature map -> one score per image"),
+    "dense": (_dense, "fully connected hidden layer (param features)"),
+    "wrap": (_keep, "wraps a layer's weights (e.g. spectral norm); named in a layer's 'wrap'"),
+}
+
+
+@hookimpl
+def ganarch_register_block_kinds(registrar) -> None:
+    for name, (rule, meaning) in KINDS.items():
+        registrar.add(name, shape=rule, description=meaning)
+
+
+# --- blocks ----------------------------------------------------------------------------------
 
 
 class Reshape(nn.Module):

@@ -28,9 +28,8 @@ from ganarch.cli._common import (
     template_spec,
     write_new_file,
 )
-from ganarch.errors import closest
 from ganarch.plugin import manager as plugin_manager
-from ganarch.registry import BLOCK_KINDS, BlockInfo, blocks, type_name
+from ganarch.registry import BlockInfo, block_kinds, blocks, type_name, unknown_kind
 from ganarch.templates import TemplateInfo, templates
 
 if TYPE_CHECKING:  # the builder imports torch: load it only when a command needs it
@@ -78,13 +77,18 @@ def _params_json(info: BlockInfo) -> dict[str, Any]:
 
 def blocks_command(
     kind: str | None = typer.Option(
-        None, "--kind", "-k", help=f"Only blocks of this kind ({', '.join(BLOCK_KINDS)})."
+        None,
+        "--kind",
+        "-k",
+        help="Only blocks of this kind: conv, upsample, downsample, norm, activation, project, "
+        "head, dense, wrap, or a kind a plugin registers (the listing shows every kind).",
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List the registered blocks: name, kind, plugin, parameters and description."""
-    if kind is not None and kind not in BLOCK_KINDS:
-        fail(f"--kind: unknown block kind {kind!r}; {closest(kind, BLOCK_KINDS)}")
+    kinds = block_kinds()
+    if kind is not None and kind not in kinds:
+        fail(f"--kind: {unknown_kind(kind).replace('unknown kind', 'unknown block kind', 1)}")
     table = blocks(kind)
     if as_json:
         print_json(
@@ -107,12 +111,17 @@ def blocks_command(
     t.add_column("plugin", no_wrap=True)
     t.add_column("params")
     t.add_column("description")
-    for k, (_, meaning) in BLOCK_KINDS.items():
+    for k, kind_info in kinds.items():
         group = sorted((b for b in table.values() if b.kind == k), key=lambda b: b.name)
         if not group:
             continue
         if kind is None:
-            t.add_row(Text(f"kind: {k}", style="underline"), "", "", Text(meaning, style="dim"))
+            t.add_row(
+                Text(f"kind: {k}", style="underline"),
+                "",
+                "",
+                Text(kind_info.description, style="dim"),
+            )
         for b in group:  # Text, not markup: a description's "[...]" is shown as written
             t.add_row(
                 Text(b.name, style="bold"),

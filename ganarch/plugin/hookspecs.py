@@ -12,7 +12,7 @@ import pluggy
 
 if TYPE_CHECKING:  # registrars live in the layer that owns what they register
     from ganarch.data.registry import DatasetRegistrar
-    from ganarch.registry import BlockRegistrar
+    from ganarch.registry import BlockKindRegistrar, BlockRegistrar
     from ganarch.score.registry import MetricRegistrar
     from ganarch.search.strategies import PrunerRegistrar, SamplerRegistrar
     from ganarch.templates import TemplateRegistrar
@@ -24,12 +24,22 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @_hookspec
+def ganarch_register_block_kinds(registrar: BlockKindRegistrar) -> None:
+    """Register block kinds: what a block of the kind does to a shape, as a rule.
+
+    :param registrar: call ``registrar.add(name, shape=..., description=...)`` once per kind;
+        ``shape(in_shape, params)`` returns the output ``ganarch.Shape`` (raising
+        ``ValueError`` when the input cannot fit); ``description`` is one line.
+    """
+
+
+@_hookspec
 def ganarch_register_blocks(registrar: BlockRegistrar) -> None:
     """Register neural-network blocks that specs and search spaces can name.
 
     :param registrar: call ``registrar.add(name, kind=..., factory=...)`` once per block.
-        ``kind`` is one of ``ganarch.BLOCK_KINDS``; ``factory(in_shape, **params)`` returns a
-        ``torch.nn.Module``; an optional ``shape(in_shape, params)`` overrides the kind's
+        ``kind`` is a registered kind (``ganarch.BLOCK_KINDS``, built-in or a plugin's);
+        ``factory(in_shape, **params)`` returns a ``torch.nn.Module``; an optional ``shape(in_shape, params)`` overrides the kind's
         shape rule.
     """
 

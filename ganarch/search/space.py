@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ganarch.errors import SpecError, closest
-from ganarch.registry import BLOCK_KINDS, blocks
+from ganarch.registry import blocks, is_kind, not_a_kind
 from ganarch.spec import TrainingSpec, read_data_file
 from ganarch.templates import TemplateInfo, get_template, templates, unknown_template
 
@@ -519,11 +519,8 @@ def _block_choice(
     kind = value["blocks"]
     expected = info.block_choices.get(key)
     optional = key in info.optional
-    if not isinstance(kind, str) or kind not in BLOCK_KINDS:
-        raise err(
-            f"{where}.blocks",
-            f"{kind!r} is not a block kind; {closest(str(kind), BLOCK_KINDS)}",
-        )
+    if not isinstance(kind, str) or not is_kind(kind):
+        raise err(f"{where}.blocks", not_a_kind(kind))
     if expected is None:
         raise err(f"{where}.blocks", f"choice {key!r} is not a block choice; give values")
     if kind != expected:
@@ -540,6 +537,8 @@ def _block_choice(
                 f"{where}.exclude[{i}]",
                 f"{name!r} is not a registered {kind} block; {closest(str(name), names)}",
             )
+    # The built-in "norm" kind's semantics: its "none" block (no norm) is searched only when
+    # asked for, so `{ blocks = "norm" }` means "every real norm" unless include_none says so.
     include_none = value.get("include_none", kind == "norm" and optional)
     if not isinstance(include_none, bool):
         raise err(f"{where}.include_none", "must be true or false")
