@@ -9,6 +9,6 @@ This is the lowest floor with :mod:`ganarch.errors`: it imports nothing else of 
 """
 
 from ganarch.plugin.hookspecs import hookimpl
-from ganarch.plugin.registry import Registrar, Registry, duplicate_message
+from ganarch.plugin.registry import Registrar, Registry, duplicate_message, plugin_code
 
-__all__ = ["Registrar", "Registry", "duplicate_message", "hookimpl"]
+__all__ = ["Registrar", "Registry", "duplicate_message", "hookimpl", "plugin_code"]

@@ -25,6 +25,8 @@ from ganarch.plugin import hookspecs
 ENTRY_POINT_GROUP = "ganarch"
 DISABLE_ENV = "GANARCH_DISABLE_PLUGINS"
 BUILTIN_MODULE = "ganarch_plugins"
+#: The plugin name the built-ins are registered under (their failures are bugs in ganarch).
+BUILTIN = "builtin"
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,9 @@ class PluginInfo:
     error: str | None = None
 
 
-_lock = threading.RLock()
+#: Guards the plugin set and every registry's cache (``ganarch.plugin.registry``): one
+#: re-entrant lock, so hooks that read other registries cannot deadlock across threads.
+lock = threading.RLock()
 _manager: pluggy.PluginManager | None = None
 _infos: list[PluginInfo] = []
 _generation = 0  # bumped whenever the set of plugins changes, so caches know to rebuild
@@ -67,7 +71,7 @@ def _load() -> pluggy.PluginManager:
         version = dist.version if dist is not None else None
         try:
             plugin = ep.load()
-            pm.register(plugin, name=ep.name if not is_builtin else "builtin")
+            pm.register(plugin, name=ep.name if not is_builtin else BUILTIN)
         except Exception as exc:  # a broken plugin must not take the others down
             msg = f"{type(exc).__name__}: {exc}"
             infos.append(PluginInfo(ep.name, "entry point", ep.value, version, msg))
@@ -75,12 +79,12 @@ def _load() -> pluggy.PluginManager:
             continue
         builtin_seen = builtin_seen or is_builtin
         source = "builtin" if is_builtin else "entry point"
-        infos.append(PluginInfo("builtin" if is_builtin else ep.name, source, ep.value, version))
+        infos.append(PluginInfo(BUILTIN if is_builtin else ep.name, source, ep.value, version))
     if not builtin_seen:
         # Running from a source tree without an install: register the built-ins directly.
         module = importlib.import_module(BUILTIN_MODULE)
-        pm.register(module, name="builtin")
-        infos.append(PluginInfo("builtin", "builtin", BUILTIN_MODULE))
+        pm.register(module, name=BUILTIN)
+        infos.append(PluginInfo(BUILTIN, "builtin", BUILTIN_MODULE))
     pm.check_pending()
     _infos[:] = infos
     return pm
@@ -89,7 +93,7 @@ def _load() -> pluggy.PluginManager:
 def manager() -> pluggy.PluginManager:
     """The process-wide plugin manager, loading plugins on first call."""
     global _manager
-    with _lock:
+    with lock:
         if _manager is None:
             _manager = _load()
         return _manager
@@ -139,7 +143,7 @@ def register(plugin: ModuleType | object, name: str | None = None) -> str:
         ganarch.register_plugin(MyBlocks(), name="my-blocks")
     """
     global _generation
-    with _lock:
+    with lock:
         pm = manager()
         registered = pm.register(plugin, name=name)
         if registered is None:
@@ -155,7 +159,7 @@ def register(plugin: ModuleType | object, name: str | None = None) -> str:
 def unregister(name: str) -> None:
     """Remove a plugin registered in code (or any plugin) by its name."""
     global _generation
-    with _lock:
+    with lock:
         pm = manager()
         pm.unregister(name=name)
         _infos[:] = [i for i in _infos if i.name != name]
@@ -165,7 +169,7 @@ def unregister(name: str) -> None:
 def reset() -> None:
     """Forget all plugins; the next use loads them again (tests use this)."""
     global _manager, _generation
-    with _lock:
+    with lock:
         _manager = None
         _infos.clear()
         _generation += 1
@@ -196,7 +200,7 @@ def collect(hook_name: str, make_registrar: Callable[[str], Any]) -> None:
 
 
 def _record_error(plugin_name: str, message: str) -> None:
-    with _lock:
+    with lock:
         for i, info in enumerate(_infos):
             if info.name == plugin_name:
                 if info.error != message:

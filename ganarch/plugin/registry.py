@@ -24,12 +24,13 @@ Example (what each kind of registry does)::
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
-from ganarch.errors import PluginError, closest
+from ganarch.errors import GanarchError, HostError, PluginError, closest
 from ganarch.plugin import manager
 
 
@@ -45,6 +46,8 @@ class Registrar(Generic[T]):
 
     #: What one entry is called in messages ("block", "dataset", ...).
     noun = "entry"
+    #: The command that lists the names taken, for the message about a clash.
+    listed_by = "ganarch plugins"
     #: True: a clash is reported at :meth:`commit`, naming every clash of the plugin at once
     #: (and the hook still learns every name, for the error of a spec that names one).
     #: False: :meth:`stage` raises at the first clash.
@@ -63,6 +66,11 @@ class Registrar(Generic[T]):
     def who(self) -> str:
         """``"plugin 'mine'"``, for messages."""
         return f"plugin {self.plugin!r}"
+
+    def count(self) -> int:
+        """Entries registered so far: every earlier plugin's and this plugin's staged ones
+        (so the next entry's place in registration order)."""
+        return len(self._table) + len(self._staged)
 
     def claim(self, name: Any, pattern: re.Pattern[str] | None = None, what: str = "") -> None:
         """Check ``name`` is an identifier (or matches ``pattern``, described as ``what``) and
@@ -83,31 +91,39 @@ class Registrar(Generic[T]):
             self._staged[name] = info
             return
         if not self.clashes_at_commit:
-            raise PluginError(duplicate_message(self.noun, self.plugin, [(name, other.plugin)]))
+            clash = [(name, other.plugin)]
+            raise PluginError(duplicate_message(self.noun, self.plugin, clash, self.listed_by))
         self._clashes.append((name, other.plugin))
 
     def commit(self) -> None:
         """Add what this plugin staged (called once its hook returned without error);
         ``PluginError`` naming every clash, and nothing added, if a name was taken."""
         if self._clashes:
-            raise PluginError(duplicate_message(self.noun, self.plugin, self._clashes))
+            raise PluginError(
+                duplicate_message(self.noun, self.plugin, self._clashes, self.listed_by)
+            )
         self._table.update(self._staged)
         self.committed = True
 
 
-def duplicate_message(noun: str, plugin: str, clashes: list[tuple[str, str]]) -> str:
-    """Every name ``plugin`` took twice, with both plugins, and the way out."""
+def duplicate_message(
+    noun: str,
+    plugin: str,
+    clashes: list[tuple[str, str]],
+    listed_by: str = Registrar.listed_by,
+) -> str:
+    """Every name ``plugin`` took twice, with both plugins, and the way out (``listed_by``:
+    the command that lists the names taken)."""
     said = "; ".join(
         f"{noun} {name!r} is registered twice: by plugin {other!r} and plugin {plugin!r}"
         for name, other in clashes
     )
     prefix = re.sub(r"\W+", "_", plugin).strip("_") or "my"
     example = f"{prefix}_{clashes[0][0]}"
-    listing = "`ganarch blocks` lists" if noun == "block" else "`ganarch plugins` shows"
     return (
         f"{said}. Plugin {plugin!r} is not loaded until it renames "
         + ("it" if len(clashes) == 1 else "them")
-        + f" (a prefix keeps names unique, e.g. {example!r}; {listing} the names"
+        + f" (a prefix keeps names unique, e.g. {example!r}; `{listed_by}` lists the names"
         " taken) or one of the two plugins is uninstalled"
     )
 
@@ -119,12 +135,15 @@ class Registry(Generic[T]):
         self.hook = hook
         self._make_registrar = registrar
         self._noun = getattr(registrar, "noun", "entry")
-        self._lock = threading.RLock()
         #: (plugin generation, the entries, names a failed plugin would have added -> plugin)
         self._cache: tuple[int, dict[str, T], dict[str, str]] | None = None
 
     def _view(self) -> tuple[dict[str, T], dict[str, str]]:
-        with self._lock:
+        # One lock for every registry, the plugin manager's (re-entrant): a hook that reads
+        # another registry (a template hook calling ``blocks()``) runs under the lock its
+        # thread already holds, so two threads cannot each hold one registry's lock and wait
+        # for the other's.
+        with manager.lock:
             gen = manager.generation()
             if self._cache is None or self._cache[0] != gen:
                 found: dict[str, T] = {}
@@ -168,3 +187,52 @@ class Registry(Generic[T]):
             f"{name!r} is not a registered {self._noun}; {closest(str(name), names)}"
             + manager.why_missing()
         )
+
+
+# -- running what a plugin registered ----------------------------------------------------------
+
+
+def plugin_failure(plugin: str, where: str, what: str, exc: BaseException) -> PluginError:
+    """One line for an exception ``what`` of ``plugin`` raised at ``where``, e.g.
+    ``--sampler cmaes: the factory of plugin 'mine' failed: ModuleNotFoundError: No module
+    named 'cmaes'``."""
+    detail = " ".join(str(exc).split())  # one line, whatever the plugin wrote
+    said = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return PluginError(f"{where}: the {what} of plugin {plugin!r} failed: {said}")
+
+
+@contextlib.contextmanager
+def plugin_code(plugin: str, where: str, what: str) -> Iterator[None]:
+    """Run code a plugin registered (a factory, a template's build) so that its failure is
+    reported as the plugin's, not as a bug in ganarch: a ``GanarchError`` (bad input, said on
+    purpose) or ``HostError`` passes as it is; any other exception of a third-party plugin
+    becomes a one-line ``PluginError`` (exit 2 on the command line) naming ``where``, the
+    plugin and the exception. A built-in's failure stays a bug in ganarch (exit 1).
+
+    Example::
+
+        with plugin_code(info.plugin, f"template {info.name!r}", "build"):
+            spec = info.build(**choices)
+    """
+    try:
+        yield
+    except (GanarchError, HostError):
+        raise
+    except Exception as exc:
+        if plugin == manager.BUILTIN:
+            raise
+        raise plugin_failure(plugin, where, what, exc) from exc
+
+
+def guarded(fn: Callable[..., Any], plugin: str, where: str, what: str) -> Callable[..., Any]:
+    """``fn`` (a plugin's callable) run under :func:`plugin_code` at every call; a built-in's
+    ``fn`` as it is."""
+    if plugin == manager.BUILTIN:
+        return fn
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with plugin_code(plugin, where, what):
+            return fn(*args, **kwargs)
+
+    return call

@@ -5,6 +5,9 @@
 A factory receives a :class:`StrategyContext` (the space, this worker's seed, the trial budget,
 the trial settings) and returns an Optuna sampler or pruner. Importing this module imports no
 Optuna: the factories do, when a study is opened. The built-ins live in ``plugins/search.py``.
+A plugin's factory, ``design_runs`` or ``check`` that raises anything but a ``GanarchError``
+(e.g. ``ModuleNotFoundError`` for a missing optional package) is reported in one line naming
+the plugin (a ``PluginError``: exit 2), not as a bug in ganarch.
 
 Example::
 
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ganarch.errors import GanarchError, PluginError, closest
 from ganarch.plugin import manager
-from ganarch.plugin.registry import Registrar, Registry
+from ganarch.plugin.registry import Registrar, Registry, guarded
 
 if TYPE_CHECKING:
     from ganarch.search.objective import TrialSettings
@@ -134,11 +137,6 @@ def _description(who: str, name: str, given: str | None, factory: Any) -> str:
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
-def _position(registrar: Registrar[Any]) -> int:
-    """Entries registered before the next one: earlier plugins' and this plugin's so far."""
-    return len(registrar._table) + len(registrar._staged)
-
-
 class SamplerRegistrar(Registrar[SamplerInfo]):
     """What ``ganarch_register_samplers`` receives: checks each sampler, then stages it."""
 
@@ -163,14 +161,17 @@ class SamplerRegistrar(Registrar[SamplerInfo]):
         for what, fn in (("design_runs", design_runs), ("check", check)):
             if fn is not None:
                 _checked_callable(self.who, self.noun, name, what, fn)
+        where = f"--sampler {name}"  # a failure of the plugin's code: one line naming it
         info = SamplerInfo(
             name,
-            factory,
+            guarded(factory, self.plugin, where, "factory"),
             self.plugin,
             _description(self.who, name, description, factory),
-            design_runs,
-            check,
-            _position(self),
+            None
+            if design_runs is None
+            else guarded(design_runs, self.plugin, where, "design_runs"),
+            None if check is None else guarded(check, self.plugin, where, "check"),
+            self.count(),
         )
         self.stage(name, info)
 
@@ -186,7 +187,8 @@ class PrunerRegistrar(Registrar[PrunerInfo]):
         self.claim(name, _NAME, _RULE)
         _checked_callable(self.who, self.noun, name, "factory", factory)
         doc = _description(self.who, name, description, factory)
-        self.stage(name, PrunerInfo(name, factory, self.plugin, doc, _position(self)))
+        made = guarded(factory, self.plugin, f"--pruner {name}", "factory")
+        self.stage(name, PrunerInfo(name, made, self.plugin, doc, self.count()))
 
 
 #: Every sampler and pruner plugins registered, cached until the set of plugins changes.
