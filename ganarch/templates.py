@@ -25,7 +25,7 @@ from typing import Any
 from ganarch.builder import GANSpec
 from ganarch.dcgan import CHOICE_KINDS, CLAIM_TOGGLES, NONE_KINDS, PAPER_CHOICES, dcgan_spec
 from ganarch.errors import PluginError, SpecError, closest
-from ganarch.plugin.registry import Registrar, Registry
+from ganarch.plugin.registry import Registrar, Registry, plugin_code
 from ganarch.registry import get_block, is_kind, not_a_kind
 from ganarch.spec import TrainingSpec
 
@@ -119,7 +119,10 @@ class TemplateInfo:
         training = {k: choices.pop(k) for k in list(choices) if k in TRAINING_KEYS}
         geometry = {"latent_dim": latent_dim, "width": width}
         given = {k: v for k, v in geometry.items() if v is not None}
-        spec = self.build(image_size=image_size, channels=channels, **given, **choices)
+        # A SpecError the build raises on purpose passes; any other failure of a plugin's
+        # build is one line naming the template and the plugin (exit 2, not a ganarch bug).
+        with plugin_code(self.plugin, f"template {self.name!r}", "build"):
+            spec = self.build(image_size=image_size, channels=channels, **given, **choices)
         if not isinstance(spec, GANSpec):
             raise PluginError(
                 f"template {self.name!r} (plugin {self.plugin!r}) built "

@@ -34,7 +34,7 @@ from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from ganarch import errors
-from ganarch.errors import GanarchError, HostError
+from ganarch.errors import GanarchError, HostError, PluginError
 from ganarch.score.evaluator import score_version
 from ganarch.search import artifacts
 from ganarch.search import engine as engine_module
@@ -60,7 +60,13 @@ from ganarch.search.storage import (
     unchecked_running,
     unchecked_text,
 )
-from ganarch.search.strategies import StrategyContext, get_pruner, get_sampler
+from ganarch.search.strategies import (
+    PrunerInfo,
+    SamplerInfo,
+    StrategyContext,
+    get_pruner,
+    get_sampler,
+)
 from ganarch.search.workers import AUTO, WorkerChoice, auto_workers
 
 __all__ = [
@@ -228,11 +234,14 @@ def make_sampler(
     workers: int = 1,
 ) -> optuna.samplers.BaseSampler:
     """The registered sampler ``name`` (``ganarch.search.strategies``; the built-ins are in
-    ``plugins/search.py``), made for this worker's ``seed``."""
+    ``plugins/search.py``), made for this worker's ``seed``. A factory that fails or returns
+    no Optuna sampler: a one-line ``PluginError`` naming the plugin."""
     info = get_sampler(name)
     multi = settings.objective == "multi"
     context = StrategyContext(name, settings, space, seed, trials, multi, workers)
-    return info.factory(context)
+    made = info.factory(context)
+    _check_made(made, optuna.samplers.BaseSampler, "--sampler", info, "an Optuna sampler")
+    return made
 
 
 def make_pruner(
@@ -250,7 +259,22 @@ def make_pruner(
     if multi:
         return optuna.pruners.NopPruner()
     context = StrategyContext(name, settings, space, None, trials, multi, workers)
-    return info.factory(context)
+    made = info.factory(context)
+    _check_made(made, optuna.pruners.BasePruner, "--pruner", info, "an Optuna pruner")
+    return made
+
+
+def _check_made(
+    made: Any, kind: type, flag: str, info: SamplerInfo | PrunerInfo, what: str
+) -> None:
+    """Optuna takes ``None`` (or anything falsy) for its default sampler or pruner: a factory
+    that returns nothing would search with TPE or prune by the median while the study records
+    the plugin's name. Refuse anything that is not ``kind`` instead."""
+    if not isinstance(made, kind):
+        raise PluginError(
+            f"{flag} {info.name}: the factory of plugin {info.plugin!r} returned "
+            f"{type(made).__name__}, not {what} ({kind.__module__}.{kind.__qualname__})"
+        )
 
 
 def worker_seed(seed: int, worker: int, existing: int) -> int:
@@ -370,11 +394,20 @@ def _load_for_worker(config: SearchConfig, worker: int) -> optuna.Study:
     existing = len(
         storage.get_all_trials(storage.get_study_id_from_name(config.study_name), deepcopy=False)
     )
-    multi = config.settings.objective == "multi"
+    sampler, pruner = _strategies(config, worker_seed(config.settings.seed, worker, existing))
+    return optuna.load_study(
+        study_name=config.study_name, storage=storage, sampler=sampler, pruner=pruner
+    )
+
+
+def _strategies(
+    config: SearchConfig, seed: int | None
+) -> tuple[optuna.samplers.BaseSampler, optuna.pruners.BasePruner]:
+    """The search's sampler (seeded with ``seed``) and pruner."""
     sampler = make_sampler(
         config.sampler,
         config.space,
-        seed=worker_seed(config.settings.seed, worker, existing),
+        seed=seed,
         trials=config.trials,
         settings=config.settings,
         workers=config.worker_count,
@@ -382,14 +415,12 @@ def _load_for_worker(config: SearchConfig, worker: int) -> optuna.Study:
     pruner = make_pruner(
         config.pruner,
         config.settings,
-        multi=multi,
+        multi=config.settings.objective == "multi",
         space=config.space,
         trials=config.trials,
         workers=config.worker_count,
     )
-    return optuna.load_study(
-        study_name=config.study_name, storage=storage, sampler=sampler, pruner=pruner
-    )
+    return sampler, pruner
 
 
 def run_worker(
@@ -524,6 +555,9 @@ def run_search(
         engine.prepare()  # trains and caches the feature net once, not once per worker
     except OSError as exc:  # e.g. the feature cache's disk is full or read-only
         raise HostError(f"the search could not start: {host_failure(exc)}") from exc
+    # A plugin's sampler or pruner whose factory fails (a missing optional package) or makes
+    # no Optuna object: said now. Each worker makes its own again when it opens the study.
+    _strategies(config, config.settings.seed)
     undo_claim = artifacts.claim(out, owner)
     try:
         study = prepare_study(config)
