@@ -8,6 +8,7 @@ plugin becomes a searchable option with no change here.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -78,7 +79,8 @@ CLAIM_TOGGLES: dict[int, tuple[str, ...]] = {
 }
 DESCRIPTION = "DCGAN family of Radford et al. (2015): one choice per rule of the paper"
 
-_TRAINING = {"lr_g", "lr_d", "beta1", "beta2", "batch_size", "init_std", "d_steps"}
+#: Training settings among the choices (the spec's training, not its layers).
+_TRAINING = frozenset(f.name for f in dataclasses.fields(TrainingSpec))
 
 
 def _is_none(value: Any) -> bool:

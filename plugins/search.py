@@ -11,6 +11,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from ganarch.plugin import hookimpl
+from ganarch.search.defaults import DESIGN_DESCRIPTIONS
 
 if TYPE_CHECKING:
     from ganarch.search.space import SearchSpace
@@ -42,8 +43,7 @@ def grid(ctx: StrategyContext) -> Any:
     """Every combination of a finite space, in random order; the study ends when all ran."""
     import optuna
 
-    if not ctx.space.is_finite:
-        ctx.space.grid()  # raises a SpecError naming the continuous choice
+    # a continuous choice: grid() raises a SpecError naming it
     return optuna.samplers.GridSampler(ctx.space.grid(), seed=ctx.seed)
 
 
@@ -87,14 +87,6 @@ def _design_runs(name: str):
     return runs
 
 
-#: The designs of ``ganarch.search.design`` and what each is, for ``--sampler``.
-_DESIGNS = {
-    "fractional": "16-run two-level design over the space's rule toggles (resolution IV or better)",
-    "fractional32": "32-run two-level design (fewer interactions share an alias chain)",
-    "factorial": "the full 2^k two-level design (every combination)",
-}
-
-
 def _pruning_start(ctx: StrategyContext) -> int:
     """The first step a trial may be pruned at. A GAN's quality early in training predicts
     its final quality poorly (slow starters such as the paper's own DCGAN would be cut
@@ -134,7 +126,7 @@ def ganarch_register_samplers(registrar) -> None:
     registrar.add("grid", factory=grid, check=_grid_check)
     registrar.add("qmc", factory=qmc)
     registrar.add("nsga2", factory=nsga2)
-    for name, description in _DESIGNS.items():
+    for name, description in DESIGN_DESCRIPTIONS.items():
         registrar.add(name, factory=design, description=description, design_runs=_design_runs(name))
 
 

@@ -24,7 +24,6 @@ from ganarch.analysis.rules import MIN_IMPORTANCE_TRIALS, RulesTable, rules_tabl
 from ganarch.errors import GanarchError
 from ganarch.search import results
 from ganarch.search.results import Study, Trial
-from ganarch.templates import TEMPLATES
 
 __all__ = ["REPORT_NAME", "best_trials", "render_html", "write_report"]
 
@@ -235,14 +234,16 @@ def _artifact_images(trial: Trial, base: Path | None) -> list[tuple[str, bytes]]
     return [(name, files[name].read_bytes()) for name in ARTIFACT_IMAGES if name in files]
 
 
+def _template(trial: Trial) -> str:
+    meta = (trial.user_attrs.get("spec") or {}).get("meta") or {}
+    return str(meta.get("template", "dcgan"))
+
+
 def _changed_choices(trial: Trial) -> dict[str, Any]:
     choices = trial.user_attrs.get("choices")
     if not isinstance(choices, Mapping):
         return dict(trial.params)
-    meta = (trial.user_attrs.get("spec") or {}).get("meta") or {}
-    found = TEMPLATES.get(meta.get("template", "dcgan"))  # dcgan: the paper's values
-    defaults = found.defaults if found is not None else {}
-    return {k: v for k, v in choices.items() if defaults.get(k, object()) != v}
+    return results.changed_choices(choices, _template(trial))
 
 
 # -- the page ----------------------------------------------------------------------------------
@@ -337,11 +338,13 @@ def _trials_html(study: Study, trials: Sequence[Trial], base: Path | None) -> st
             if isinstance(t.user_attrs.get(k), int | float)
         ]
         changed = _changed_choices(t)
+        template = _template(t)
+        unchanged = "the paper's DCGAN" if template == "dcgan" else f"the {template!r} defaults"
         choice_rows = (
             "".join(
                 f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in sorted(changed.items())
             )
-            or "<tr><td colspan=2 class='muted'>the paper's DCGAN</td></tr>"
+            or f"<tr><td colspan=2 class='muted'>{_e(unchanged)}</td></tr>"
         )
         images = (
             "".join(

@@ -25,7 +25,6 @@ from ganarch.cli._common import (
     write_new_file,
 )
 from ganarch.search.api import DEFAULTS as D
-from ganarch.templates import TEMPLATES
 
 if TYPE_CHECKING:  # the search layer imports Optuna and torch: load it when a command runs
     from ganarch.search.study import SearchConfig
@@ -372,9 +371,7 @@ def best_command(
     info = dict(spec.meta.get("search", {}))
     choices = dict(spec.meta.get("choices", {}))
     template = str(spec.meta.get("template", "dcgan"))
-    found = TEMPLATES.get(template)  # the defaults of the template the trial was built from
-    defaults = dict(found.defaults) if found is not None else {}
-    changed = {k: v for k, v in choices.items() if k not in defaults or defaults[k] != v}
+    changed = results.changed_choices(choices, template)  # vs the template it was built from
     base = "the paper's DCGAN" if template == "dcgan" else f"the {template!r} template's defaults"
     out.print(
         f"best trial {info.get('trial')} of {study}: value(s) "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import optuna
@@ -30,6 +30,7 @@ from ganarch.errors import GanarchError
 from ganarch.search.counts import TrialCounts, state_label
 from ganarch.search.storage import load_study, open_storage, require_existing
 from ganarch.search.study import ranked_trials, trial_row
+from ganarch.templates import TEMPLATES
 
 __all__ = [
     "IMPORTANCE_EVALUATORS",
@@ -37,6 +38,7 @@ __all__ = [
     "Trial",
     "best_spec",
     "best_trial",
+    "changed_choices",
     "directions",
     "list_studies",
     "list_trials",
@@ -97,6 +99,23 @@ def best_spec(study: StudyLike, storage: str | os.PathLike | None = None) -> GAN
         "objective": trial.user_attrs.get("objective"),
     }
     return spec.replace(meta=meta)
+
+
+def changed_choices(choices: Mapping[str, Any], template: str = "dcgan") -> dict[str, Any]:
+    """The choices that differ from ``template``'s defaults and training defaults (for
+    ``dcgan``: the paper's), as ``ganarch best`` and the report show a trial. A choice the
+    template does not declare (``X_params``) counts as changed, and so does every choice of a
+    template no plugin registers any more.
+
+    Example::
+
+        changed_choices({"g_norm": "batchnorm", "d_norm": "none", "beta1": 0.5})
+        # {"d_norm": "none"}
+    """
+    found = TEMPLATES.get(template)
+    defaults = found.resolve() if found is not None else {}
+    missing = object()
+    return {k: v for k, v in choices.items() if defaults.get(k, missing) != v}
 
 
 def list_studies(storage: str | os.PathLike | None = None) -> list[dict[str, Any]]:
