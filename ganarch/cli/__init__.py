@@ -115,7 +115,8 @@ def _root(
         help="Print the version and exit.",
     ),
 ) -> None:
-    """Search the architecture space of DCGAN-style GANs and rediscover their design rules.
+    """Search GAN architectures laid out by templates (the paper's DCGAN or a plugin's) and
+    rediscover the design rules of the DCGAN paper.
 
     Exit codes: 0 done; 1 a bug in ganarch (please report it); 2 bad input; 75 the machine
     failed (a full disk, a read-only folder, a dropped database connection): fix it and run

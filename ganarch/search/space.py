@@ -24,9 +24,10 @@ another); the search layer takes everything it knows about them from the templat
 declaration. A choice of the form ``X_params.P`` is asked only when the block chosen for ``X``
 accepts the parameter ``P``; a choice the template declares as requiring others (``dcgan``'s
 width of dense layers) only when one of them is set; any choice may add
-``when = { other_choice = value-or-list }``. A conditional choice gets a distinct Optuna
-parameter name per branch (``d_activation_params.slope|leaky_relu``), because Optuna's
-samplers model a parameter name as one distribution. ``lr`` sets both ``lr_g`` and ``lr_d``.
+``when = { other_choice = value-or-list }``. A ``when`` or ``X_params.P`` choice gets a
+distinct Optuna parameter name per branch (``d_activation_params.slope|leaky_relu``), because
+Optuna's samplers model a parameter name as one distribution; a ``requires`` choice keeps its
+own name (its values are the same wherever it is asked). ``lr`` sets both ``lr_g`` and ``lr_d``.
 """
 
 from __future__ import annotations
@@ -289,12 +290,6 @@ class SearchSpace:
             width=width or self.width,
             **dict(choices),
         )
-
-
-def resolve_choices(choices: Mapping[str, Any], template: str = DEFAULT_TEMPLATE) -> dict[str, Any]:
-    """The full choices of a trial: the template's defaults and training defaults, overridden
-    (:meth:`SearchSpace.resolve` for a space's own template)."""
-    return get_template(template).resolve(choices)
 
 
 # -- loading ----------------------------------------------------------------------------------
