@@ -13,14 +13,25 @@ spaces) it maps to, for parameter importance, and the one documented change that
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ganarch.spec import TrainingSpec
-from ganarch.templates import PAPER_CHOICES
+from ganarch.templates import PAPER_CHOICES, TemplateInfo
 
-__all__ = ["BETA1_ALT_MIN", "BETA1_PAPER_MAX", "CLAIMS", "Claim", "Side", "get_claim", "resolve"]
+__all__ = [
+    "BETA1_ALT_MIN",
+    "BETA1_PAPER_MAX",
+    "CLAIMS",
+    "PAPER_TEMPLATE",
+    "Claim",
+    "Side",
+    "declared_claims",
+    "get_claim",
+    "resolve",
+]
 
 Side = Literal["paper", "alternative"]
 
@@ -98,11 +109,15 @@ class Claim:
     params: tuple[str, ...]
     alternative: Mapping[str, Any] = field(default_factory=dict)
     _side: Callable[[Mapping[str, Any]], Side | None] = field(repr=False, default=lambda c: None)
+    #: The full choices a trial's own are laid over: the paper's DCGAN's, or (for a claim as
+    #: another template declares it, see :func:`declared_claims`) that template's defaults.
+    base: Mapping[str, Any] | None = field(default=None, repr=False)
 
     def side(self, choices: Mapping[str, Any] | None) -> Side | None:
         """``"paper"``, ``"alternative"`` or ``None`` for a trial's (possibly partial) choices."""
+        full = resolve(choices) if self.base is None else {**self.base, **dict(choices or {})}
         try:
-            return self._side(resolve(choices))
+            return self._side(full)
         except (KeyError, TypeError, ValueError):
             return None  # a value this claim cannot read (e.g. a non-numeric beta1)
 
@@ -194,6 +209,57 @@ CLAIMS: tuple[Claim, ...] = (
         _beta1,
     ),
 )
+
+
+#: The template whose choices the claims' rules above read by name.
+PAPER_TEMPLATE = "dcgan"
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return float(a) == float(b)
+    return a == b
+
+
+def _at_defaults(
+    toggles: tuple[str, ...], defaults: Mapping[str, Any], c: Mapping[str, Any]
+) -> Side:
+    return _side(all(_same(c.get(n), defaults.get(n)) for n in toggles))
+
+
+def declared_claims(info: TemplateInfo, claims: Sequence[Claim] = CLAIMS) -> tuple[Claim, ...]:
+    """The claims among ``claims`` that template ``info`` declares it can test
+    (``TemplateInfo.claims``), as the rules table judges them.
+
+    ``dcgan``'s are the claims as written above (their rules read its choices). Another
+    template's claim N is judged by the choices it declares for N: a trial stands with the
+    paper when every one of them is at the template's default (the template's statement of the
+    paper's choice), with the alternative when any is not; the two levels a designed study
+    moves them between. A template that declares no claims gets none.
+    """
+    if info.name == PAPER_TEMPLATE:
+        return tuple(c for c in claims if c.id in info.claims)
+    defaults = info.resolve()
+    out = []
+    for claim in claims:
+        toggles = tuple(info.claims.get(claim.id, ()))
+        if not toggles:
+            continue
+        at = ", ".join(f"{n} = {defaults.get(n)!r}" for n in toggles)
+        out.append(
+            replace(
+                claim,
+                paper_side=f"{at} (template {info.name!r}'s defaults)",
+                alternative_side=f"any other value of {', '.join(toggles)}",
+                params=toggles,
+                alternative={},
+                _side=functools.partial(_at_defaults, toggles, defaults),
+                base=defaults,
+            )
+        )
+    return tuple(out)
 
 
 def get_claim(claim_id: int | str) -> Claim:

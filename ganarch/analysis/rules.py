@@ -28,11 +28,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ganarch.analysis import designed
-from ganarch.analysis.claims import CLAIMS, Claim
+from ganarch.analysis.claims import CLAIMS, PAPER_TEMPLATE, Claim, declared_claims
 from ganarch.analysis.stats import N_MIN, Effect, search_diff, verdict
+from ganarch.errors import SpecError
 from ganarch.search import results
 from ganarch.search.design import DESIGN_ATTR
 from ganarch.search.results import IMPORTANCE_EVALUATORS, Study, Trial
+from ganarch.templates import TemplateInfo, get_template
 
 __all__ = [
     "EVALUATORS",
@@ -53,9 +55,10 @@ __all__ = [
 EVIDENCE_SEARCH = "search (sampler-biased)"
 EVIDENCE_ABLATION = "ablation (controlled, paired seeds)"
 EVIDENCE_DESIGN = "designed study (controlled)"
-#: The template whose choices the claims read (``ganarch.analysis.claims``): on a study of
-#: another template no claim applies, and the table says so instead of judging look-alikes.
-CLAIMS_TEMPLATE = "dcgan"
+#: The template whose choices the claims read (``ganarch.analysis.claims``). On a study of
+#: another template only the claims it declares apply (judged by its declared toggles), and
+#: the table says so instead of judging look-alikes.
+CLAIMS_TEMPLATE = PAPER_TEMPLATE
 #: Fewer complete trials than this: no importance (PED-ANOVA looks at the top 10%).
 MIN_IMPORTANCE_TRIALS = 10
 BRANCH_SEP = "|"  # the search layer's per-branch parameter names: "choice|branch"
@@ -372,8 +375,7 @@ def rules_table(
             print(row.claim.name, row.effect.effect, row.verdict)
     """
     template = study_template(study)
-    if template != CLAIMS_TEMPLATE:  # another family: a same-named choice is not the claim's
-        claims = ()
+    claims = _claims_of(template, claims)  # those the template declares; none if it declares none
     if DESIGN_ATTR in study.user_attrs:
         table = designed_table(study, claims=claims)
         return replace(table, notes=(*_foreign(template), *table.notes))
@@ -420,14 +422,41 @@ def study_template(study: Study) -> str:
     return CLAIMS_TEMPLATE
 
 
+def _template_info(template: str) -> TemplateInfo | None:
+    """The registered template, or None when its plugin is not installed here."""
+    try:
+        return get_template(template)
+    except SpecError:
+        return None
+
+
+def _claims_of(template: str, claims: Sequence[Claim]) -> tuple[Claim, ...]:
+    """The claims ``template`` declares (``TemplateInfo.claims``) among ``claims``: dcgan's as
+    written, another template's judged by its declared toggles (``declared_claims``)."""
+    info = _template_info(template)
+    if info is None:  # a dcgan study always has its template; another's plugin may be gone
+        return tuple(claims) if template == CLAIMS_TEMPLATE else ()
+    return declared_claims(info, claims)
+
+
 def _foreign(template: str) -> list[str]:
-    """The note of a study whose template the paper's claims are not about (else none)."""
+    """The note of a study whose template is not dcgan: which claims it declares and how
+    they are judged, or that none applies (else no note)."""
     if template == CLAIMS_TEMPLATE:
         return []
+    info = _template_info(template)
+    if info is not None and info.claims:
+        ids = ", ".join(str(c) for c in sorted(info.claims))
+        return [
+            f"template {template!r} declares the paper's claims {ids}: a trial stands with the "
+            "paper when the choices it declares for a claim are at the template's defaults, "
+            "with the alternative otherwise"
+        ]
+    why = "" if info is not None else f" (template {template!r} is not registered here)"
     return [
         f"the paper's claims are about the {CLAIMS_TEMPLATE!r} template; this study searched "
-        f"template {template!r}, so none of them applies (no verdicts); parameter importance "
-        "is the study's own"
+        f"template {template!r}, so none of them applies (no verdicts){why}; parameter "
+        "importance is the study's own"
     ]
 
 
