@@ -7,15 +7,18 @@ message for a name nobody registered.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 import ganarch
-from ganarch.errors import PluginError
-from ganarch.plugin import Registrar, Registry, manager
+import ganarch.registry
+from ganarch.errors import PluginError, SpecError
+from ganarch.plugin import Registrar, Registry, manager, plugin_code
 
 
 @dataclass(frozen=True)
@@ -128,3 +131,85 @@ def test_claim_rejects_a_bad_name_naming_the_plugin() -> None:
         PluginError, match=r"plugin 'me': widget name must be lower-case letters or digits"
     ):
         WidgetRegistrar({}, "me").add("Nope!")
+
+
+def test_count_is_the_next_entrys_place_in_registration_order() -> None:
+    table = {"earlier": Widget("earlier", "builtin")}
+    registrar = WidgetRegistrar(table, "me")
+    assert registrar.count() == 1
+    registrar.add("mine")
+    assert registrar.count() == 2  # staged entries count too
+
+
+def test_a_clash_names_the_command_that_lists_the_names_taken(plugin_state) -> None:
+    class Listed(WidgetRegistrar):
+        listed_by = "ganarch widgets"
+
+    plugin_state(Widgets("digits"), name="late")
+    with pytest.warns(UserWarning, match="registered twice"):
+        _registry(Listed).entries()
+    error = next(i.error for i in manager.plugins() if i.name == "late") or ""
+    assert "`ganarch widgets` lists the names taken" in error
+    blocks = ganarch.registry.BlockRegistrar({}, "x")  # the block registrar names its command
+    assert blocks.listed_by == "ganarch blocks"
+
+
+def test_hooks_reading_each_others_registries_from_two_threads_do_not_deadlock(
+    plugin_state,
+) -> None:
+    """Each registry once held its own lock while it ran the hooks: a hook of registry A that
+    reads registry B, run while another thread's hook of B reads A, waited forever. Both hooks
+    wait (briefly) for each other to be inside, which forced that interleaving. (A hook reads
+    the other registry only when it is not already inside such a read: otherwise one thread
+    alone would recurse, each view rebuilding the other.)"""
+    inside = threading.Barrier(2)
+    reading = threading.local()
+    first = _registry()  # through the datasets hook
+    second = Registry("ganarch_register_metrics", WidgetRegistrar)
+
+    def add_after_reading(registrar, other: Registry[Widget], name: str) -> None:
+        if not isinstance(registrar, WidgetRegistrar):
+            return  # the real datasets or metrics registry
+        if not getattr(reading, "busy", False):
+            with contextlib.suppress(threading.BrokenBarrierError):
+                inside.wait(timeout=1)  # one lock for all: the other thread waits outside
+            reading.busy = True
+            try:
+                other.entries()
+            finally:
+                reading.busy = False
+        registrar.add(name)
+
+    class ReadsTheOther:
+        @ganarch.hookimpl
+        def ganarch_register_datasets(self, registrar) -> None:
+            add_after_reading(registrar, second, "from_first")
+
+        @ganarch.hookimpl
+        def ganarch_register_metrics(self, registrar) -> None:
+            add_after_reading(registrar, first, "from_second")
+
+    plugin_state(ReadsTheOther(), name="readers")
+    found: dict[str, dict[str, Widget]] = {}
+    threads = [
+        threading.Thread(target=lambda: found.update(a=first.entries()), daemon=True),
+        threading.Thread(target=lambda: found.update(b=second.entries()), daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert not any(t.is_alive() for t in threads), "the two registries deadlocked"
+    assert "from_first" in found["a"] and "from_second" in found["b"]
+
+
+def test_plugin_code_names_a_third_party_plugins_failure_in_one_line() -> None:
+    with pytest.raises(PluginError) as failed, plugin_code("mine", "--sampler x", "factory"):
+        raise OSError("first line\n  second line")
+    assert str(failed.value) == (
+        "--sampler x: the factory of plugin 'mine' failed: OSError: first line second line"
+    )
+    with pytest.raises(SpecError, match=r"^on purpose$"), plugin_code("mine", "w", "build"):
+        raise SpecError("", "on purpose")  # bad input said by the plugin passes as it is
+    with pytest.raises(KeyError), plugin_code("builtin", "w", "build"):
+        raise KeyError("a bug in ganarch")  # the built-ins' code is ours: not a plugin error
