@@ -221,6 +221,9 @@ def test_cli_lists_a_plugin_kind(attention) -> None:
     assert table.stdout.index("kind: wrap") < table.stdout.index("kind: attention")
     bad = runner.invoke(app, ["blocks", "--kind", "atention"])
     assert bad.exit_code == 2 and "did you mean 'attention'" in bad.stderr
+    listed = {r["name"]: r for r in json.loads(runner.invoke(app, ["plugins", "--json"]).stdout)}
+    assert listed["attn-plugin"]["block_kinds"] == ["attention"]
+    assert listed["builtin"]["block_kinds"] == BUILTIN_KINDS
     spec = runner.invoke(app, ["inspect", "attn:8", "--json"])
     assert spec.exit_code == 0, spec.stderr
     kinds = [layer["kind"] for layer in json.loads(spec.stdout)["generator"]["layers"]]

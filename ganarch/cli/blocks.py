@@ -244,7 +244,12 @@ def plugins_command(as_json: bool = JSON_OPTION) -> None:
     if as_json:
         from ganarch.search.strategies import pruners, samplers
 
-        strategies = {"templates": template_table, "samplers": samplers(), "pruners": pruners()}
+        strategies = {
+            "block_kinds": block_kinds(),
+            "templates": template_table,
+            "samplers": samplers(),
+            "pruners": pruners(),
+        }
         print_json(
             [
                 {**dataclasses.asdict(i), "blocks": per_plugin.get(i.name, [])}
