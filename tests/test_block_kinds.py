@@ -25,6 +25,7 @@ from ganarch.data import ImageDataset, load_dataset
 from ganarch.data.digits import load_digits
 from ganarch.plugin import manager
 from ganarch.registry import BLOCK_KINDS, BlockKindRegistrar, BlockRegistrar, Shape, block_kinds
+from ganarch.score import QualityTerm
 from ganarch.templates import get_template
 
 runner = CliRunner()
@@ -121,8 +122,15 @@ def mirrored_digits(arg, *, image_size: int, channels: int, seed: int = 0) -> Im
     )
 
 
+def symmetry(ctx) -> dict[str, float]:
+    """How left-right symmetric the fakes are: 1 - mean |x - mirror(x)| / 2, in [0, 1]."""
+    x = ctx.fake_images
+    return {"symmetry": float(1 - (x - x.flip(-1)).abs().mean() / 2)}
+
+
 class AttentionPlugin:
-    """One plugin module's worth of hooks: a kind, its blocks, a template, a dataset."""
+    """One plugin module's worth of hooks: a kind, its blocks, a template, a dataset and a
+    metric that counts toward quality."""
 
     @ganarch.hookimpl
     def ganarch_register_block_kinds(self, registrar) -> None:
@@ -146,6 +154,12 @@ class AttentionPlugin:
     @ganarch.hookimpl
     def ganarch_register_datasets(self, registrar) -> None:
         registrar.add("mirrored_digits", loader=mirrored_digits)
+
+    @ganarch.hookimpl
+    def ganarch_register_metrics(self, registrar) -> None:
+        registrar.add(
+            "symmetry", fn=symmetry, higher_is_better=True, quality={"symmetry": QualityTerm(0.5)}
+        )
 
 
 @pytest.fixture
@@ -230,7 +244,9 @@ def test_cli_lists_a_plugin_kind(attention) -> None:
     assert "attention" in kinds
 
 
-def test_a_search_over_a_plugin_kind_on_a_plugin_dataset(attention, tmp_path: Path) -> None:
+def test_a_search_over_a_plugin_kind_on_a_plugin_dataset_with_a_plugin_metric(
+    attention, tmp_path: Path
+) -> None:
     space = tmp_path / "attn.toml"
     space.write_text(
         'template = "attn"\nimage_size = 8\nwidth = 8\nlatent_dim = 16\n\n'
@@ -261,6 +277,10 @@ def test_a_search_over_a_plugin_kind_on_a_plugin_dataset(attention, tmp_path: Pa
         assert meta["template"] == "attn"
         assert meta["choices"]["g_attention"] == t.params["g_attention"]
     assert all(v is not None for t in trials for v in t.values)
+    # the plugin's weighted metric was computed at every trial and is part of the score
+    assert "+terms-" in study.user_attrs["ganarch"]["score"]
+    for t in trials:
+        assert 0.0 <= t.user_attrs["metrics"]["symmetry"] <= 1.0
 
 
 # --- the registrar -----------------------------------------------------------------------------
