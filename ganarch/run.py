@@ -115,8 +115,8 @@ class TrainResult(Scored):
     """What a training run produced.
 
     ``metrics`` are the final evaluation's metrics (FID, KID, precision, recall, ...);
-    ``stability`` holds every stability component and the combined ``stability["stability"]``;
-    ``history`` has one record per evaluation (step, losses, D(x), D(G(z)), quality, metrics).
+    ``stability`` is the combined stability score and ``stability_components`` every
+    component (with the combined one under ``"stability"``); ``history`` has one record per evaluation (step, losses, D(x), D(G(z)), quality, metrics).
     ``result["objective"]`` works too (mapping-style access to the same fields).
     """
 

@@ -238,6 +238,6 @@ def test_a_goodness_function_reads_every_value_and_its_failure_names_the_plugin(
     both = dict(m, numerator=0.3, denominator=0.6)
     assert evaluator.quality(both) == pytest.approx(0.56 * (0.583 + 0.5 * 0.5) / 1.5, rel=1e-12)
     with pytest.raises(GanarchError, match=r"plugin 'ratio': the goodness of quality term "
-                       r"'ratio' failed: KeyError"):  # fmt: skip
+                       r"'ratio' \(metric 'ratio'\) failed: KeyError"):  # fmt: skip
         evaluator.quality(dict(m, numerator=0.3))
     assert evaluator.quality(m) == pytest.approx(0.56 * 0.583, rel=1e-12)  # value absent: left out

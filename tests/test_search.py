@@ -467,6 +467,8 @@ def test_pruned_trials_report_to_the_pruner_and_keep_their_last_metrics(
     The engine is replaced by a scripted one (no training), so the pruning is deterministic:
     four trials report 0.9 at every evaluation, the fifth 0.1, and the median pruner stops it.
     """
+    from ganarch.run import Scored
+
     calls = {"n": 0}
 
     def scripted(self, spec, *, out_dir, on_eval):
@@ -474,7 +476,16 @@ def test_pruned_trials_report_to_the_pruner_and_keep_their_last_metrics(
         calls["n"] += 1
         for step in (4, 8, 12):
             on_eval(step, {"quality": value, "objective": value, "metrics": {"fid": 1 - value}})
-        return {"quality": value, "stability": 1.0, "objective": value, "metrics": {}}
+        return Scored(
+            quality=value,
+            stability=1.0,
+            stability_components={},
+            objective=value,
+            diverged=False,
+            failure=None,
+            metrics={},
+            engine={},
+        )
 
     monkeypatch.setattr(engine_module.Engine, "train", scripted)
     cfg = config(tmp_path, space_file, trials=5, pruner="median", eval_every=4)

@@ -7,7 +7,13 @@ Training-stability scores live beside these (``stability``, ``objective``).
 
 from typing import Any
 
-from ganarch.score.evaluator import SCORE_VERSION, Evaluator, quality_weights, score_version
+from ganarch.score.evaluator import (
+    SCORE_VERSION,
+    Evaluator,
+    check_score_version,
+    quality_weights,
+    score_version,
+)
 from ganarch.score.features import (
     FEATURE_DIM,
     FEATURE_NET_VERSION,
@@ -25,6 +31,7 @@ from ganarch.score.quality import (
 )
 from ganarch.score.registry import (
     MetricContext,
+    MetricFailure,
     MetricInfo,
     MetricRegistrar,
     QualityTerm,
@@ -51,9 +58,11 @@ __all__ = [
     "FeatureNet",
     "InceptionFeatures",
     "MetricContext",
+    "MetricFailure",
     "MetricInfo",
     "MetricRegistrar",
     "QualityTerm",
+    "check_score_version",
     "density_coverage",
     "fid",
     "frechet_distance",

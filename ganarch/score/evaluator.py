@@ -30,6 +30,7 @@ from ganarch.score.features import (
 from ganarch.score.inception import InceptionFeatures, inception_path
 from ganarch.score.registry import (
     MetricContext,
+    MetricFailure,
     MetricInfo,
     QualityTerm,
     metrics,
@@ -45,11 +46,33 @@ SCORE_VERSION = f"{FEATURE_NET_VERSION}/quality-2"
 
 def score_version() -> str:
     """The score a study records: ``SCORE_VERSION``, plus ``+terms-<digest>`` of every
-    registered quality term (name, metric, plugin, value, weight, goodness) when a plugin
-    other than the built-in one declares a term. A study scored with other terms then
-    refuses to resume, and one scored with the built-ins alone keeps resuming."""
+    registered quality term (name, metric, value, weight, goodness; the same text in every
+    session) when a plugin other than the built-in one declares a term. A study scored with
+    other terms then refuses to resume, and one scored with the built-ins alone keeps
+    resuming."""
     digest = quality_terms_digest()
     return SCORE_VERSION if digest is None else f"{SCORE_VERSION}+terms-{digest}"
+
+
+def check_score_version(recorded: str, who: str = "this worker") -> None:
+    """Raise a one-line ``GanarchError`` when this process scores with another version than
+    the study ``recorded``: a worker process loads plugins from entry points only, so the
+    quality terms of a plugin registered in code (``ganarch.register_plugin``) in the parent
+    are missing there, and its values would silently mean something else."""
+    mine = score_version()
+    if mine == recorded:
+        return
+    plugin_terms = sorted(
+        f"{term} ({info.plugin})"
+        for term, (info, _) in quality_terms().items()
+        if info.plugin != "builtin"
+    )
+    raise GanarchError(
+        f"{who} scores with {mine!r} but the study records {recorded!r} (plugin quality terms "
+        f"here: {', '.join(plugin_terms) or 'none'}): quality terms of plugins registered in "
+        "code (ganarch.register_plugin) are not seen by --workers processes; install the "
+        "plugin through an entry point (group 'ganarch') or use --workers 1"
+    )
 
 
 def quality_weights() -> dict[str, float]:
@@ -210,8 +233,10 @@ class Evaluator:
         except Exception as exc:
             said = f"metric {info.name!r} of plugin {info.plugin!r} failed: {type(exc).__name__}: {exc}"
             if info.quality:  # ... unless quality would silently mean something else without it
-                raise GanarchError(
-                    f"{said}; it counts toward quality, so nothing is scored"
+                raise MetricFailure(
+                    info.plugin,
+                    info.name,
+                    f"{said}; it counts toward quality, so nothing is scored",
                 ) from exc
             warnings.warn(said, stacklevel=3)
             return {}
@@ -395,9 +420,11 @@ class Evaluator:
                     t = g(v, metrics)
                     t = None if t is None else float(t)
                 except Exception as exc:
-                    raise GanarchError(
+                    raise MetricFailure(
+                        info.plugin,
+                        info.name,
                         f"plugin {info.plugin!r}: the goodness of quality term {name!r} "
-                        f"failed: {type(exc).__name__}: {exc}"
+                        f"(metric {info.name!r}) failed: {type(exc).__name__}: {exc}",
                     ) from exc
                 if t is not None:
                     terms[name] = t

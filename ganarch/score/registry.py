@@ -8,6 +8,7 @@ declare :class:`QualityTerm` s: values that enter the quality mean with a weight
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import itertools
@@ -53,6 +54,18 @@ class MetricContext:
 
 MetricFn = Callable[[MetricContext], Mapping[str, float]]
 
+
+class MetricFailure(PluginError):
+    """A plugin's metric that counts toward quality (or its goodness function) failed: nothing
+    can be scored. A fault of the plugin, not of the architecture being scored, so a search
+    marks the trial failed (no value) rather than scoring it as bad."""
+
+    def __init__(self, plugin: str, metric: str, message: str) -> None:
+        self.plugin = plugin
+        self.metric = metric
+        super().__init__(message)
+
+
 #: A goodness function: ``(value, every value recorded at this evaluation) -> [0, 1]``, or
 #: ``None`` to leave the term out of this evaluation's mean.
 GoodnessFn = Callable[[float, Mapping[str, float]], "float | None"]
@@ -87,9 +100,49 @@ class QualityTerm:
     goodness: str | GoodnessFn = "value"
 
     def describe(self) -> str:
-        """The goodness as a name (a function by its qualified name), for digests and docs."""
-        g = self.goodness
-        return g if isinstance(g, str) else f"{g.__module__}.{getattr(g, '__qualname__', g)}"
+        """The goodness as text that is the same in every session (for digests and docs): a
+        name, a function's ``module.qualname``, a partial's function and its (plain) args."""
+        described = describe_goodness(self.goodness)
+        if described is None:
+            raise PluginError(f"goodness {self.goodness!r}: {UNNAMED_GOODNESS}")
+        return described
+
+
+#: Why a goodness other than a name, a function or a partial of plain data is refused.
+UNNAMED_GOODNESS = (
+    "pass a named function (def at module level, or a functools.partial of one with plain-data "
+    "arguments): the score version describes a goodness by its name, which must be the same "
+    "in every session"
+)
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any) -> bool:
+    """Plain data: its repr is the same in every session (no memory addresses)."""
+    if isinstance(value, _PLAIN):
+        return True
+    if isinstance(value, (tuple, list)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(_plain(k) and _plain(v) for k, v in value.items())
+    return False
+
+
+def describe_goodness(g: Any) -> str | None:
+    """``g`` as text that does not change between sessions, or ``None`` when it cannot be
+    (a callable object or a partial of non-plain data: their reprs hold memory addresses)."""
+    if isinstance(g, str):
+        return g
+    if isinstance(g, functools.partial):
+        inner = describe_goodness(g.func)
+        if inner is None or not _plain(g.args) or not _plain(g.keywords):
+            return None
+        kw = ", ".join(f"{k}={v!r}" for k, v in sorted(g.keywords.items()))
+        return f"partial({inner}, args={g.args!r}, {kw})"
+    if inspect.isfunction(g) or inspect.isbuiltin(g):
+        return f"{g.__module__}.{g.__qualname__}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -248,6 +301,8 @@ class MetricRegistrar(Registrar[MetricInfo]):
                 raise PluginError(
                     f"{where}[{term!r}]: goodness must be a name or a function, got {g!r}"
                 )
+            elif describe_goodness(g) is None:
+                raise PluginError(f"{where}[{term!r}]: goodness {g!r}: {UNNAMED_GOODNESS}")
             terms[term] = QualityTerm(float(w), value, g)
         return terms
 
@@ -272,18 +327,29 @@ def quality_terms() -> dict[str, tuple[MetricInfo, QualityTerm]]:
     return {term: (info, t) for info in ordered for term, t in info.quality.items()}
 
 
+def describe_terms(terms: Mapping[str, tuple[MetricInfo, QualityTerm]]) -> str:
+    """The terms as text that is the same in every session: term, metric, value, weight and
+    goodness, by term name. The plugin's label is left out (pluggy names a plugin registered
+    without ``name=`` by its object id, which changes every session)."""
+    return ";".join(
+        f"{term}={info.name}:{t.value}:{t.weight!r}:{t.describe()}"
+        for term, (info, t) in sorted(terms.items())
+    )
+
+
+def terms_digest(terms: Mapping[str, tuple[MetricInfo, QualityTerm]]) -> str:
+    """A 12-hex digest of :func:`describe_terms`."""
+    return hashlib.sha256(describe_terms(terms).encode()).hexdigest()[:12]
+
+
 def quality_terms_digest() -> str | None:
-    """A short digest of the quality terms (term, metric, plugin, value, weight, goodness),
-    or ``None`` when only the built-in plugin declares terms: what a score version records
-    so that a study scored with other terms is not resumed under these."""
+    """A short digest of the quality terms (:func:`describe_terms`), or ``None`` when only
+    the built-in plugin declares terms: what a score version records so that a study scored
+    with other terms is not resumed under these."""
     terms = quality_terms()
     if all(info.plugin == "builtin" for info, _ in terms.values()):
         return None
-    described = ";".join(
-        f"{term}={info.plugin}:{info.name}:{t.value}:{t.weight!r}:{t.describe()}"
-        for term, (info, t) in sorted(terms.items())
-    )
-    return hashlib.sha256(described.encode()).hexdigest()[:12]
+    return terms_digest(terms)
 
 
 def get_metric(name: str) -> MetricInfo:

@@ -21,6 +21,12 @@ configuration and are retried; a failure of the machine also stops the search (`
 A retry that fails on the machine the same way again is penalised: it follows the
 configuration, and queued again it would stop every resume.
 
+A plugin metric that counts toward quality and fails (``MetricFailure``) is the plugin's
+fault, not the configuration's: the trial ends as ``FAIL`` with no value (samplers ignore
+it; it is also marked infeasible), ``failure`` names the plugin and the metric, the
+configuration is queued to run again (as an interrupted trial is) and the study goes on. ``METRIC_FAILURES_IN_A_ROW`` such failures in one process with no scored trial
+between them stop the search with that one line: a broken metric would fail every trial.
+
 A configuration the sampler proposes again (same parameters as a finished trial of the same
 study, whose settings resume refuses to change) is not retrained: training is deterministic
 for a seed, so the earlier result is copied and ``duplicate_of`` names the earlier trial. The
@@ -42,6 +48,7 @@ import torch
 
 from ganarch.errors import HostError, SpecError
 from ganarch.run import Scored
+from ganarch.score.registry import MetricFailure
 from ganarch.search.space import SearchSpace
 from ganarch.search.storage import ACTIVE_TRIALS, WORKER_ATTR, worker_identity
 
@@ -64,6 +71,8 @@ INTERRUPTED = "interrupted"
 DUPLICATE_ATTR = "duplicate_of"
 #: Objective names per ``--objective``; they become the study's metric names.
 METRIC_NAMES = {"score": ["objective"], "multi": ["quality", "stability"]}
+#: Plugin-metric failures in a row (no trial scored between them) that stop the search.
+METRIC_FAILURES_IN_A_ROW = 3
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,7 @@ class TrialRunner:
         self.on_trial_start = on_trial_start
         self.on_progress = on_progress
         self._engine: Any = engine
+        self._metric_failures = 0  # plugin-metric failures since the last scored trial
 
     # -- the objective --------------------------------------------------------------------
 
@@ -162,8 +172,6 @@ class TrialRunner:
             trial.set_user_attr("spec", spec.to_dict())
             trial.set_user_attr("artifacts", str(out_dir.resolve()))
             result = engine.train(spec, out_dir=out_dir, on_eval=on_eval)
-            if not isinstance(result, Scored):  # an engine replaced by a script: its mapping
-                result = Scored.from_record(result)
         except optuna.TrialPruned:
             self._record(trial, Scored.from_record(last), finished=False)
             raise
@@ -173,6 +181,8 @@ class TrialRunner:
             return self._penalise(trial, "out of memory (host)")
         except SpecError as exc:  # the template or a block's shape rule rejects the choices
             return self._penalise(trial, f"invalid spec: {exc}")
+        except MetricFailure as exc:  # the plugin's fault, not the configuration's: no score
+            return self._metric_failed(trial, exc)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
@@ -207,6 +217,7 @@ class TrialRunner:
             return self._penalise(trial, "out of memory (CUDA)")
         values = self._record(trial, result, finished=True)
         trial.set_constraint(FAILED_CONSTRAINT, 0.0)
+        self._metric_failures = 0
         return values if multi else values[0]
 
     # -- helpers --------------------------------------------------------------------------
@@ -258,6 +269,25 @@ class TrialRunner:
         trial.set_constraint(FAILED_CONSTRAINT, float(infeasible or 0.0))
         values = tuple(earlier.values)
         return values if self.settings.objective == "multi" else values[0]
+
+    def _metric_failed(self, trial: optuna.Trial, exc: MetricFailure) -> float | tuple[float, ...]:
+        """End the trial ``FAIL`` without a value (NaN makes Optuna fail it), infeasible, with
+        the reason; stop the search once the metric has failed too often in a row."""
+        said = " ".join(str(exc).split())
+        _safe_attr(trial, "failure", f"plugin metric: {said}"[:2000])
+        trial.set_constraint(FAILED_CONSTRAINT, 1.0)
+        _requeue(trial)  # says nothing about the configuration: it runs again
+        self._metric_failures += 1
+        if self._metric_failures >= METRIC_FAILURES_IN_A_ROW:
+            raise MetricFailure(
+                exc.plugin,
+                exc.metric,
+                f"the search stopped: metric {exc.metric!r} of plugin {exc.plugin!r} failed in "
+                f"{self._metric_failures} trials in a row (last: trial {trial.number}); fix or "
+                f"uninstall the plugin. {said}",
+            ) from exc
+        n = len(METRIC_NAMES[self.settings.objective])
+        return math.nan if n == 1 else tuple([math.nan] * n)
 
     def _penalise(self, trial: optuna.Trial, reason: str) -> float | tuple[float, ...]:
         trial.set_user_attr("failure", reason[:2000])

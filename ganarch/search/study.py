@@ -35,7 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ganarch import errors
 from ganarch.errors import GanarchError, HostError, PluginError
-from ganarch.score.evaluator import score_version
+from ganarch.score.evaluator import check_score_version, score_version
 from ganarch.search import artifacts
 from ganarch.search import engine as engine_module
 from ganarch.search.counts import TrialCounts
@@ -623,6 +623,10 @@ def _worker_main(worker: int) -> None:
         # N workers on one CPU: split the cores, or their thread pools fight (many times slower)
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.worker_count))
     try:
+        # a plugin registered in code in the parent is missing here: never score without it
+        storage = open_storage(config.storage)
+        record = storage.get_study_user_attrs(storage.get_study_id_from_name(config.study_name))
+        check_score_version(record[SETTINGS_ATTR]["score"], f"worker {worker}")
         run_worker(config, worker)
     except KeyboardInterrupt:
         sys.exit(130)
