@@ -355,3 +355,20 @@ def test_the_analysis_layer_imports_no_optuna() -> None:
                 f"{path.name}:{node.lineno} {n}" for n in names if n.split(".")[0] == "optuna"
             ]
     assert not found, found
+
+
+def test_what_changed_is_measured_against_the_template_and_its_training_defaults() -> None:
+    """``ganarch best`` and the report both show a trial as what differs from its template."""
+    from ganarch.search.results import changed_choices
+    from ganarch.spec import TrainingSpec
+    from ganarch.templates import get_template
+
+    paper = {**get_template("dcgan").defaults, **TrainingSpec().to_dict()}
+    assert changed_choices(paper, "dcgan") == {}  # the paper's DCGAN, training included
+    moved = {**paper, "d_norm": "none", "beta1": 0.9, "d_activation_params": {"slope": 0.1}}
+    assert changed_choices(moved, "dcgan") == {
+        "d_norm": "none",
+        "beta1": 0.9,
+        "d_activation_params": {"slope": 0.1},  # not a declared choice: always shown
+    }
+    assert changed_choices({"g_norm": "batchnorm"}, "uninstalled") == {"g_norm": "batchnorm"}
