@@ -760,3 +760,37 @@ def test_an_incomplete_design_recomputes_aliasing_from_the_runs_present():
     assert "claim 3 with 4; claim 4 with 3" in notes
     assert "in the planned design, two-factor interactions that share a column" in notes
     assert "8 of 16 runs finished" in notes
+
+    # A study stopped half-way: the design hands out runs in standard order, so the first 8
+    # hold claim 1 at one level. Only claim 1 is lost (to the mean); claims 2-7 are estimable,
+    # and interactions with the fixed claim 1 (1×b is just ±b there) are not named as leaks.
+    half = [t for t in complete.trials if t.user_attrs[RUN_ATTR] < 8]
+    aliasing = present_aliasing(sampler.design, range(8), names)
+    assert [a.estimable for a in aliasing] == [False] + [True] * 6
+    assert aliasing[0].text == "the mean (one level only)"
+    assert all("1×" not in a.text for a in aliasing)
+    assert [a.text for a in aliasing[1:3]] == [
+        "3×5 (+1.00), 6×7 (+1.00)",
+        "2×5 (+1.00), 4×7 (+1.00)",
+    ]
+    stopped = optuna.create_study(direction="maximize")
+    for key, value in complete.user_attrs.items():
+        stopped.set_user_attr(key, value)
+    for t in half:
+        stopped.add_trial(t)
+    rows = {r.claim.id: r for r in rules_table(stopped).rows}
+    assert rows[1].shown_verdict == "aliased"
+    assert rows[1].confounded_with == "the mean (one level only)"
+    assert all(rows[c].confounded_with is None and rows[c].effect.effect is not None
+               for c in range(2, 8))  # fmt: skip
+
+
+def test_aliases_are_the_columns_a_factor_coincides_with_not_a_fixed_one():
+    """2³ hand example: c held at one level and a = b in the runs present: a is aliased with
+    b alone (not with c), and c with the mean alone."""
+    from ganarch.analysis.designed import present_aliasing
+    from ganarch.search.design import Design
+
+    design = Design("hand", (), np.array([[1, 1, 1], [-1, -1, 1], [1, 1, 1], [-1, -1, 1]]), ())
+    aliasing = present_aliasing(design, range(4), ["a", "b", "c"])
+    assert [a.text for a in aliasing] == ["b", "a", "the mean (one level only)"]

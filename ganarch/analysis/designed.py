@@ -380,34 +380,48 @@ def present_aliasing(design: Design, runs: Sequence[int], names: Sequence[str]) 
     main effect is estimable, and what it is aliased with.
 
     A column the runs present cannot separate is named with the columns it coincides with
-    (equal or opposite in every run present; "the mean" for a factor left at one level). An
-    estimable one lists each two-factor interaction ``a×b`` whose column is not orthogonal to
-    the model's in these runs, with its alias coefficient: the estimate of the main effect
-    carries that multiple of the interaction's effect.
+    (equal or opposite in every run present), or "the mean" alone for a factor left at one
+    level (a study stopped half-way: the design hands out its runs in standard order, so the
+    first half holds one factor fixed). An estimable one lists each two-factor interaction
+    ``a×b`` whose column is not orthogonal to the model's in these runs, with its alias
+    coefficient: the estimate of the main effect carries that multiple of the interaction's
+    effect. Interactions with a factor at one level are left out: there ``a×b`` is ``±b``, a
+    main effect, not an interaction.
     """
     m = design.matrix[list(runs)].astype(float)
     n, k = m.shape
     fit = fit_main_effects(m, np.zeros(n)) if n else None
     columns = fit.columns if fit is not None else (False,) * k
+    constant = [not n or np.ptp(m[:, i]) == 0 for i in range(k)]
     A = np.column_stack([np.ones(n), m])
-    pairs = list(itertools.combinations(range(k), 2))
+    pairs = [
+        (a, b)
+        for a, b in itertools.combinations(range(k), 2)
+        if not constant[a] and not constant[b]
+    ]
     alias = (
         np.linalg.pinv(A) @ np.column_stack([m[:, a] * m[:, b] for a, b in pairs])
-        if n
+        if n and pairs
         else np.zeros((k + 1, len(pairs)))
     )
+    centred = m - m.mean(axis=0) if n else m
     out: list[Aliasing] = []
     for j in range(k):
         if not columns[j]:
-            with_ = [
+            if constant[j]:
+                out.append(Aliasing(False, "the mean (one level only)"))
+                continue
+            with_ = [  # the columns it equals or opposes in every run: |correlation| = 1
                 names[i]
                 for i in range(k)
                 if i != j
-                and n
-                and np.linalg.matrix_rank(np.column_stack([A[:, 0], m[:, i], m[:, j]])) < 3
+                and not constant[i]
+                and abs(
+                    abs(centred[:, i] @ centred[:, j])
+                    - np.linalg.norm(centred[:, i]) * np.linalg.norm(centred[:, j])
+                )
+                < 1e-9 * n
             ]
-            if n and np.ptp(m[:, j]) == 0:
-                with_.insert(0, "the mean (one level only)")
             out.append(
                 Aliasing(False, ", ".join(with_) if with_ else "a combination of the others")
             )
