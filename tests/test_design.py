@@ -3,6 +3,7 @@ of a designed study on planted effects (no training) and on a tiny real study (t
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -272,11 +273,21 @@ def test_a_verdict_that_flips_on_reseeding_is_shown_unstable(capsys, monkeypatch
         False,
         "confirmed (unstable)",
     )
-    # Stable: no seed flip and a re-run flip rate under UNSTABLE_RATE; either one marks it.
-    steady = [r for r in table.rows if r.flips and r.flips[0] == 0 and r.flip_rate < 0.2]
-    assert steady and all(r.shown_verdict == r.verdict and r.stable for r in steady)
-    rare = [r for r in table.rows if r.flips and r.flips[0] == 0 and r.flip_rate >= 0.2]
+    # A confirmed or contradicted verdict is stable with no seed flip and a flip rate under
+    # UNSTABLE_RATE; either one marks it. An inconclusive verdict is never marked.
+    called = [r for r in table.rows if r.verdict in ("confirmed", "contradicted")]
+    steady = [r for r in called if r.flips[0] == 0 and r.flip_rate < 0.2]
+    assert all(r.shown_verdict == r.verdict and r.stable for r in steady)
+    rare = [r for r in called if r.flips[0] == 0 and r.flip_rate >= 0.2]
     assert all(r.stable is False and "(unstable)" in r.shown_verdict for r in rare)
+    unsure = [r for r in table.rows if r.verdict == "inconclusive"]
+    assert unsure and all(r.stable is None and r.shown_verdict == r.verdict for r in unsure)
+    for flips, rate in (((1, 2), 0.0), ((0, 2), 0.4)):  # a seed flip, or a high rate
+        shaky = dataclasses.replace(unsure[0], flips=flips, flip_rate=rate)
+        assert shaky.shown_verdict == "inconclusive" and shaky.stable is None
+        assert shaky.to_dict()["flip_rate"] == rate  # shown in the column, but no mark
+        called_shaky = dataclasses.replace(shaky, verdict="confirmed")
+        assert called_shaky.shown_verdict == "confirmed (unstable)"
     monkeypatch.setenv("COLUMNS", "200")
     print_table(table)
     out = capsys.readouterr()
@@ -693,7 +704,12 @@ def test_the_rules_table_shows_each_claims_flip_rate_at_80_columns(capsys, monke
         assert rows[cid].stable and rows[cid].flips is None
     assert all(0.0 <= r.flip_rate <= 1.0 for r in table.rows)
     assert rows[3].to_dict()["flip_rate"] == 0.0
-    assert any(n.startswith("flips: the share of 400 re-runs simulated") for n in table.notes)
+    rate_note = [n for n in table.notes if n.startswith("flips: a model-based prediction")]
+    assert (
+        rate_note
+        and "400 re-runs" in rate_note[0]
+        and "function of the claim's t" in (rate_note[0])
+    )
     monkeypatch.setenv("COLUMNS", "80")
     print_table(table)
     out = capsys.readouterr().out

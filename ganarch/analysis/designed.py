@@ -1,5 +1,5 @@
 """The statistics of a designed study: main effects by least squares, their t-intervals,
-what each is aliased with, and whether a verdict survives re-seeding.
+what each is aliased with, whether a verdict survives leaving a seed out, and its flip rate.
 
 The model is the main-effects model on the design's coded levels (``+1`` the paper's side):
 ``y = b0 + sum_j b_j x_j + e``, fitted by least squares to one response per run. The effect
@@ -17,14 +17,17 @@ repeated K times, each time without one seed, and a claim's ``flips`` counts the
 verdict differs from the full fit's: a verdict that flips when one seed is left out is not one
 to publish.
 
-The flip rate (:func:`rerun_flip_rates`, any number of seeds): ``RERUNS`` re-runs of the study
-are simulated from its fit (each run's fitted response plus fresh normal noise with the
-residual variance, the noise a re-seeded study would see if the residual were all seed noise;
-unmodelled interactions in the residual make it an over-estimate, so the rate errs high) and
-refitted with the same model and verdict rule; a claim's flip rate is the share of re-runs
-whose verdict differs from the study's own. A strong effect keeps its verdict (rate near 0);
-a verdict near the edge of its interval (a small effect, or a null effect called by chance)
-flips in a large share of re-runs.
+That leave-one-seed-out count is the measured re-seeding check. The flip rate
+(:func:`rerun_flip_rates`, any number of seeds) is a model-based prediction, not a
+measurement: the chance that a re-run gives another verdict if the true effects were the
+fitted ones. ``RERUNS`` re-runs are simulated from the fit (each run's fitted response plus
+fresh normal noise with the residual variance) and refitted with the same model and verdict
+rule; the rate is the share whose verdict differs from the study's own. It is a function of
+the claim's observed t and df alone ("observed power"), so it carries no information beyond
+the interval; it says how near the interval's edge the verdict sits (a strong effect: near
+0; an estimate at the edge: about half; an estimate of 0: about 5%). A rate of
+``UNSTABLE_RATE`` or more, or any seed flip, marks a *confirmed* or *contradicted* verdict
+"(unstable)"; an inconclusive verdict shows its rate but gets no mark.
 
 A design with runs missing (a study stopped early, or runs that failed) is analysed as the
 runs present: which main effects are estimable and what each is aliased with are recomputed
@@ -36,7 +39,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -64,7 +67,7 @@ __all__ = [
 
 #: Re-runs simulated per flip rate (fixed seed: the table is the same each time it is read).
 RERUNS = 400
-#: A flip rate from this share up marks a verdict "(unstable)".
+#: A flip rate from this share up marks a confirmed or contradicted verdict "(unstable)".
 UNSTABLE_RATE = 0.2
 
 
@@ -89,6 +92,10 @@ class Fit:
     estimable: bool  # False: the runs present do not separate every main effect
     #: Per column: whether the runs present estimate it (apart from every other column).
     columns: tuple[bool, ...] = ()
+    #: The model's fitted response per run and the residual standard deviation (what
+    #: :func:`rerun_flip_rates` simulates from); ``None`` when nothing was estimable.
+    fitted: np.ndarray | None = field(default=None, compare=False, repr=False)
+    sigma: float | None = field(default=None, compare=False, repr=False)
 
 
 def design_of(user_attrs: Mapping[str, Any]) -> Design | None:
@@ -204,7 +211,9 @@ def fit_main_effects(
                 df=float(df) if df > 0 else None,
             )
         )
-    return Fit(tuple(effects), max(df, 0), estimable, columns)
+    fitted = A @ coef if any(columns) else None
+    sigma = math.sqrt(sigma2) if any(columns) and df > 0 else None
+    return Fit(tuple(effects), max(df, 0), estimable, columns, fitted, sigma)
 
 
 def design_verdict(effect: Effect, *, higher_is_better: bool = True) -> str:
@@ -311,7 +320,8 @@ def fit_design(
                 for ch, e in zip(chains, fit.effects[k:], strict=True)
             ]
             inter.sort(key=lambda i: -abs(i.effect.effect or 0.0))
-            return DesignFit(Fit(fit.effects[:k], fit.df, True, fit.columns[:k]), inter)
+            main = Fit(fit.effects[:k], fit.df, True, fit.columns[:k], fit.fitted, fit.sigma)
+            return DesignFit(main, inter)
     return DesignFit(fit_main_effects(m, y, confidence=confidence), None)
 
 
@@ -334,26 +344,27 @@ def rerun_flip_rates(
     reruns: int = RERUNS,
     seed: int = 0,
 ) -> list[float | None]:
-    """Per factor, the share of ``reruns`` simulated re-runs whose verdict differs from the
-    study's own (``None`` where the fit gives that factor no verdict).
+    """Per factor, the flip rate: a model-based prediction of the chance that a re-run gives
+    another verdict *if the true effects were the fitted ones* (``None`` where the fit gives
+    that factor no verdict). Not a measurement of seed noise: the leave-one-seed-out refits
+    (:func:`reseed_flips`) are the measured re-seeding check.
 
-    A re-run keeps the runs present and the model of :func:`fit_design`; its responses are
-    the fitted ones plus independent normal noise with the fit's residual variance (fixed
-    ``seed``). Example: a planted effect of 10 residual standard deviations flips in none of
-    them; an estimate just past its interval's edge flips in about half.
+    Computed as the share of ``reruns`` simulated re-runs whose verdict differs from the
+    study's own: each keeps the runs present and the model of :func:`fit_design`, with
+    responses the fitted ones plus independent normal noise with the fit's residual variance
+    (fixed ``seed``). A re-run's t is then distributed as (t + Z)/√(χ²_df/df), so the rate is
+    a function of the claim's observed t and df alone ("observed power"): it adds nothing to
+    the interval but says how near its edge the verdict sits. Example: a planted effect of
+    10 residual standard deviations flips in none of the re-runs; an estimate just past its
+    interval's edge flips in about half; an estimate of exactly 0 in about 5%.
     """
     yv = np.asarray(list(y), dtype=float)
     model = fit_design(design, runs, yv, names)
     base = [design_verdict(e, higher_is_better=higher_is_better) for e in model.main.effects]
     judged = [b != "not enough trials" for b in base]
-    if not any(judged):
+    if not any(judged) or model.main.fitted is None or model.main.sigma is None:
         return [None] * len(base)
-    m = design.matrix[list(runs)].astype(float)
-    extra = _chain_columns(design, m) if model.interactions is not None else []
-    A = np.column_stack([np.ones(len(yv)), m, *extra])
-    fitted = A @ (np.linalg.pinv(A) @ yv)
-    df = len(yv) - int(np.linalg.matrix_rank(A))
-    sigma = math.sqrt(float((yv - fitted) @ (yv - fitted)) / df)
+    fitted, sigma = model.main.fitted, model.main.sigma
     rng = np.random.default_rng(seed)
     flips = np.zeros(len(base))
     for _ in range(reruns):

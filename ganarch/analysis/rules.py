@@ -104,16 +104,22 @@ class RuleRow:
     aliases: str | None = None
     #: A designed study with runs missing: the verdict may change when they finish.
     provisional: bool = False
-    #: A designed study's flip rate: the share of simulated re-runs whose verdict differs
-    #: (``analysis.designed.rerun_flip_rates``); None: not measured.
+    #: A designed study's flip rate, a model-based prediction (a function of t and df): the
+    #: chance a re-run gives another verdict if the true effects were the fitted ones
+    #: (``analysis.designed.rerun_flip_rates``); None: not computed.
     flip_rate: float | None = None
     #: A designed study whose runs present cannot estimate this claim: what it is aliased with.
     confounded_with: str | None = None
 
     @property
     def stable(self) -> bool | None:
-        """False when a refit with one seed left out gave another verdict, or the verdict
-        flips in ``UNSTABLE_RATE`` (20%) or more of simulated re-runs; None: not measured."""
+        """For a *confirmed* or *contradicted* verdict: False when a refit with one seed left
+        out (the measured re-seeding check) gave another verdict, or the model-based flip rate
+        is ``UNSTABLE_RATE`` (20%) or more. None: not measured, or a verdict that claims no
+        effect (inconclusive: its flip rate is shown, but it gets no mark; for it the rate
+        only says how close its t is to the interval's edge)."""
+        if self.verdict not in ("confirmed", "contradicted"):
+            return None
         if not self.flips and self.flip_rate is None:
             return None
         seed_flip = bool(self.flips) and self.flips[0] > 0
@@ -121,9 +127,9 @@ class RuleRow:
 
     @property
     def shown_verdict(self) -> str:
-        """The verdict as tables and the report show it: one that flips on re-seeding is
-        marked "(unstable)" -- kept, not downgraded, so the direction stays visible, but not a
-        verdict to publish."""
+        """The verdict as tables and the report show it: a confirmed or contradicted verdict
+        that is not :attr:`stable` is marked "(unstable)" -- kept, not downgraded, so the
+        direction stays visible, but not a verdict to publish."""
         if self.confounded_with is not None:
             return "aliased"
         if self.verdict == "not enough trials":
@@ -636,17 +642,20 @@ def designed_table(study: Study, *, claims: Sequence[Claim] = CLAIMS) -> RulesTa
         notes.append("the finished runs do not separate every main effect: no verdicts yet")
     if any(r is not None for r in rates):
         notes.append(
-            f"flips: the share of {designed.RERUNS} re-runs simulated from the fit (each "
-            "run's fitted response plus fresh normal noise with the residual variance; "
-            "refitted the same way) whose verdict differs from this one; "
-            f"{designed.UNSTABLE_RATE:.0%} or more is shown '(unstable)'. The residual "
-            "includes any interaction the model leaves out, so the rate errs high"
+            "flips: a model-based prediction, not a measurement: the chance that a re-run "
+            "gives another verdict if the true effects were the fitted ones (the share of "
+            f"{designed.RERUNS} re-runs simulated from the fit, fitted responses plus normal "
+            "noise with the residual variance). It is a function of the claim's t and df "
+            "alone, so it adds no information beyond the interval: it says how near the "
+            f"interval's edge the verdict sits; {designed.UNSTABLE_RATE:.0%} or more marks a "
+            "confirmed or contradicted verdict '(unstable)', an inconclusive one gets no mark"
         )
     if flips:
         notes.append(
-            "seed flips (after the rate in 'flips', e.g. '0% 1/2'; --json 'flips'): refits "
-            "leaving one seed out whose verdict differs from the full fit's; a verdict that "
-            "flips is shown '(unstable)': not one to publish"
+            "seed flips (after the rate in 'flips', e.g. '0% 1/2'; --json 'flips'): the "
+            "measured re-seeding check, refits leaving one seed out whose verdict differs "
+            "from the full fit's; a confirmed or contradicted verdict that flips is shown "
+            "'(unstable)': not one to publish"
             + (
                 " (with 2 seeds each refit has one seed, half the data: a flip measures lost "
                 "power as much as seed noise)"
