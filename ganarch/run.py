@@ -291,14 +291,12 @@ class _Scoring:
     def finish(self, fitted: FitResult) -> TrainResult:
         """The scored result of the run; writes the final ``metrics.json``."""
         history = fitted.history
-        diverged = fitted.diverged
         if history and "failure" in history[-1]:
             history[-1] = _unscored(history[-1])
-        quality = self.quality
-        stab = stability(history, diverged=diverged)
-        if diverged:
-            stab["failure"] = fitted.failure
-            quality = 0.0
+        # diverged or not is the scorer's rule, whatever threshold stopped the trainer
+        stab = stability(history, diverged=fitted.diverged)
+        diverged = stab["diverged"]
+        quality = 0.0 if diverged else self.quality
         result = TrainResult(
             spec=fitted.spec,
             generator=fitted.generator,
@@ -309,7 +307,7 @@ class _Scoring:
             stability_components=stab,
             objective=combine_objective(quality, stab["stability"], diverged=diverged),
             diverged=diverged,
-            failure=fitted.failure,
+            failure=stab["failure"],
             history=history,
             seed=fitted.seed,
             steps=fitted.steps,
@@ -378,8 +376,13 @@ def train(
         result bit for bit on the CPU, whichever way they are passed.
 
     A run whose losses become NaN/inf or explode (above the stability scorer's
-    ``EXPLODING_LOSS``, unless ``settings.exploding_loss`` says otherwise) stops early and is
-    reported with ``diverged=True``, stability 0 and objective 0; it does not raise.
+    ``EXPLODING_LOSS``) stops early and is reported with ``diverged=True``, stability 0 and
+    objective 0; it does not raise. ``settings=RunSettings(exploding_loss=X)`` changes only
+    where the trainer *stops*, never how the run is scored: the scorer applies its own
+    ``EXPLODING_LOSS`` to the history, so with a looser X a loss above ``EXPLODING_LOSS`` is
+    still diverged, and with a stricter X a run stopped at losses the scorer does not call
+    exploding is not diverged; it is scored from its evaluations so far (its last history
+    record, where it stopped, has no quality and names the stop in ``failure``).
 
     Example::
 
@@ -414,8 +417,9 @@ def train(
 
 
 def scored_settings(settings: RunSettings) -> RunSettings:
-    """``settings`` with the stability scorer's exploding-loss rule where none is set: a run
-    stops as diverged exactly where ``ganarch.score.stability`` would call it diverged."""
+    """``settings`` with the stability scorer's exploding-loss threshold where none is set: a
+    run stops exactly where ``ganarch.score.stability`` would call it diverged. (Another
+    threshold moves only the stop; the scorer still judges the history by its own.)"""
     if settings.exploding_loss is not None:
         return settings
     return settings.replace(exploding_loss=EXPLODING_LOSS)

@@ -66,10 +66,12 @@ class RunSettings:
     :param options: how the step runs (precision, channels_last, CUDA graph, fused seeds;
         :class:`ganarch.stepper.StepOptions`); ``None``: from the environment at run time.
     :param progress: show a progress bar on stderr.
-    :param exploding_loss: a mean loss above this at an evaluation point stops the run as
-        diverged. The rule is the stability scorer's (``ganarch.score.stability``):
-        ``ganarch.train`` fills in its ``EXPLODING_LOSS``; ``None`` at the trainer means
-        only non-finite values stop a run.
+    :param exploding_loss: a mean loss above this at an evaluation point stops the run
+        (``fit``: as diverged). ``ganarch.train`` fills in the stability scorer's
+        ``EXPLODING_LOSS`` when it is ``None``; another value there moves only where the
+        trainer stops, never the score: the scorer judges divergence by its own threshold
+        (``ganarch.score.stability.stability``). ``None`` at the trainer (bare ``fit``)
+        means only non-finite values stop a run.
     """
 
     steps: int = 1000

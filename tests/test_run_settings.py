@@ -168,6 +168,13 @@ def test_the_trainer_stops_by_the_stability_scorers_threshold(data, evaluator, m
     unset = fit(_spec(), data, settings=low.replace(exploding_loss=None))
     assert not unset.diverged  # the same losses: only the scorer's rule called them exploding
 
+    # Through train: the stricter threshold moves only where the run stops; the scorer judges
+    # the history by its own EXPLODING_LOSS, so the run is not diverged (nor scored 0 for it).
+    strict = train(_spec(), data, settings=low, evaluator=evaluator)
+    assert strict.steps_done == 2 and strict.history[-1]["failure"] == "exploding loss"
+    assert not strict.diverged and strict.failure is None
+    assert strict.stability_components["diverged"] is False
+
 
 # --- one geometry for a search -----------------------------------------------------------------
 

@@ -114,6 +114,20 @@ def test_stability_combines_the_components_as_documented():
     assert st.stability([_rec(0.6, loss_d=float("nan"))])["stability"] == 0
 
 
+def test_the_scorer_judges_divergence_by_its_own_threshold_whatever_stopped_the_trainer():
+    # A trainer with a looser threshold ran on past a loss of 500: exploding by this rule.
+    loose = st.stability([_rec(0.5), _rec(0.4, loss_g=500.0)], diverged=False)
+    assert loose["diverged"] and loose["failure"] == "exploding loss" and loose["stability"] == 0
+    # A stricter trainer stopped at a loss of 0.9 (its stop record has no quality): not
+    # exploding by this rule, so not diverged.
+    stop = {**_rec(None), "failure": "exploding loss"}
+    strict = st.stability([_rec(0.5), stop], diverged=True)
+    assert not strict["diverged"] and strict["failure"] is None and strict["stability"] > 0
+    # Samples that became NaN while the losses stayed finite: only the trainer saw it.
+    nan = st.stability([_rec(0.5), {**_rec(None), "failure": "nan"}], diverged=True)
+    assert nan["diverged"] and nan["failure"] == "nan" and nan["stability"] == 0
+
+
 def test_aggregate_seeds_averages_the_components_and_discounts_diverged_seeds():
     a = st.stability([_rec(q) for q in (0.5, 0.6, 0.4, 0.6, 0.4, 0.6)])
     b = st.stability([_rec(q) for q in (0.02, 0.03, 0.06)])

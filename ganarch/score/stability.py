@@ -210,7 +210,13 @@ def stability(
 ) -> dict[str, Any]:
     """Every component and the combined ``stability`` for one run's history.
 
-    ``diverged`` overrides the divergence check (the trainer knows when it stopped early);
+    Whether the run diverged is this scorer's rule (:func:`divergence`: a non-finite loss or D
+    output, or a loss above ``EXPLODING_LOSS``), applied to the history whatever threshold
+    stopped the trainer. ``diverged`` is the trainer's flag: it adds only what the history
+    cannot show, samples that became NaN/inf while the losses stayed finite (the stop
+    record's ``failure`` is then ``"nan"``). A trainer stopped by its own, stricter
+    ``exploding_loss`` at losses this rule does not call exploding has not diverged here, and
+    a looser one does not keep a loss above ``EXPLODING_LOSS`` from counting as diverged.
     ``seed_qualities`` are the final qualities of several seeds of the same spec.
 
     Example::
@@ -220,8 +226,11 @@ def stability(
         s["stability"]   # 1.0
     """
     failure = divergence(history)
-    if diverged is None:
-        diverged = failure is not None
+    if failure is None and diverged:
+        stop = history[-1].get("failure") if history else None
+        if stop != "exploding loss":  # the trainer saw non-finite samples: not in the losses
+            failure = stop or "nan"
+    diverged = failure is not None
     sat = saturation(history)
     gap = quality_gap(history)
     spread = seed_spread(seed_qualities or [])
