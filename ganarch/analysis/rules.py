@@ -43,7 +43,7 @@ __all__ = [
     "MIN_IMPORTANCE_TRIALS",
     "RuleRow",
     "RulesTable",
-    "Scored",
+    "ScoredTrial",
     "make_evaluator",
     "rules_table",
     "scored_trials",
@@ -81,7 +81,7 @@ def make_evaluator(name: str) -> tuple[Any, str]:
 
 
 @dataclass(frozen=True)
-class Scored:
+class ScoredTrial:
     """One trial (or one training run) reduced to what the table needs."""
 
     number: int
@@ -235,7 +235,7 @@ def _choices_of(trial: Trial) -> dict[str, Any]:
     return out
 
 
-def scored_trials(study: Study) -> tuple[list[Scored], dict[str, int]]:
+def scored_trials(study: Study) -> tuple[list[ScoredTrial], dict[str, int]]:
     """The ``COMPLETE`` trials with a finite score, and counts of every trial state."""
     _, index, _ = study_score(study)
     counts = {
@@ -247,7 +247,7 @@ def scored_trials(study: Study) -> tuple[list[Scored], dict[str, int]]:
         "no score": 0,
         "repeats": 0,
     }
-    out: list[Scored] = []
+    out: list[ScoredTrial] = []
     for t in results.trials(study):
         state = results.state(t)
         if state == "PRUNED":
@@ -267,7 +267,7 @@ def scored_trials(study: Study) -> tuple[list[Scored], dict[str, int]]:
             failed = bool(t.user_attrs.get("failure"))
             counts["complete"] += 1
             counts["penalised"] += failed
-            out.append(Scored(t.number, _choices_of(t), float(value), failed))
+            out.append(ScoredTrial(t.number, _choices_of(t), float(value), failed))
     return out, counts
 
 
@@ -302,7 +302,7 @@ def _importances(
 
 
 def table_from_scores(
-    scored: Sequence[Scored],
+    scored: Sequence[ScoredTrial],
     *,
     evidence: str,
     score: str,
