@@ -36,7 +36,7 @@ from ganarch import spec as spec_module
 from ganarch.builder import Discriminator, GANSpec, Generator
 from ganarch.device import choose_device
 from ganarch.errors import GanarchError
-from ganarch.settings import DEFAULT_N_EVAL, RunSettings, settings_from
+from ganarch.settings import DEFAULT_N_EVAL, Default, RunSettings, settings_from, value
 from ganarch.stepper import StepOptions, Stepper, graph_blocker
 from ganarch.training import (
     AfterEval,
@@ -160,34 +160,21 @@ def _probe(spec: GANSpec, device: torch.device, options: StepOptions) -> str | N
     return None
 
 
-#: ``fit_seeds``'s keyword defaults, as ``RunSettings`` fields (``settings=`` leaves them so).
-FIT_SEEDS_DEFAULTS: dict[str, Any] = {
-    "steps": 1000,
-    "seeds": None,
-    "device": None,
-    "eval_every": None,
-    "n_eval": DEFAULT_N_EVAL,
-    "progress": True,
-    "training": None,
-    "options": None,
-}
-
-
 def fit_seeds(
     spec: GANSpec | str | Path,
     data: Any,
-    steps: int = FIT_SEEDS_DEFAULTS["steps"],
+    steps: int = Default(1000),
     *,
-    seeds: Sequence[int] | None = None,
-    device: str | torch.device | None = None,
+    seeds: Sequence[int] | None = Default(None),
+    device: str | torch.device | None = Default(None),
     out_dirs: Sequence[Path | None] | None = None,
     overwrite: bool = False,
-    eval_every: int | None = None,
-    n_eval: int = DEFAULT_N_EVAL,
+    eval_every: int | None = Default(None),
+    n_eval: int = Default(DEFAULT_N_EVAL),
     hooks: Sequence[SeedHooks] | None = None,
-    progress: bool = True,
-    training: Any = None,
-    options: StepOptions | None = None,
+    progress: bool = Default(True),
+    training: Any = Default(None),
+    options: StepOptions | None = Default(None),
     after_point: Callable[[int], None] | None = None,
     settings: RunSettings | None = None,
 ) -> list[FitResult]:
@@ -211,12 +198,12 @@ def fit_seeds(
     """
     t0 = time.perf_counter()
     if settings is None:
-        seeds = list(seeds) if seeds is not None else []
+        seeds = list(value(seeds) or [])
         if not seeds:
             raise GanarchError("fit_seeds needs at least one seed")
     given = dict(
         steps=steps,
-        seeds=None if seeds is None else tuple(seeds),
+        seeds=seeds,
         device=device,
         eval_every=eval_every,
         n_eval=n_eval,
@@ -224,7 +211,7 @@ def fit_seeds(
         training=training,
         options=options,
     )
-    settings = settings_from(settings, given, FIT_SEEDS_DEFAULTS)
+    settings = settings_from(settings, given)
     spec = resolve_spec(spec, settings.training)
     settings = settings.replace(training=None)  # applied to the spec once, here
     seeds = list(settings.seeds)

@@ -36,9 +36,16 @@ from ganarch.errors import GanarchError
 from ganarch.fused import SeedHooks, fit_seeds
 from ganarch.score.objective import objective as combine_objective
 from ganarch.score.stability import EXPLODING_LOSS, aggregate_seeds, stability
-from ganarch.settings import DEFAULT_N_EVAL, RunSettings, default_eval_every, settings_from
+from ganarch.settings import (
+    DEFAULT_N_EVAL,
+    Default,
+    RunSettings,
+    default_eval_every,
+    settings_from,
+    value,
+)
 from ganarch.stepper import StepOptions
-from ganarch.training import FIT_DEFAULTS, FitContext, FitResult, fit, resolve_data, resolve_spec
+from ganarch.training import FitContext, FitResult, fit, resolve_data, resolve_spec
 
 __all__ = [
     "RunSettings",
@@ -331,19 +338,19 @@ class _Scoring:
 def train(
     spec: GANSpec | str | Path,
     data: Any = "digits",
-    steps: int = 1000,
+    steps: int = Default(1000),
     *,
-    seed: int = 0,
-    device: str | torch.device | None = None,
+    seed: int = Default(0),
+    device: str | torch.device | None = Default(None),
     out_dir: str | Path | None = None,
     overwrite: bool = False,
-    eval_every: int | None = None,
+    eval_every: int | None = Default(None),
     evaluator: Any = None,
     on_eval: OnEval | None = None,
-    progress: bool = True,
-    training: Mapping[str, Any] | None = None,
-    n_eval: int = DEFAULT_N_EVAL,
-    options: StepOptions | None = None,
+    progress: bool = Default(True),
+    training: Mapping[str, Any] | None = Default(None),
+    n_eval: int = Default(DEFAULT_N_EVAL),
+    options: StepOptions | None = Default(None),
     settings: RunSettings | None = None,
 ) -> TrainResult:
     """Train ``spec`` on ``data`` for ``steps`` generator updates and score it.
@@ -393,7 +400,7 @@ def train(
     """
     given = dict(
         steps=steps,
-        seeds=(seed,),
+        seed=seed,
         device=device,
         eval_every=eval_every,
         n_eval=n_eval,
@@ -401,7 +408,7 @@ def train(
         training=training,
         options=options,
     )
-    settings = scored_settings(settings_from(settings, given, FIT_DEFAULTS))
+    settings = scored_settings(settings_from(settings, given))
     scoring = _Scoring(settings.seed, settings.steps, evaluator, on_eval)
     fitted = fit(
         spec,
@@ -427,26 +434,23 @@ def scored_settings(settings: RunSettings) -> RunSettings:
 
 # --- several seeds -----------------------------------------------------------------------------
 
-#: ``train_seeds``'s keyword defaults, as ``RunSettings`` fields.
-TRAIN_SEEDS_DEFAULTS: dict[str, Any] = {**FIT_DEFAULTS, "seeds": (0, 1, 2)}
-
 
 def train_seeds(
     spec: GANSpec | str | Path,
     data: Any = "digits",
-    steps: int = 1000,
+    steps: int = Default(1000),
     *,
-    seeds: Sequence[int] = (0, 1, 2),
-    device: str | torch.device | None = None,
+    seeds: Sequence[int] = Default((0, 1, 2)),
+    device: str | torch.device | None = Default(None),
     out_dir: str | Path | None = None,
     overwrite: bool = False,
     evaluator: Any = None,
     on_eval: Callable[[int, int, Mapping[str, Any]], None] | None = None,
-    progress: bool = True,
-    training: Mapping[str, Any] | None = None,
-    eval_every: int | None = None,
-    n_eval: int = DEFAULT_N_EVAL,
-    options: StepOptions | None = None,
+    progress: bool = Default(True),
+    training: Mapping[str, Any] | None = Default(None),
+    eval_every: int | None = Default(None),
+    n_eval: int = Default(DEFAULT_N_EVAL),
+    options: StepOptions | None = Default(None),
     on_point: OnPoint | None = None,
     settings: RunSettings | None = None,
 ) -> SeedsResult:
@@ -470,14 +474,14 @@ def train_seeds(
     and ``options``.
     """
     if settings is None:
-        seeds = list(seeds)
+        seeds = list(value(seeds))
         if not seeds:
             raise GanarchError("train_seeds needs at least one seed")
         if len(set(seeds)) != len(seeds):
             raise GanarchError(f"seeds must be distinct, got {seeds}")
     given = dict(
         steps=steps,
-        seeds=tuple(seeds),
+        seeds=seeds,
         device=device,
         eval_every=eval_every,
         n_eval=n_eval,
@@ -485,7 +489,7 @@ def train_seeds(
         training=training,
         options=options,
     )
-    settings = scored_settings(settings_from(settings, given, TRAIN_SEEDS_DEFAULTS))
+    settings = scored_settings(settings_from(settings, given))
     seeds, steps = list(settings.seeds), settings.steps
     dev = choose_device(settings.device)
     spec = resolve_spec(spec, settings.training)

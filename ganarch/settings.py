@@ -31,6 +31,7 @@ from ganarch.stepper import StepOptions
 __all__ = [
     "DEFAULT_EVALUATIONS",
     "DEFAULT_N_EVAL",
+    "Default",
     "RunSettings",
     "default_eval_every",
     "settings_from",
@@ -143,27 +144,43 @@ class RunSettings:
 _FIELDS = {f.name for f in fields(RunSettings)}
 
 
-def settings_from(
-    settings: RunSettings | None, given: Mapping[str, Any], defaults: Mapping[str, Any]
-) -> RunSettings:
+class Default:
+    """A settings keyword's default in the signature of ``fit``, ``fit_seeds``, ``train`` and
+    ``train_seeds``: told apart from the same value passed on purpose, so ``seed=0`` together
+    with ``settings=`` is refused like any other keyword. Shown as its value in ``help()``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+def value(arg: Any) -> Any:
+    """A keyword argument's value: a :class:`Default`'s own value, else ``arg`` itself."""
+    return arg.value if isinstance(arg, Default) else arg
+
+
+def settings_from(settings: RunSettings | None, given: Mapping[str, Any]) -> RunSettings:
     """The run's settings: ``settings`` when passed (then every keyword argument in ``given``
-    must be left at its default in ``defaults``: one source of truth), else built from
-    ``given`` (``RunSettings`` field names)."""
+    must be left out: one source of truth), else built from ``given``.
+
+    ``given`` maps each settings keyword, by the name the caller's signature uses (``seed``
+    for one run, ``seeds`` for several), to what was passed, a :class:`Default` when nothing
+    was."""
     if settings is None:
-        return RunSettings(**{k: v for k, v in given.items() if k in _FIELDS})
+        values = {k: value(v) for k, v in given.items()}
+        if "seed" in values:
+            values["seeds"] = (values.pop("seed"),)
+        return RunSettings(**{k: v for k, v in values.items() if k in _FIELDS})
     if not isinstance(settings, RunSettings):
         raise GanarchError(f"settings must be a RunSettings, got {type(settings).__name__}")
-    clash = [k for k, v in given.items() if not _same(v, defaults[k])]
+    clash = [k for k, v in given.items() if not isinstance(v, Default)]
     if clash:
         raise GanarchError(
             "pass the run's settings either as settings= or as keyword arguments, not both "
             f"(also given: {', '.join(clash)})"
         )
     return settings
-
-
-def _same(a: Any, b: Any) -> bool:
-    try:
-        return bool(a is b or a == b)
-    except Exception:  # e.g. a tensor compared with a default
-        return False

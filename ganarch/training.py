@@ -46,6 +46,7 @@ from ganarch.errors import GanarchError
 from ganarch.settings import (
     DEFAULT_EVALUATIONS,
     DEFAULT_N_EVAL,
+    Default,
     RunSettings,
     default_eval_every,
     settings_from,
@@ -55,7 +56,6 @@ from ganarch.stepper import StepOptions, Stepper, graph_blocker
 __all__ = [
     "DEFAULT_EVALUATIONS",
     "DEFAULT_N_EVAL",
-    "FIT_DEFAULTS",
     "GRID_SAMPLES",
     "FitContext",
     "FitResult",
@@ -64,7 +64,6 @@ __all__ = [
     "SetUp",
     "Step",
     "StepOptions",
-    "check_run_args",
     "default_eval_every",
     "fit",
     "make_adam",
@@ -77,17 +76,6 @@ __all__ = [
 
 #: Size of the fixed-noise sample grid (8 × 8).
 GRID_SAMPLES = 64
-#: ``fit``'s keyword defaults, as ``RunSettings`` fields (``settings=`` must leave them so).
-FIT_DEFAULTS: dict[str, Any] = {
-    "steps": 1000,
-    "seeds": (0,),
-    "device": None,
-    "eval_every": None,
-    "n_eval": DEFAULT_N_EVAL,
-    "progress": True,
-    "training": None,
-    "options": None,
-}
 
 #: ``evaluate(step, samples) -> values`` merged into the evaluation's record.
 Evaluate = Callable[[int, torch.Tensor], Mapping[str, Any]]
@@ -241,12 +229,6 @@ class _Progress:
 
 
 # --- the loop ----------------------------------------------------------------------------------
-
-
-def check_run_args(steps: Any, seed: Any, n_eval: Any, eval_every: Any) -> int:
-    """Refuse bad loop arguments with a one-line error (``RunSettings``'s checks); returns
-    ``eval_every`` resolved."""
-    return RunSettings(steps=steps, seeds=(seed,), n_eval=n_eval, eval_every=eval_every).every
 
 
 def make_adam(
@@ -550,20 +532,20 @@ def run_steps(
 def fit(
     spec: GANSpec | str | Path,
     data: Any = "digits",
-    steps: int = FIT_DEFAULTS["steps"],
+    steps: int = Default(1000),
     *,
-    seed: int = 0,
-    device: str | torch.device | None = None,
+    seed: int = Default(0),
+    device: str | torch.device | None = Default(None),
     out_dir: str | Path | None = None,
     overwrite: bool = False,
-    eval_every: int | None = None,
-    n_eval: int = DEFAULT_N_EVAL,
+    eval_every: int | None = Default(None),
+    n_eval: int = Default(DEFAULT_N_EVAL),
     prepare: Callable[[FitContext], None] | None = None,
     evaluate: Evaluate | None = None,
     after_eval: AfterEval | None = None,
-    progress: bool = True,
-    training: Mapping[str, Any] | None = None,
-    options: StepOptions | None = None,
+    progress: bool = Default(True),
+    training: Mapping[str, Any] | None = Default(None),
+    options: StepOptions | None = Default(None),
     settings: RunSettings | None = None,
 ) -> FitResult:
     """Train ``spec`` on ``data`` for ``steps`` generator updates.
@@ -603,7 +585,7 @@ def fit(
     t0 = time.perf_counter()
     given = dict(
         steps=steps,
-        seeds=(seed,),
+        seed=seed,
         device=device,
         eval_every=eval_every,
         n_eval=n_eval,
@@ -611,7 +593,7 @@ def fit(
         training=training,
         options=options,
     )
-    settings = settings_from(settings, given, FIT_DEFAULTS)
+    settings = settings_from(settings, given)
     s = set_up(
         spec,
         data,

@@ -118,6 +118,18 @@ def test_settings_and_keyword_arguments_together_are_refused(data):
         fit(_spec(), data, 5, settings=settings)
     with pytest.raises(GanarchError, match="one seed"):
         fit(_spec(), data, settings=settings.replace(seeds=(0, 1)))
+    # A keyword passed with its default value is still passed: refused, by the name typed.
+    other = settings.replace(seeds=(5,))
+    for call, keyword in (
+        (lambda: fit(_spec(), data, seed=0, settings=other), "seed"),
+        (lambda: train(_spec(), data, seed=0, settings=other), "seed"),
+        (lambda: train(_spec(), data, 1000, settings=other), "steps"),
+        (lambda: train(_spec(), data, progress=True, settings=other), "progress"),
+        (lambda: train_seeds(_spec(), data, seeds=(0, 1, 2), settings=other), "seeds"),
+        (lambda: fit_seeds(_spec(), data, n_eval=1000, settings=other), "n_eval"),
+    ):
+        with pytest.raises(GanarchError, match=rf"not both \(also given: {keyword}\)$"):
+            call()
 
 
 def test_settings_refuse_bad_values_with_one_line_naming_them():
@@ -239,15 +251,27 @@ def test_a_search_resolves_its_geometry_once_and_every_part_uses_it(tmp_path, mo
 
 
 def test_a_study_recorded_before_channels_were_resolved_still_resumes(tmp_path):
-    from ganarch.search.study import _resolved_record, _settings_record
+    import dataclasses
 
+    space_file = tmp_path / "geo.toml"
+    space_file.write_text(SPACE.replace("image_size = 16", "image_size = 8"))
     cfg = SearchConfig(
-        space=load_space("dcgan"),
-        settings=TrialSettings(data="digits", steps=2, device="cpu", out=str(tmp_path / "r")),
+        space=load_space(space_file),
+        settings=TrialSettings(
+            data="digits", steps=2, device="cpu", out=str(tmp_path / "r"), n_eval=64
+        ),
         study_name="old",
         storage=str(tmp_path / "s.journal"),
+        trials=1,
+        sampler="random",
+        pruner="none",
     )
-    record = _settings_record(cfg)
+    run_search(cfg)
+    study = optuna.load_study(study_name="old", storage=open_storage(cfg.storage))
+    record = dict(study.user_attrs[SETTINGS_ATTR])
     assert record["channels"] == 1
-    old = {**record, "channels": None}  # how an earlier version recorded "the dataset's own"
-    assert _resolved_record(old)["channels"] == record["channels"]
+    # how an earlier version recorded "the dataset's own": the study must still resume
+    study.set_user_attr(SETTINGS_ATTR, {**record, "channels": None})
+    summary = run_search(dataclasses.replace(cfg, trials=2))
+    study = optuna.load_study(study_name="old", storage=open_storage(cfg.storage))
+    assert summary.ran == 1 and [t.state.name for t in study.trials] == ["COMPLETE"] * 2
