@@ -5,6 +5,7 @@ FID, KID, precision/recall, density/coverage and mode coverage on its features, 
 Training-stability scores live beside these (``stability``, ``objective``).
 """
 
+import warnings
 from typing import Any
 
 from ganarch.score.evaluator import (
@@ -45,6 +46,13 @@ from ganarch.score.registry import (
 def __getattr__(name: str) -> Any:
     # QUALITY_WEIGHTS was a constant; the weights now come from the registered metrics.
     if name == "QUALITY_WEIGHTS":
+        warnings.warn(
+            "ganarch.score.QUALITY_WEIGHTS is deprecated: it is a fresh copy of the registered "
+            "weights at each access (changing it changes nothing); use quality_weights(), and "
+            "declare a weight with a metric plugin's quality=",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return quality_weights()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
