@@ -196,4 +196,6 @@ def test_builtins_load_without_entry_points(plugin_state, monkeypatch) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert "tconv" in ganarch.blocks()
-    assert [(i.name, i.source) for i in ganarch.plugin.manager.plugins()] == [("builtin", "builtin")]
+    assert [(i.name, i.source) for i in ganarch.plugin.manager.plugins()] == [
+        ("builtin", "builtin")
+    ]
