@@ -23,7 +23,7 @@ PLUGINS = ROOT / "plugins"
 
 #: Lowest first. A module may import its own floor and the floors below, never above.
 FLOORS: list[set[str]] = [
-    {"errors", "plugin", "registry", "_version", "_lazy"},
+    {"errors", "plugin", "plugins", "hookspecs", "registry", "_version", "_lazy"},
     {"spec", "templates", "dcgan", "builder", "networks"},
     {"data", "device", "artifacts"},
     {"training", "stepper", "fused", "settings"},

@@ -213,3 +213,30 @@ def test_plugin_code_names_a_third_party_plugins_failure_in_one_line() -> None:
         raise SpecError("", "on purpose")  # bad input said by the plugin passes as it is
     with pytest.raises(KeyError), plugin_code("builtin", "w", "build"):
         raise KeyError("a bug in ganarch")  # the built-ins' code is ours: not a plugin error
+
+
+def test_the_old_module_names_still_work_and_warn() -> None:
+    """Plugins written against ``ganarch.hookspecs`` / ``ganarch.plugins`` keep loading."""
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings\n"
+        "warnings.simplefilter('error', DeprecationWarning)\n"
+        "try:\n"
+        "    import ganarch.plugins\n"
+        "except DeprecationWarning as w:\n"
+        "    assert 'ganarch.plugin.manager' in str(w), w\n"
+        "else:\n"
+        "    raise SystemExit('no warning')\n"
+        "warnings.simplefilter('ignore', DeprecationWarning)\n"
+        "import ganarch.plugins, ganarch.hookspecs, ganarch.plugin.manager as m\n"
+        "import ganarch.plugin.hookspecs as h\n"
+        "from ganarch.hookspecs import hookimpl\n"
+        "assert ganarch.plugins is m and ganarch.hookspecs is h and hookimpl is h.hookimpl\n"
+        "ganarch.plugins.reset()\n"
+        "from ganarch.data import datasets; assert 'digits' in datasets()\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -639,7 +639,10 @@ def designed_table(study: Study, *, claims: Sequence[Claim] = CLAIMS) -> RulesTa
             )
         )
     elif not fit.estimable:
-        notes.append("the finished runs do not separate every main effect: no verdicts yet")
+        notes.append(
+            "the finished runs do not separate every main effect: claims that cannot be told "
+            "apart get no verdict"
+        )
     if any(r is not None for r in rates):
         notes.append(
             "flips: a model-based prediction, not a measurement: the chance that a re-run "

@@ -107,8 +107,7 @@ def search_command(
     quiet: bool = typer.Option(D["quiet"], "--quiet", "-q", help="No live display."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Search a space of a template's GANs (dcgan or any registered one) with Optuna; run it
-    again to resume.
+    """Search a template's design space (dcgan or a plugin's) with Optuna; rerun to resume.
 
     Each trial builds a spec from the space's choices, trains it for --steps with --seeds
     seeds and records quality, stability and the objective. A trial that fails (an invalid
