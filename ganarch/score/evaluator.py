@@ -192,20 +192,10 @@ class Evaluator:
         copy_features, copy_limit = self.copy_reference(copies_against)
         nonfinite = float((~torch.isfinite(fake_images.detach())).float().mean())
         fakes = self._prepare(fake_images)
-        feats, logits = self.net.embed(fakes)
-        ctx = MetricContext(
-            real_features=self.real_features,
-            fake_features=feats,
-            fake_logits=logits,
-            real_labels=self.real_labels,
-            num_classes=self.data.num_classes,
-            fake_images=fakes,
-            real_images=self.real_images,
-            device=self.device,
-            seed=self.seed,
+        ctx = self._context(
+            fakes,
             real_inception_features=self.real_inception_features,
             fake_inception_features=self.inception(fakes) if self.inception is not None else None,
-            memo=self._memo,
             copy_features=copy_features,
             copy_limit=copy_limit,
         )
@@ -346,20 +336,26 @@ class Evaluator:
             mu, sd = real.mean(0), real.std(0)
             noise = torch.randn((BASELINE_IMAGES, *self.image_shape), generator=gen)
             fakes = (mu + sd * noise).clamp(-1, 1).to(self.device)
-            feats, logits = self.net.embed(fakes)
-            self._baseline_ctx = MetricContext(
-                real_features=self.real_features,
-                fake_features=feats,
-                fake_logits=logits,
-                real_labels=self.real_labels,
-                num_classes=self.data.num_classes,
-                fake_images=fakes,
-                real_images=self.real_images,
-                device=self.device,
-                seed=self.seed,
-                memo=self._memo,
-            )
+            self._baseline_ctx = self._context(fakes)
         return self._baseline_ctx
+
+    def _context(self, fakes: torch.Tensor, **extra: Any) -> MetricContext:
+        """What a metric sees for prepared fake images: their features from the dataset's
+        net beside the reference set's, and ``extra`` (Inception features, copy reference)."""
+        feats, logits = self.net.embed(fakes)
+        return MetricContext(
+            real_features=self.real_features,
+            fake_features=feats,
+            fake_logits=logits,
+            real_labels=self.real_labels,
+            num_classes=self.data.num_classes,
+            fake_images=fakes,
+            real_images=self.real_images,
+            device=self.device,
+            seed=self.seed,
+            memo=self._memo,
+            **extra,
+        )
 
     @torch.no_grad()
     def baseline(self, info: MetricInfo) -> dict[str, float]:
