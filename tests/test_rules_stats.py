@@ -16,9 +16,11 @@ from ganarch.analysis.stats import (
     N_BOOTSTRAP,
     N_MIN,
     N_RESAMPLES,
+    UNSTABLE_RATE,
     Effect,
     bootstrap_diff,
     bootstrap_paired,
+    flip_rate,
     search_diff,
     t_paired,
     t_quantile,
@@ -397,3 +399,95 @@ def test_t_interval_coverage_is_95_percent_at_three_seeds():
         boot_hits += b.ci_low <= true <= b.ci_high
     assert 0.93 <= t_hits / reps <= 0.97
     assert boot_hits / reps < 0.85
+
+
+# -- the flip rate, pinned against a hand-written Monte Carlo ------------------------------------
+
+
+def _rerun_rate(effect, *, higher_is_better, draws=200_000, seed=0):
+    """Re-run the experiment ``draws`` times with the true effect at the estimate and the
+    noise at the observed level, apply the verdict rule to each re-run's interval and count
+    verdicts that differ from the observed one."""
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(seed)
+    half = (effect.ci_high - effect.ci_low) / 2
+    d = effect.effect
+    if effect.df is None:  # the normal limit: a known standard error
+        q = norm.ppf(0.975)
+        se = half / q
+        mean = rng.normal(d, se, draws)
+        s = np.full(draws, se)
+    else:
+        q = t_quantile(0.95, effect.df)
+        se = half / q
+        mean = rng.normal(d, se, draws)
+        s = se * np.sqrt(rng.chisquare(effect.df, draws) / effect.df)
+    low, high = mean - q * s, mean + q * s
+    if not higher_is_better:
+        low, high = -high, -low
+    rerun = np.where(low > 0, "confirmed", np.where(high < 0, "contradicted", "inconclusive"))
+    return float(np.mean(rerun != verdict(effect, higher_is_better=higher_is_better)))
+
+
+def _effect_at(t, df, *, se=0.02, method="paired t", n=10):
+    q = t_quantile(0.95, df) if df is not None else 1.959964
+    d = t * se
+    return Effect(n, n, 0.5 + d, 0.5, d, d - q * se, d + q * se, method=method, df=df)
+
+
+@pytest.mark.parametrize(
+    ("t", "df", "higher_is_better"),
+    [
+        (6.0, 2, True),  # confirmed, 3 seeds
+        (4.5, 2, True),  # just past the edge (t(0.975, 2) = 4.303)
+        (0.0, 2, True),  # an estimate of 0
+        (2.4, 8, True),  # just past the edge (2.306)
+        (2.2, 8, True),  # just inside it: inconclusive
+        (-3.0, 6, True),  # contradicted
+        (-3.0, 6, False),  # the same interval when lower is better: confirmed
+        (2.0, 6, False),  # inconclusive, lower is better
+        (12.0, 4, False),  # contradicted and far from the edge
+    ],
+)
+def test_flip_rate_matches_a_monte_carlo_of_reruns(t, df, higher_is_better):
+    e = _effect_at(t, df)
+    rate = flip_rate(e, higher_is_better=higher_is_better)
+    mc = _rerun_rate(e, higher_is_better=higher_is_better)
+    assert rate is not None
+    assert rate == pytest.approx(mc, abs=0.006)  # 200,000 draws: SE ≤ 0.0012
+    # Which side is better only names the verdicts: the chance of another one is the same.
+    assert rate == pytest.approx(flip_rate(e, higher_is_better=not higher_is_better))
+
+
+def test_flip_rate_of_a_bootstrap_interval_is_the_normal_limit():
+    for t in (3.0, 2.0, 0.0, -2.1):
+        e = _effect_at(t, None, method="bootstrap", n=40)
+        mc = _rerun_rate(e, higher_is_better=True)
+        assert flip_rate(e) == pytest.approx(mc, abs=0.006)
+    real = search_diff(list(np.linspace(0.5, 0.9, 30)), list(np.linspace(0.45, 0.8, 30)))
+    assert real.method == "bootstrap" and flip_rate(real) is not None
+
+
+def test_flip_rate_landmarks():
+    """An estimate of 0 flips when a re-run lands past either edge (5%); one exactly at the
+    edge about half the time; a strong effect almost never."""
+    assert flip_rate(_effect_at(0.0, 1e6)) == pytest.approx(0.05, abs=1e-4)
+    assert flip_rate(_effect_at(1.96, 1e6)) == pytest.approx(0.5, abs=0.01)
+    assert 0.3 < flip_rate(_effect_at(4.31, 2)) < 0.5  # at df 2 a re-run's t skews upwards
+    assert flip_rate(_effect_at(20.0, 8)) < 1e-6
+    assert flip_rate(_effect_at(3.0, 8)) >= UNSTABLE_RATE  # confirmed, but near its edge
+
+
+def test_no_flip_rate_without_a_verdict_an_interval_width_or_df():
+    assert flip_rate(_effect_at(5.0, 2, n=2)) is None  # not enough trials
+    flat = t_paired([0.7, 0.7, 0.7], [0.6, 0.6, 0.6])  # no variance: no width
+    assert verdict(flat) == "inconclusive" and flip_rate(flat) is None
+    assert flip_rate(_effect_at(5.0, None, method="welch t")) is None  # a t without df
+    assert flip_rate(Effect(3, 3, 0.5, None, None, None, None)) is None
+
+
+def test_flip_rate_at_three_paired_seeds():
+    e = t_paired([0.8, 0.9, 0.75], [0.6, 0.65, 0.62])
+    assert verdict(e) == "confirmed" and e.df == 2
+    assert flip_rate(e) == pytest.approx(_rerun_rate(e, higher_is_better=True), abs=0.006)

@@ -22,6 +22,12 @@ beyond the range of the values: over 3 paired differences its "95%" interval is 
 narrow. From 30 values a side the t quantile is within 5% of the normal one, and the
 bootstrap no longer assumes normal scores (scores in [0, 1] are skewed near the ends).
 
+How firm a verdict is: :func:`flip_rate` gives, for any interval, the chance that a re-run
+with the same design and n would give another verdict if the true effect were the estimate
+(exact for a t-interval, the normal limit for a bootstrap one). Every table shows it, and a
+confirmed or contradicted verdict with a rate of ``UNSTABLE_RATE`` (20%) or more, or one that
+changes when a seed is left out (where that is measured), is marked "(unstable)".
+
 A search's trials are chosen by its sampler (TPE visits what scored well before), so its
 effects are associations, not controlled comparisons; ``ganarch ablate`` and a designed study
 (``--sampler fractional``, ``fractional32`` or ``factorial``) are controlled tests.
@@ -42,11 +48,13 @@ __all__ = [
     "N_MIN",
     "N_RESAMPLES",
     "SEED",
+    "UNSTABLE_RATE",
     "VERDICTS",
     "VERDICT_RULE",
     "Effect",
     "bootstrap_diff",
     "bootstrap_paired",
+    "flip_rate",
     "search_diff",
     "t_paired",
     "t_quantile",
@@ -70,6 +78,9 @@ N_RESAMPLES = 2000
 N_BOOTSTRAP = 30
 CONFIDENCE = 0.95
 SEED = 0
+#: A flip rate (:func:`flip_rate`) from this share up marks a confirmed or contradicted
+#: verdict "(unstable)" in every table (a designed study, an ablation, a search).
+UNSTABLE_RATE = 0.2
 
 Verdict = Literal["confirmed", "contradicted", "inconclusive", "not enough trials"]
 VERDICTS: tuple[str, ...] = ("confirmed", "contradicted", "inconclusive", "not enough trials")
@@ -286,3 +297,68 @@ def verdict(effect: Effect, *, higher_is_better: bool = True, n_min: int = N_MIN
     if high < 0:
         return "contradicted"
     return "inconclusive"
+
+
+def flip_rate(
+    effect: Effect,
+    *,
+    higher_is_better: bool = True,
+    confidence: float = CONFIDENCE,
+    n_min: int = N_MIN,
+) -> float | None:
+    """The chance that an independent re-run with the same design and n gives another verdict
+    *if the true effect were the estimate* (a model-based prediction, not a measurement).
+
+    For a t-interval (paired t, least squares t, Welch t) the re-run's t statistic is
+    noncentral t with the interval's ``df`` and noncentrality the observed t (effect over its
+    standard error, the half-width over the t quantile): the re-run's mean is normal around
+    the estimate and its variance estimate scaled χ²_df/df, so its t is (t + Z)/√(χ²_df/df).
+    The rate is then exact: P(T' > q) is the chance of an interval above zero, P(T' < −q) of
+    one below it (q the t quantile), and the rate is the chance of any other outcome than
+    the observed one. For Welch t it is as exact as the Welch–Satterthwaite df. A bootstrap
+    interval (30 or more values a side) has no df: there the normal limit is used, the
+    standard error taken as the interval's half-width over the normal quantile, so
+    P(above) = Φ(t − z) and P(below) = Φ(−t − z).
+
+    The rate is a function of the observed t and df alone ("observed power"): it adds no
+    information beyond the interval, it says how near the interval's edge the verdict sits
+    (a strong effect: near 0; an estimate at the edge: about half, 38% at df 2; an estimate
+    of 0: about 1 − confidence). It does not depend on ``higher_is_better``, which only names the sides.
+    ``None`` (no rate) for "not enough trials", an interval without width, or a t-interval
+    without ``df``.
+
+    Example::
+
+        e = t_paired([0.8, 0.9, 0.75], [0.6, 0.65, 0.62])  # +0.19 [0.04, 0.34]: confirmed
+        flip_rate(e)  # 0.21: a re-run of 3 seeds loses that verdict about 1 time in 5
+    """
+    from scipy.stats import nct, norm
+
+    call = verdict(effect, higher_is_better=higher_is_better, n_min=n_min)
+    low, high, d = effect.ci_low, effect.ci_high, effect.effect
+    if call == "not enough trials" or low is None or high is None or d is None:
+        return None
+    if not all(math.isfinite(v) for v in (low, high, d)):
+        return None
+    scale = max(1.0, abs(effect.mean_paper or 0.0), abs(effect.mean_alt or 0.0))
+    half = (high - low) / 2.0
+    if half <= NO_VARIANCE * scale:
+        return None
+    if effect.df is not None and effect.df > 0:
+        q = t_quantile(confidence, effect.df)
+        t = d / (half / q)
+        above = float(nct.sf(q, effect.df, t))
+        below = float(nct.cdf(-q, effect.df, t))
+    elif "bootstrap" in effect.method:  # the normal limit (see above)
+        z = float(norm.ppf(0.5 + confidence / 2.0))
+        t = d / (half / z)
+        above, below = float(norm.cdf(t - z)), float(norm.cdf(-t - z))
+    else:
+        return None
+    if low > 0:  # the observed interval lies above zero
+        same = above
+    elif high < 0:
+        same = below
+    else:
+        same = 1.0 - above - below
+    return min(1.0, max(0.0, 1.0 - same))
