@@ -12,6 +12,8 @@ raw pixels only. Three numbers per image set, each against a reference set of re
 - ``classifier``: a support-vector classifier on raw pixels trained on labelled reference
   images; the mean confidence of its predictions (how legible) times the effective number of
   classes among them over the number of classes (how varied), in [0, 1]; higher is better.
+  Without labels (``labels=None``, an unlabelled dataset) there is no classifier: ``score``
+  returns ``fd`` and ``nn1`` only.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class Judge:
     def __init__(
         self,
         reference: np.ndarray,
-        labels: np.ndarray,
+        labels: np.ndarray | None,
         *,
         components: int = 20,
         n_test: int = 500,
@@ -112,6 +114,10 @@ class Judge:
         self.reference = _flat(reference)
         self.pca = PCA(n_components=components, random_state=seed).fit(self.reference)
         self.ref_pca = self.pca.transform(self.reference)
+        self.classifier = None
+        self.num_classes = None
+        if labels is None:  # an unlabelled dataset: fd and nn1 only
+            return
         labels = np.asarray(labels)
         self.num_classes = len(np.unique(labels))
         # Platt-calibrated probabilities, so "confidence" means something.
@@ -124,13 +130,18 @@ class Judge:
         n = min(self.n_test, len(x), len(self.reference))
         fake = x[rng.choice(len(x), n, replace=False)]
         real = self.reference[rng.choice(len(self.reference), n, replace=False)]
+        pixels = {
+            "fd": frechet(self.ref_pca, self.pca.transform(x)),
+            "nn1": one_nn_accuracy(fake, real),
+        }
+        if self.classifier is None:
+            return pixels
         probs = self.classifier.predict_proba(x)
         hist = np.bincount(probs.argmax(1), minlength=self.num_classes) / len(x)
         nz = hist[hist > 0]
         effective = float(np.exp(-(nz * np.log(nz)).sum()))
         return {
-            "fd": frechet(self.ref_pca, self.pca.transform(x)),
-            "nn1": one_nn_accuracy(fake, real),
+            **pixels,
             "classifier": float(probs.max(1).mean()) * effective / self.num_classes,
             "confidence": float(probs.max(1).mean()),
             "classes": effective,

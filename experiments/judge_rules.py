@@ -1,0 +1,625 @@
+"""Do ganarch's rules verdicts agree with an independent judge of the same generators?
+
+For every run of a designed study (``ganarch search --sampler fractional|fractional32|
+factorial``), and of a ``ganarch ablate`` folder, this loads each seed's trained generator from
+its saved ``spec.json`` and ``generator.pt``, draws N samples (default 1,000) from fixed noise
+on the CPU and scores them with the independent judge in ``tests/score_judge.py`` (NumPy,
+SciPy and scikit-learn on raw pixels; it imports nothing from ganarch) against real images of
+the study's dataset at the study's image size and channels: ``fd`` (Fréchet distance of 20
+principal components, lower is better), ``nn1`` (1-nearest-neighbour two-sample accuracy,
+lower is better) and ``classifier`` (an SVC's confidence × class variety, higher is better;
+left out, and said so, for a dataset without labels).
+
+Each judge metric then goes through the analysis ganarch uses for that evidence, with the
+judge's value in place of ganarch's score: for a designed study the least-squares main-effect
+fit of ``ganarch.analysis.designed.fit_design`` on each run's mean over its seeds (with the
+interaction chains where the design leaves room for them, as ``ganarch rules`` fits them), for
+an ablation the paired t-interval over seeds; the verdict rule is ganarch's, with the judge
+metric's own direction. Beside it, ganarch's own effect and verdict for the claim (its rules
+table, computed by the same functions ``ganarch rules`` and ``ganarch ablate`` call).
+
+"Signs agree": both say the same side of the claim is better (the effect times the metric's
+direction has the same sign). "Verdicts agree": the same verdict (confirmed, contradicted,
+inconclusive); ganarch's verdict is compared as computed, before any "(unstable)" mark.
+
+    python experiments/judge_rules.py --storage studies.journal --study claims-digits-32-2000
+    python experiments/judge_rules.py --ablate results/ablate-digits --json
+
+The judge's per-seed scores are cached (``--cache``, default ``judge-scores.json`` in the
+runs folder), keyed by the generator file, its size and time, N and the noise seed: a second
+run reads them back and only new or retrained generators are judged. Needs the test extra
+(scikit-learn, SciPy): ``pip install -e .[test]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# The independent judge lives beside the tests that use it; it imports nothing of ganarch.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+#: Bump when the judge, the reference set or the sampling changes: older cache entries are
+#: then not read.
+JUDGE_VERSION = "judge-1"
+METRICS = ("fd", "nn1", "classifier")
+N_SAMPLES = 1000
+N_REFERENCE = 2000
+CACHE_NAME = "judge-scores.json"
+BATCH = 250
+
+
+class Refused(Exception):
+    """Bad input: printed as one line, exit 2."""
+
+
+# -- samples ---------------------------------------------------------------------------------
+
+
+def seed_dirs(run_dir: Path) -> list[Path]:
+    """A trial's per-seed run folders (``seed-S``, in seed order) when it trained several
+    seeds, else the trial folder itself (one seed)."""
+    subs = [p for p in run_dir.glob("seed-*") if p.is_dir() and p.name[5:].isdigit()]
+    return sorted(subs, key=lambda p: int(p.name[5:])) if subs else [run_dir]
+
+
+def load_generator(run_dir: Path) -> tuple[Any, Any]:
+    """``(spec, generator)`` from a run folder's ``spec.json`` and ``generator.pt``, on the
+    CPU in eval mode (norm layers use their running statistics, as ganarch's scorer does)."""
+    import torch
+
+    from ganarch import load_spec
+
+    spec = load_spec(run_dir / "spec.json")
+    G, _ = spec.build(init=False)
+    G.load_state_dict(torch.load(run_dir / "generator.pt", map_location="cpu", weights_only=True))
+    return spec, G.eval()
+
+
+def draw(G: Any, latent_dim: int, n: int, seed: int) -> np.ndarray:
+    """``n`` samples ``(n, C, H, W)`` from fixed noise (``seed``): every run sees the same z."""
+    import torch
+
+    z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        out = torch.cat([G(chunk).float() for chunk in z.split(BATCH)])
+    return out.clamp(-1, 1).numpy()
+
+
+def reference(data: str, image_size: int, channels: int, n: int = N_REFERENCE, seed: int = 0):
+    """Up to ``n`` real images of the dataset (a fixed random subset) and their labels (or
+    ``None`` for an unlabelled dataset), as NumPy arrays."""
+    from ganarch.data import load_dataset
+
+    ds = load_dataset(data, image_size, channels)
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(ds.images), min(n, len(ds.images)), replace=False))
+    images = ds.images.cpu().numpy()[pick]
+    labels = ds.labels.cpu().numpy()[pick] if ds.labels is not None else None
+    return images, labels
+
+
+# -- the cache -------------------------------------------------------------------------------
+
+
+class ScoreCache:
+    """The judge's scores per generator file, in one JSON file (written atomically)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.scores: dict[str, dict[str, float]] = {}
+        if path.exists():
+            try:
+                saved = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise Refused(f"--cache: cannot read {path}: {exc}") from None
+            if isinstance(saved, dict) and saved.get("version") == JUDGE_VERSION:
+                self.scores = dict(saved.get("scores") or {})
+
+    @staticmethod
+    def key(run_dir: Path, context: str, n: int, seed: int) -> str:
+        st = (run_dir / "generator.pt").stat()
+        return f"{run_dir.resolve()}|{st.st_size}|{st.st_mtime_ns}|{context}|n={n}|z={seed}"
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"version": JUDGE_VERSION, "scores": self.scores}, indent=1)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".judge-", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+        os.replace(tmp, self.path)
+
+
+class Judged:
+    """Scores run folders with one judge (built on first use), through the cache."""
+
+    def __init__(
+        self,
+        data: str,
+        image_size: int,
+        channels: int,
+        cache: ScoreCache,
+        *,
+        n: int = N_SAMPLES,
+        seed: int = 0,
+        log: Callable[[str], None] = lambda s: None,
+    ) -> None:
+        self.data, self.image_size, self.channels = data, image_size, channels
+        self.cache, self.n, self.seed, self.log = cache, n, seed, log
+        self.context = f"{data}|{image_size}x{channels}"
+        self._judge: Any = None
+        self.unlabelled = False
+
+    def judge(self) -> Any:
+        if self._judge is None:
+            import score_judge
+
+            images, labels = reference(self.data, self.image_size, self.channels)
+            self.unlabelled = labels is None
+            self._judge = score_judge.Judge(images, labels)
+        return self._judge
+
+    def score(self, run_dir: Path) -> dict[str, float] | None:
+        """The judge's scores of one seed's generator; ``None`` when the folder holds no
+        trained generator (a run that failed before saving one)."""
+        if not (run_dir / "generator.pt").is_file() or not (run_dir / "spec.json").is_file():
+            return None
+        key = ScoreCache.key(run_dir, self.context, self.n, self.seed)
+        hit = self.cache.scores.get(key)
+        if hit is not None:
+            return hit
+        spec, G = load_generator(run_dir)
+        shape = (spec.channels, spec.image_size)
+        if shape != (self.channels, self.image_size):
+            raise Refused(
+                f"{run_dir}: a {shape[0]}×{shape[1]}² generator, but the study's images are "
+                f"{self.channels}×{self.image_size}²"
+            )
+        t0 = time.perf_counter()
+        scores = self.judge().score(draw(G, spec.latent_dim, self.n, self.seed))
+        self.cache.scores[key] = {k: float(v) for k, v in scores.items()}
+        self.cache.save()  # after each: an interrupted run keeps what it judged
+        self.log(f"judged {run_dir} in {time.perf_counter() - t0:.1f} s")
+        return self.cache.scores[key]
+
+
+# -- the comparison --------------------------------------------------------------------------
+
+
+def _effect(e: Any) -> dict[str, Any]:
+    scale = max(1.0, abs(e.mean_paper or 0.0), abs(e.mean_alt or 0.0))
+    return {
+        "effect": e.effect,
+        "ci_low": e.ci_low,
+        "ci_high": e.ci_high,
+        "df": e.df,
+        "scale": scale,
+    }
+
+
+def better_sign(d: Mapping[str, Any], direction: int) -> int | None:
+    """+1 when the effect ``d`` says the paper's side is better, −1 the alternative, 0 when
+    it is rounding noise (within ganarch's no-variance tolerance of the scores' size);
+    ``direction`` is +1 when higher is better. ``None``: no effect."""
+    from ganarch.analysis.stats import NO_VARIANCE
+
+    effect = d.get("effect")
+    if effect is None or not math.isfinite(effect):
+        return None
+    if abs(effect) <= NO_VARIANCE * d.get("scale", 1.0):
+        return 0
+    return int(np.sign(effect * direction))
+
+
+def signs_agree(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool | None:
+    """Whether two effects (each with ``higher_is_better``) favour the same side; an effect
+    that favours neither agrees with nothing. ``None`` when either has no effect."""
+    sa = better_sign(a, 1 if a["higher_is_better"] else -1)
+    sb = better_sign(b, 1 if b["higher_is_better"] else -1)
+    if sa is None or sb is None:
+        return None
+    return sa == sb != 0
+
+
+def compare(row: dict[str, Any], metrics: Sequence[str]) -> None:
+    """Adds ``signs_agree`` and ``verdicts_agree`` per judge metric to a claim's row."""
+    g = row["ganarch"]
+    row["signs_agree"], row["verdicts_agree"] = {}, {}
+    for m in metrics:
+        j = row["judge"].get(m)
+        agree = signs_agree(g, j) if j is not None else None
+        row["signs_agree"][m] = agree
+        if agree is None:
+            row["verdicts_agree"][m] = None
+            continue
+        judged = g["verdict"] in VERDICTS and j["verdict"] in VERDICTS
+        row["verdicts_agree"][m] = (g["verdict"] == j["verdict"]) if judged else None
+
+
+VERDICTS = ("confirmed", "contradicted", "inconclusive")
+
+
+def summary(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Per judge metric: on how many claims the signs (the verdicts) agree, of how many."""
+    out = {}
+    for m in metrics:
+        signs = [r["signs_agree"][m] for r in rows if r["signs_agree"].get(m) is not None]
+        verdicts = [r["verdicts_agree"][m] for r in rows if r["verdicts_agree"].get(m) is not None]
+        out[m] = {
+            "signs_agree": sum(signs),
+            "signs_of": len(signs),
+            "verdicts_agree": sum(verdicts),
+            "verdicts_of": len(verdicts),
+        }
+    return out
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    from scipy.stats import spearmanr
+
+    if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
+        return None
+    return float(spearmanr(a, b).statistic)
+
+
+def design_fit(
+    design: Any,
+    runs: Sequence[int],
+    values: Sequence[float],
+    names: Sequence[str],
+    higher_is_better: bool,
+) -> list[tuple[Any, str]]:
+    """Per design factor, ``(effect, verdict)`` of ``values`` (one per run in ``runs``) with
+    the model and verdict rule of ganarch's designed-study table."""
+    from ganarch.analysis import designed
+
+    fit = designed.fit_design(design, list(runs), list(values), names).main
+    return [(e, designed.design_verdict(e, higher_is_better=higher_is_better)) for e in fit.effects]
+
+
+def judge_designed(
+    storage: str, name: str, out: str | None, cache_path: str | None, n: int, seed: int, log
+) -> dict[str, Any]:
+    """The comparison for a designed study (see the module docstring)."""
+    import score_judge
+
+    from ganarch.analysis import designed, rules
+    from ganarch.search import results
+
+    study = results.open_study(name, storage)
+    design = designed.design_of(study.user_attrs)
+    if design is None:
+        raise Refused(
+            f"--study {name}: not a designed study (run with --sampler fractional, "
+            "fractional32 or factorial); the judge is compared with controlled evidence only"
+        )
+    record = study.user_attrs.get("ganarch") or {}
+    folder = Path(out or record.get("out") or "")
+    if not out and not record.get("out"):
+        raise Refused(f"--study {name}: the study recorded no --out folder; pass --out")
+    if not folder.is_dir():
+        raise Refused(f"--out: {folder} is not a folder (the study's trial artifacts)")
+    table = rules.rules_table(study)
+    score, index, _ = rules.study_score(study)
+    trials = results.trials(study)
+    runs = designed.design_runs(trials, index, per_seed=score == "objective")
+    by_number = {t.number: t for t in trials}
+    cache = ScoreCache(Path(cache_path) if cache_path else folder / CACHE_NAME)
+    judged = Judged(
+        str(record["data"]),
+        int(record["image_size"]),
+        int(record["channels"]),
+        cache,
+        n=n,
+        seed=seed,
+        log=log,
+    )
+    per_run: dict[int, list[dict[str, float]]] = {}
+    missing: list[str] = []
+    for r in runs:
+        scores = [judged.score(d) for d in seed_dirs(folder / f"trial-{r.trial}")]
+        if scores and all(s is not None for s in scores):
+            per_run[r.run] = scores  # type: ignore[assignment]
+        else:
+            missing.append(f"run {r.run} (trial {r.trial})")
+    judged.judge()  # the judge knows whether the dataset is labelled once built
+    metrics = [m for m in METRICS if not (m == "classifier" and judged.unlabelled)]
+    names = [str(f.claim) if f.claim is not None else f.name for f in design.factors]
+    column = {f.claim: j for j, f in enumerate(design.factors) if f.claim is not None}
+    present = [r.run for r in runs if r.run in per_run]
+    judge_fits = {}
+    for m in metrics:
+        y = [float(np.mean([s[m] for s in per_run[run]])) for run in present]
+        judge_fits[m] = design_fit(design, present, y, names, score_judge.DIRECTIONS[m] > 0)
+    # ganarch's quality alone (each trial's mean over seeds), with the same fit: the judge
+    # looks at final samples only, the objective also at stability.
+    quality = [by_number[r.trial].user_attrs.get("quality") for r in runs]
+    q_runs = [r.run for r, q in zip(runs, quality, strict=True) if _finite(q)]
+    q_fit = design_fit(design, q_runs, [float(q) for q in quality if _finite(q)], names, True)
+    rows = []
+    for row in table.rows:
+        j = column.get(row.claim.id)
+        entry = _ganarch_row(row, table.score, table.higher_is_better)
+        entry["judge"] = {}
+        if j is not None:
+            for m in metrics:
+                e, v = judge_fits[m][j]
+                entry["judge"][m] = {
+                    **_effect(e),
+                    "verdict": v,
+                    "higher_is_better": score_judge.DIRECTIONS[m] > 0,
+                }
+            e, v = q_fit[j]
+            entry["ganarch_quality"] = {**_effect(e), "verdict": v, "higher_is_better": True}
+        compare(entry, metrics)
+        rows.append(entry)
+    response = {r.run: r.response for r in runs}
+    run_rows = [
+        {
+            "run": r.run,
+            "trial": r.trial,
+            "ganarch": r.response,
+            "ganarch_quality": by_number[r.trial].user_attrs.get("quality"),
+            "judge_seeds": per_run.get(r.run),
+        }
+        for r in runs
+    ]
+    notes = [
+        f"judge: {n} samples per seed from fixed noise (seed {seed}) on the CPU against up to "
+        f"{N_REFERENCE} real {record['data']} images at {record['image_size']}×"
+        f"{record['image_size']}, {record['channels']} channel(s); each run's mean over its "
+        f"seeds, fitted as ganarch fits its {table.score} ({len(present)} of {len(runs)} runs)"
+    ]
+    if judged.unlabelled:
+        notes.append(f"{record['data']} has no labels: no classifier metric")
+    if missing:
+        notes.append(
+            "runs with no saved generator, left out of the judge's fit: " + ", ".join(missing)
+        )
+    return _result(
+        source=f"designed study {name} ({table.evidence})",
+        rows=rows,
+        metrics=metrics,
+        notes=notes,
+        runs=run_rows,
+        run_agreement={
+            m: spearman(
+                [response[r] for r in present],
+                [
+                    score_judge.DIRECTIONS[m] * float(np.mean([s[m] for s in per_run[r]]))
+                    for r in present
+                ],
+            )
+            for m in metrics
+        },
+    )
+
+
+def judge_ablation(folder: str, cache_path: str | None, n: int, seed: int, log) -> dict[str, Any]:
+    """The comparison for a ``ganarch ablate`` folder: paired t over seeds, per claim."""
+    import score_judge
+
+    from ganarch.analysis import t_paired, verdict
+    from ganarch.analysis.ablation import BASELINE, SETTINGS_FILE, ablation_table, load_runs
+    from ganarch.builder import GANSpec
+
+    out = Path(folder)
+    try:
+        settings = json.loads((out / SETTINGS_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise Refused(f"--ablate: {out} holds no readable {SETTINGS_FILE} ({exc})") from None
+    base = GANSpec.from_dict(settings["base_spec"])
+    table = ablation_table(out)
+    saved = load_runs(out)
+    cache = ScoreCache(Path(cache_path) if cache_path else out / CACHE_NAME)
+    judged = Judged(
+        str(settings["data"]), base.image_size, base.channels, cache, n=n, seed=seed, log=log
+    )
+
+    def seed_scores(variant: str) -> dict[str, dict[str, float]]:
+        got = {}
+        for k in (saved.get(variant) or {}).get("runs", {}):
+            s = judged.score(out / "runs" / variant / f"seed-{k}")
+            if s is not None:
+                got[k] = s
+        return got
+
+    paper = seed_scores(BASELINE)
+    judged.judge()
+    metrics = [m for m in METRICS if not (m == "classifier" and judged.unlabelled)]
+    rows = []
+    run_rows = []
+    for row in table.rows:
+        variant = next((v for v, e in saved.items() if e.get("claim") == row.claim.id), None)
+        alt = seed_scores(variant) if variant else {}
+        keys = sorted(set(paper) & set(alt), key=int)
+        entry = _ganarch_row(row, table.score, table.higher_is_better)
+        entry["judge"] = {}
+        for m in metrics:
+            e = t_paired([paper[k][m] for k in keys], [alt[k][m] for k in keys])
+            up = score_judge.DIRECTIONS[m] > 0
+            entry["judge"][m] = {**_effect(e), "verdict": verdict(e, higher_is_better=up)}
+            entry["judge"][m]["higher_is_better"] = up
+        compare(entry, metrics)
+        rows.append(entry)
+        run_rows.append({"variant": variant, "seeds": keys, "judge_seeds": [alt[k] for k in keys]})
+    run_rows.insert(
+        0,
+        {
+            "variant": BASELINE,
+            "seeds": sorted(paper, key=int),
+            "judge_seeds": [paper[k] for k in sorted(paper, key=int)],
+        },
+    )
+    notes = [
+        f"judge: {n} samples per seed from fixed noise (seed {seed}) on the CPU against up to "
+        f"{N_REFERENCE} real {settings['data']} images; paired t over seeds as ganarch's ablation"
+    ]
+    if judged.unlabelled:
+        notes.append(f"{settings['data']} has no labels: no classifier metric")
+    return _result(
+        source=f"ablation {out} ({table.evidence})",
+        rows=rows,
+        metrics=metrics,
+        notes=notes,
+        runs=run_rows,
+    )
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _ganarch_row(row: Any, score: str, higher: bool) -> dict[str, Any]:
+    return {
+        "claim": row.claim.id,
+        "name": row.claim.name,
+        "ganarch": {
+            **_effect(row.effect),
+            "score": score,
+            "higher_is_better": higher,
+            "verdict": row.verdict,
+            "shown_verdict": row.shown_verdict,
+        },
+    }
+
+
+def _result(**parts: Any) -> dict[str, Any]:
+    parts["summary"] = summary(parts["rows"], parts["metrics"])
+    parts["judge_version"] = JUDGE_VERSION
+    return parts
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def _cell(d: Mapping[str, Any] | None) -> str:
+    if d is None or d.get("effect") is None:
+        return "—"
+    ci = (
+        f" [{d['ci_low']:+.3g}, {d['ci_high']:+.3g}]"
+        if d.get("ci_low") is not None and d.get("ci_high") is not None
+        else ""
+    )
+    return f"{d['effect']:+.3g}{ci} {d['verdict']}"
+
+
+def _yes(values: Mapping[str, bool | None], metrics: Sequence[str]) -> str:
+    return ", ".join(
+        "—" if values.get(m) is None else "yes" if values[m] else "no" for m in metrics
+    )
+
+
+def markdown(result: Mapping[str, Any]) -> str:
+    metrics = result["metrics"]
+    rows = result["rows"]
+    score = rows[0]["ganarch"]["score"] if rows else "score"
+    lower = {"fd", "nn1"}
+    head = [
+        "claim",
+        f"ganarch {score}",
+        *(f"judge {m} ({'lower' if m in lower else 'higher'} is better)" for m in metrics),
+        f"signs agree ({', '.join(metrics)})",
+        f"verdicts agree ({', '.join(metrics)})",
+    ]
+    lines = [f"Judge vs ganarch: {result['source']}", ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        cells = [f"{r['claim']} {r['name']}", _cell(r["ganarch"])]
+        cells += [_cell(r["judge"].get(m)) for m in metrics]
+        cells += [_yes(r["signs_agree"], metrics), _yes(r["verdicts_agree"], metrics)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    parts = []
+    for m, s in result["summary"].items():
+        parts.append(
+            f"{m}: signs agree on {s['signs_agree']} of {s['signs_of']}; "
+            f"verdicts agree on {s['verdicts_agree']} of {s['verdicts_of']}"
+        )
+    lines.append("Agreement per judge metric — " + "; ".join(parts) + ".")
+    quality = [r for r in rows if "ganarch_quality" in r]
+    if quality:
+        same = {}
+        for m in metrics:
+            found = [signs_agree(r["ganarch_quality"], r["judge"][m]) for r in quality]
+            agree = [a for a in found if a is not None]
+            same[m] = f"{sum(agree)} of {len(agree)}"
+        lines.append(
+            "With ganarch's quality alone (same fit) in place of its objective, signs agree on: "
+            + ", ".join(f"{m} {v}" for m, v in same.items())
+            + "."
+        )
+    if result.get("run_agreement"):
+        lines.append(
+            "Spearman over runs between ganarch's per-run score and each judge metric "
+            "(made higher-is-better): "
+            + ", ".join(
+                f"{m} {'—' if v is None else f'{v:+.2f}'}"
+                for m, v in result["run_agreement"].items()
+            )
+            + "."
+        )
+    lines += [f"Note: {n}" for n in result["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--storage", help="the study's storage (journal file, sqlite:///..., ...)")
+    p.add_argument("--study", help="a designed study's name")
+    p.add_argument("--out", help="the study's trial artifacts folder (default: as recorded)")
+    p.add_argument("--ablate", help="a `ganarch ablate` --out folder (also or instead)")
+    p.add_argument("--cache", help=f"the judge's score cache (default: RUNS/{CACHE_NAME})")
+    p.add_argument("--n", type=int, default=N_SAMPLES, help="samples per generator")
+    p.add_argument("--seed", type=int, default=0, help="the noise seed")
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    args = p.parse_args(argv)
+    if not args.study and not args.ablate:
+        p.error("pass --study (with --storage) and/or --ablate")
+    if args.study and not args.storage:
+        p.error("--study needs --storage")
+    if args.n < 10:
+        p.error("--n: at least 10 samples")
+
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    out: list[dict[str, Any]] = []
+    try:
+        if args.study:
+            out.append(
+                judge_designed(
+                    args.storage, args.study, args.out, args.cache, args.n, args.seed, log
+                )
+            )
+        if args.ablate:
+            cache = args.cache if not args.study else None  # one cache file per runs folder
+            out.append(judge_ablation(args.ablate, cache, args.n, args.seed, log))
+    except Exception as exc:  # bad input: one line, exit 2 (ganarch's own errors too)
+        from ganarch.errors import GanarchError
+
+        if isinstance(exc, Refused | GanarchError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    if args.json:
+        print(json.dumps(out if len(out) > 1 else out[0], indent=2))
+    else:
+        print("\n".join(markdown(r) for r in out), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
