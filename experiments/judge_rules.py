@@ -158,15 +158,24 @@ class Judged:
         self.cache, self.n, self.seed, self.log = cache, n, seed, log
         self.context = f"{data}|{image_size}x{channels}"
         self._judge: Any = None
-        self.unlabelled = False
+        self._reference: tuple[np.ndarray, np.ndarray | None] | None = None
+
+    def reference(self) -> tuple[np.ndarray, np.ndarray | None]:
+        if self._reference is None:
+            self._reference = reference(self.data, self.image_size, self.channels)
+        return self._reference
+
+    @property
+    def unlabelled(self) -> bool:
+        """The dataset has no labels (so no classifier metric)."""
+        return self.reference()[1] is None
 
     def judge(self) -> Any:
+        """The judge, built on first use (fitting its classifier takes seconds)."""
         if self._judge is None:
             import score_judge
 
-            images, labels = reference(self.data, self.image_size, self.channels)
-            self.unlabelled = labels is None
-            self._judge = score_judge.Judge(images, labels)
+            self._judge = score_judge.Judge(*self.reference())
         return self._judge
 
     def score(self, run_dir: Path) -> dict[str, float] | None:
@@ -287,6 +296,30 @@ def design_fit(
     return [(e, designed.design_verdict(e, higher_is_better=higher_is_better)) for e in fit.effects]
 
 
+def judge_design_effects(
+    design: Any,
+    per_run: Mapping[int, Sequence[Mapping[str, float]]],
+    names: Sequence[str],
+    metrics: Sequence[str] = METRICS,
+) -> dict[str, list[dict[str, Any]]]:
+    """Per judge metric, per design factor: the effect, interval and verdict of the metric
+    as ganarch's designed-study table computes them for its score, with each run's mean over
+    its seeds (``per_run``: run -> the judge's scores of each seed) as the response and the
+    metric's own direction (fd and nn1: lower is better)."""
+    import score_judge
+
+    present = sorted(per_run)
+    out = {}
+    for m in metrics:
+        higher = score_judge.DIRECTIONS[m] > 0
+        y = [float(np.mean([s[m] for s in per_run[run]])) for run in present]
+        out[m] = [
+            {**_effect(e), "verdict": v, "higher_is_better": higher}
+            for e, v in design_fit(design, present, y, names, higher)
+        ]
+    return out
+
+
 def judge_designed(
     storage: str, name: str, out: str | None, cache_path: str | None, n: int, seed: int, log
 ) -> dict[str, Any]:
@@ -332,15 +365,11 @@ def judge_designed(
             per_run[r.run] = scores  # type: ignore[assignment]
         else:
             missing.append(f"run {r.run} (trial {r.trial})")
-    judged.judge()  # the judge knows whether the dataset is labelled once built
     metrics = [m for m in METRICS if not (m == "classifier" and judged.unlabelled)]
     names = [str(f.claim) if f.claim is not None else f.name for f in design.factors]
     column = {f.claim: j for j, f in enumerate(design.factors) if f.claim is not None}
     present = [r.run for r in runs if r.run in per_run]
-    judge_fits = {}
-    for m in metrics:
-        y = [float(np.mean([s[m] for s in per_run[run]])) for run in present]
-        judge_fits[m] = design_fit(design, present, y, names, score_judge.DIRECTIONS[m] > 0)
+    judge_fits = judge_design_effects(design, {r: per_run[r] for r in present}, names, metrics)
     # ganarch's quality alone (each trial's mean over seeds), with the same fit: the judge
     # looks at final samples only, the objective also at stability.
     quality = [by_number[r.trial].user_attrs.get("quality") for r in runs]
@@ -352,13 +381,7 @@ def judge_designed(
         entry = _ganarch_row(row, table.score, table.higher_is_better)
         entry["judge"] = {}
         if j is not None:
-            for m in metrics:
-                e, v = judge_fits[m][j]
-                entry["judge"][m] = {
-                    **_effect(e),
-                    "verdict": v,
-                    "higher_is_better": score_judge.DIRECTIONS[m] > 0,
-                }
+            entry["judge"] = {m: judge_fits[m][j] for m in metrics}
             e, v = q_fit[j]
             entry["ganarch_quality"] = {**_effect(e), "verdict": v, "higher_is_better": True}
         compare(entry, metrics)
@@ -435,7 +458,6 @@ def judge_ablation(folder: str, cache_path: str | None, n: int, seed: int, log) 
         return got
 
     paper = seed_scores(BASELINE)
-    judged.judge()
     metrics = [m for m in METRICS if not (m == "classifier" and judged.unlabelled)]
     rows = []
     run_rows = []

@@ -1,0 +1,197 @@
+"""experiments/judge_rules.py: ganarch's rules verdicts beside an independent judge's.
+
+The judge (``score_judge``) scores each run's samples; the script fits the judge's metrics
+with ganarch's own designed-study analysis and says where the two agree.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import score_judge
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "judge_rules", ROOT / "experiments" / "judge_rules.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+judge_rules = _script()
+LOWER = {"fd", "nn1"}
+
+
+def _claims_design():
+    from ganarch.search.design import design_for
+    from ganarch.search.space import load_space
+
+    design = design_for(load_space("claims"), "fractional")
+    names = [str(f.claim) if f.claim is not None else f.name for f in design.factors]
+    return design, names
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return judge_rules.reference("digits", 16, 1)
+
+
+def test_a_claim_whose_paper_side_is_real_digits_and_other_side_noise_is_confirmed(digits):
+    """Known answer: in every run of the 16-run design, the paper's side of claim 3 draws
+    real digits and the other side uniform noise; every judge metric must find claim 3
+    confirmed with the paper's side better (fd and nn1 lower, classifier higher), and give
+    the other claims (orthogonal columns) a far smaller effect."""
+    images, labels = digits
+    judge = score_judge.Judge(images, labels)
+    design, names = _claims_design()
+    j3 = next(j for j, f in enumerate(design.factors) if f.claim == 3)
+    rng = np.random.default_rng(1)
+    per_run = {}
+    for run in range(design.runs):
+        seeds = []
+        for _ in range(2):
+            if design.matrix[run, j3] > 0:  # the paper's side
+                x = images[rng.choice(len(images), 300, replace=False)]
+            else:
+                x = rng.uniform(-1, 1, (300, *images.shape[1:]))
+            seeds.append(judge.score(x))
+        per_run[run] = seeds
+    fits = judge_rules.judge_design_effects(design, per_run, names)
+    assert set(fits) == {"fd", "nn1", "classifier"}
+    for m, per_factor in fits.items():
+        e3 = per_factor[j3]
+        assert e3["higher_is_better"] == (m not in LOWER)
+        assert (e3["effect"] < 0) == (m in LOWER), (m, e3)
+        assert e3["verdict"] == "confirmed", (m, e3)
+        others = [abs(e["effect"]) for j, e in enumerate(per_factor) if j != j3]
+        assert max(others) < abs(e3["effect"]) / 5, (m, others, e3["effect"])
+    # ganarch calling claim 3 confirmed agrees with every metric; contradicted with none.
+    row = {"ganarch": {"effect": 0.2, "scale": 1.0, "higher_is_better": True}}
+    row["ganarch"]["verdict"] = "confirmed"
+    row["judge"] = {m: fits[m][j3] for m in fits}
+    judge_rules.compare(row, list(fits))
+    assert row["signs_agree"] == row["verdicts_agree"] == dict.fromkeys(fits, True)
+    row["ganarch"].update(effect=-0.2, verdict="contradicted")
+    judge_rules.compare(row, list(fits))
+    assert row["signs_agree"] == row["verdicts_agree"] == dict.fromkeys(fits, False)
+
+
+def _effect(effect, verdict="inconclusive", higher=True):
+    return {"effect": effect, "scale": 1.0, "verdict": verdict, "higher_is_better": higher}
+
+
+def test_signs_agree_on_the_side_each_says_is_better_whatever_its_direction():
+    g = _effect(0.05, "confirmed")
+    row = {
+        "ganarch": g,
+        "judge": {
+            "fd": _effect(-3.0, "confirmed", higher=False),  # lower fd on the paper's side
+            "nn1": _effect(+0.02, "inconclusive", higher=False),  # higher nn1: other side
+            "classifier": _effect(1e-17, "inconclusive"),  # rounding noise favours neither
+        },
+    }
+    judge_rules.compare(row, ["fd", "nn1", "classifier"])
+    assert row["signs_agree"] == {"fd": True, "nn1": False, "classifier": False}
+    assert row["verdicts_agree"] == {"fd": True, "nn1": False, "classifier": False}
+    empty = {"ganarch": _effect(None, "not enough trials"), "judge": row["judge"]}
+    judge_rules.compare(empty, ["fd"])
+    assert empty["signs_agree"] == empty["verdicts_agree"] == {"fd": None}
+    counts = judge_rules.summary([row, empty], ["fd", "nn1"])
+    assert counts["fd"] == {"signs_agree": 1, "signs_of": 1, "verdicts_agree": 1, "verdicts_of": 1}
+    assert counts["nn1"]["signs_agree"] == 0 and counts["nn1"]["signs_of"] == 1
+
+
+def test_the_judge_without_labels_scores_fd_and_nn1_only(digits):
+    images, _ = digits
+    judge = score_judge.Judge(images[::2], None)
+    real = judge.score(images[1::2][:500])
+    noise = judge.score(np.random.default_rng(0).uniform(-1, 1, (500, *images.shape[1:])))
+    assert set(real) == set(noise) == {"fd", "nn1"}
+    assert real["fd"] < noise["fd"] / 20 and real["nn1"] < 0.7 < 0.95 < noise["nn1"]
+
+
+def _recount(result, metric):
+    """Agreement from the JSON's effects alone: both favour the same side, neither zero."""
+    agree = 0
+    for r in result["rows"]:
+        g, j = r["ganarch"], r["judge"][metric]
+        gs = math.copysign(1, g["effect"]) if abs(g["effect"]) > 1e-9 * g["scale"] else 0
+        js = math.copysign(1, j["effect"]) if abs(j["effect"]) > 1e-9 * j["scale"] else 0
+        js = -js if metric in LOWER else js
+        agree += gs == js != 0
+    return agree
+
+
+@pytest.mark.slow
+def test_a_real_designed_study_gets_a_judge_row_per_claim_with_ganarch_s_own_effects(
+    tmp_path, capsys
+):
+    import ganarch
+    from ganarch.analysis import rules_table
+
+    storage = str(tmp_path / "s.journal")
+    study = ganarch.search(
+        "claims",
+        data="digits",
+        image_size=16,
+        width=8,
+        trials=16,
+        steps=40,
+        eval_every=20,
+        seeds=2,
+        sampler="fractional",
+        storage=storage,
+        study="tiny",
+        out=tmp_path / "runs",
+        device="cpu",
+        quiet=True,
+    )
+    cache = tmp_path / "cache.json"
+    args = ["--storage", storage, "--study", "tiny", "--cache", str(cache), "--quiet"]
+    assert judge_rules.main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    rows = result["rows"]
+    assert [r["claim"] for r in rows] == [1, 2, 3, 4, 5, 6, 7]
+    assert result["metrics"] == ["fd", "nn1", "classifier"]  # digits have labels
+    table = {r.claim.id: r for r in rules_table(study).rows}
+    for r in rows:
+        assert r["ganarch"]["effect"] == table[r["claim"]].effect.effect
+        assert r["ganarch"]["verdict"] == table[r["claim"]].verdict
+        for m in result["metrics"]:
+            assert math.isfinite(r["judge"][m]["effect"]), (r["claim"], m)
+    # Each judge effect is mean(paper runs) − mean(alternative runs) of the runs' seed means
+    # (exact in the complete orthogonal design), recomputed here from the per-seed scores.
+    design, _ = _claims_design()
+    runs = {x["run"]: x for x in result["runs"]}
+    assert len(runs) == 16 and all(len(x["judge_seeds"]) == 2 for x in runs.values())
+    for r in rows:
+        j = next(j for j, f in enumerate(design.factors) if f.claim == r["claim"])
+        for m in result["metrics"]:
+            y = {k: np.mean([s[m] for s in x["judge_seeds"]]) for k, x in runs.items()}
+            hi = np.mean([y[k] for k in runs if design.matrix[k, j] > 0])
+            lo = np.mean([y[k] for k in runs if design.matrix[k, j] < 0])
+            assert r["judge"][m]["effect"] == pytest.approx(hi - lo, abs=1e-9)
+    for m in result["metrics"]:
+        assert result["summary"][m]["signs_agree"] == _recount(result, m)
+        assert result["summary"][m]["signs_of"] == 7
+    # The Markdown table reads the same cache: every claim, the agreement line.
+    saved = json.loads(cache.read_text())["scores"]
+    assert len(saved) == 32
+    assert judge_rules.main(args) == 0
+    text = capsys.readouterr().out
+    assert sum(line.startswith("| ") for line in text.splitlines()) == 1 + 7
+    assert "fd: signs agree on" in text and "verdicts agree on" in text
+    assert json.loads(cache.read_text())["scores"] == saved  # nothing judged again
+    # Bad input: one line, exit 2.
+    assert judge_rules.main(["--storage", storage, "--study", "nope", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "nope" in err and "\n" not in err
