@@ -29,7 +29,10 @@ as cuDNN runs float32 convolutions by default (both ``allow_tf32`` flags are rec
 the textbook one too, runs with cuDNN autotuning (recorded as ``cudnn_benchmark``).
 
 Each net's result is printed, and written to ``--json`` (with ``"complete": false`` until
-the last net), as soon as it is done, so a run cut short keeps what it measured.
+the last net), as soon as it is done, so a run cut short keeps what it measured. Each loop
+that runs through ``ganarch.stepper.Stepper`` records ``engine`` (``step``: graph or eager,
+and the reason: one failed capture makes every later capture of the process eager). A loop
+other than ``textbook`` and ``ganarch`` that fails is left out with its error in ``failed``.
 
 Usage::
 
@@ -56,7 +59,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import ganarch
 from ganarch.data import load_dataset
 from ganarch.fused import make_fused_step
-from ganarch.stepper import StepOptions
+from ganarch.stepper import StepOptions, Stepper
 from ganarch.training import make_step
 
 #: The two networks of issue 8: the ``dcgan`` space's size (the paper's DCGAN at 32×32×1,
@@ -65,6 +68,8 @@ NETS = {
     "dcgan": dict(image_size=32, channels=1, width=32, batch_size=64),
     "seed": dict(image_size=32, channels=3, width=128, batch_size=128),
 }
+#: The loops every ratio is taken against: a failure there fails the net's measurement.
+BASELINES = ("textbook", "ganarch")
 
 
 def sync(device: torch.device) -> None:
@@ -231,21 +236,26 @@ def bench_net(name: str, args, device: torch.device, peak: float, bf16_peak: flo
             if compiled is not None:
                 loops["ganarch_compiled"] = (compiled, 1)
                 layout["ganarch_compiled"] = nhwc
+    failed: dict[str, str] = {}
     for k in args.ks:
-        loops[f"fused_k{k}"] = (fused_step(spec, images, device, k, options)[0], k)
+        try:
+            loops[f"fused_k{k}"] = (fused_step(spec, images, device, k, options)[0], k)
+        except Exception as exc:  # e.g. no vmap batching rule here: keep the other figures
+            failed[f"fused_k{k}"] = f"{type(exc).__name__}: {exc}"[:300]
+            print(f"  {name} fused_k{k} failed: {failed[f'fused_k{k}']}", file=sys.stderr)
+            continue
         layout[f"fused_k{k}"] = False  # make_fused_step does not apply channels_last
     steps = args.steps if name == "dcgan" else max(1, args.steps // args.seed_divisor)
     warmup = args.warmup
     if device.type == "cuda":  # the graph's warm-up steps and its capture happen in warm-up
         warmup = max(warmup, options.warmup_steps + 2)
     times: dict[str, list[float]] = {key: [] for key in loops}
-    failed: dict[str, str] = {}
     for r in range(args.repeats):
         for key, (step, _) in list(loops.items()):  # interleaved: all see the same load
             try:
                 times[key].append(seconds_per_step(step, steps, warmup if r == 0 else 1, device))
-            except Exception as exc:  # a compiled step can fail late: drop it, keep the rest
-                if key != "ganarch_compiled":
+            except Exception as exc:  # a loop that fails late is dropped, the rest kept
+                if key in BASELINES:  # every ratio needs these two
                     raise
                 failed[key] = f"{type(exc).__name__}: {exc}"[:300]
                 print(f"  {name} {key} failed: {failed[key]}", file=sys.stderr)
@@ -265,7 +275,7 @@ def bench_net(name: str, args, device: torch.device, peak: float, bf16_peak: flo
     base = times["textbook"]
     single = times["ganarch"]
     old = times.get("ganarch_before")
-    for key, (_, k) in loops.items():
+    for key, (step, k) in loops.items():
         med = statistics.median(times[key])
         ips = k * bs / med
         vs_textbook = [k * b / t for b, t in zip(base, times[key], strict=True)]
@@ -282,6 +292,8 @@ def bench_net(name: str, args, device: torch.device, peak: float, bf16_peak: flo
             "vs_ganarch_one_seed_per_repeat": [round(r, 3) for r in vs_single],
             "channels_last": layout[key],
         }
+        if isinstance(step, Stepper):  # graph or eager, and why: a figure says what it ran
+            out["loops"][key]["engine"] = step.record()
         if bf16_peak is not None:  # the issue's bound: the bf16 dense matmul rate
             out["loops"][key]["fraction_of_bf16_bound"] = round(ips * fpi / bf16_peak, 4)
         if old is not None:  # vs ganarch before issue 8 (eager, bf16, NHWC), one seed
