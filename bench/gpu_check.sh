@@ -4,7 +4,8 @@
 # Optuna, typer and a wheel of the project as it stands; rebuild it after every change), then
 # from the project's root on the GPU machine (the `run` tool needs carry: [".whl"]):
 #   bash bench/gpu_check.sh        the essentials, about 8 minutes with the install (limits sum
-#                                  to 405 s): tests, per-step bench, searches, how trials ran
+#                                  to 435 s; run it with timeout_s 540): CUDA tests, memory,
+#                                  per-step bench, searches, how trials ran, then CPU tests
 #   bash bench/gpu_check.sh more   optional, a second command if time is left (about 4 min):
 #                                  torch.compile beside the hand graph, bf16 + channels_last
 # Everything goes to $OUT (or ./gpu-check-out): check.log, bench_*.json, smi_*.csv, journals.
@@ -20,7 +21,9 @@ echo "=== gpu_check $PART $(date -u +%H:%M:%S)"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH || exit 3
 # Every step must run the code of this checkout: the wheel must hold exactly these sources
 # (a wheel built before the last change would measure old code), and imports come from it.
-diff -rq -x __pycache__ ganarch /tmp/site/ganarch || { echo "stale .whl: rebuild it (wheels.sh)"; exit 3; }
+for pair in ganarch:ganarch plugins:ganarch_plugins search_spaces:ganarch_search_spaces; do
+  diff -rq -x __pycache__ "${pair%%:*}" "/tmp/site/${pair##*:}" || { echo "stale .whl: rebuild it (wheels.sh)"; exit 3; }
+done
 (cd /tmp && python3 -c "
 import ganarch, ganarch.stepper, ganarch.fused, optuna, torch
 assert ganarch.__file__.startswith('/tmp/site/'), ganarch.__file__
@@ -56,9 +59,11 @@ PY="python3 -P"
 if [ "$PART" = core ]; then
 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv
 
-# 1. The CUDA tests (graph vs eager, fused on CUDA vs fit on CUDA, the capture fallback,
-#    bf16), then the trainer's own tests with CUDA present.
-step tests-cuda 90 $PY -m pytest tests/test_fused.py tests/test_train.py -q -p no:cacheprovider -rs -x
+# 1. The CUDA tests first and on their own (graph vs eager, replays' draws, fused on CUDA vs
+#    fit on CUDA, a diverging fused seed, bf16, both capture fallbacks): -k cuda selects
+#    them (and one CPU test); -v names each outcome as it comes, so a timeout keeps them.
+#    The files' CPU tests run last (step 5), where a timeout costs nothing else.
+step tests-cuda 75 $PY -m pytest tests/test_fused.py tests/test_train.py -k cuda -v -p no:cacheprovider -rs
 
 # 2. One trial's peak memory (what `--workers auto` divides free memory by), measured
 #    three ways, beside the estimate `auto` uses (ganarch.search.workers.worker_bytes); it also fills the feature-net cache so no search below pays for it.
@@ -116,8 +121,9 @@ for name in ("w1", "auto", "seeds4"):
         trials = optuna.load_study(study_name=s.study_name, storage=storage).trials
         done = [t for t in trials if t.state.name == "COMPLETE"]
         states = collections.Counter(t.state.name for t in trials)
-        if done:
-            span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in trials)).total_seconds()
+        if done:  # a WAITING trial (a requeued retry) has no start
+            first = min(t.datetime_start for t in trials if t.datetime_start is not None)
+            span = (max(t.datetime_complete for t in done) - first).total_seconds()
             per = [(t.datetime_complete - t.datetime_start).total_seconds() for t in done]
             print(f"{name}: {dict(states)}; {len(done)} complete in {span:.1f} s = "
                   f"{len(done) / span * 3600:.0f} trials/hour; seconds per trial {sorted(round(p, 1) for p in per)}")
@@ -130,6 +136,10 @@ for name in ("w1", "auto", "seeds4"):
     for k, n in seen.most_common():
         print(f"  {name} {n} trial(s): step {k[0]} ({k[1]}), seeds {k[2]} ({k[3]})")
 EOF
+
+# 5. The same files' CPU tests with CUDA present (the CPU suite runs them too; last, so a
+#    slow machine cuts only these).
+step tests-cpu 45 $PY -m pytest tests/test_fused.py tests/test_train.py -k "not cuda" -q -p no:cacheprovider -rs
 fi
 
 if [ "$PART" = more ]; then
