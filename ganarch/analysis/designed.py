@@ -20,14 +20,14 @@ to publish.
 That leave-one-seed-out count is the measured re-seeding check. The flip rate
 (:func:`rerun_flip_rates`, any number of seeds) is a model-based prediction, not a
 measurement: the chance that a re-run gives another verdict if the true effects were the
-fitted ones. ``RERUNS`` re-runs are simulated from the fit (each run's fitted response plus
-fresh normal noise with the residual variance) and refitted with the same model and verdict
-rule; the rate is the share whose verdict differs from the study's own. It is a function of
-the claim's observed t and df alone ("observed power"), so it carries no information beyond
-the interval; it says how near the interval's edge the verdict sits (a strong effect: near
-0; an estimate at the edge: about half; an estimate of 0: about 5%). A rate of
-``UNSTABLE_RATE`` or more, or any seed flip, marks a *confirmed* or *contradicted* verdict
-"(unstable)"; an inconclusive verdict shows its rate but gets no mark.
+fitted ones, :func:`ganarch.analysis.stats.flip_rate` of each main effect. A re-run (each
+run's fitted response plus fresh normal noise with the residual variance, refitted with the
+same model) has a t distributed as (t + Z)/√(χ²_df/df), noncentral t, so the rate is exact
+and a function of the claim's observed t and df alone ("observed power"): it carries no
+information beyond the interval; it says how near the interval's edge the verdict sits (a
+strong effect: near 0; an estimate at the edge: about half; an estimate of 0: about 5%). A
+rate of ``UNSTABLE_RATE`` or more, or any seed flip, marks a *confirmed* or *contradicted*
+verdict "(unstable)"; an inconclusive verdict shows its rate but gets no mark.
 
 A design with runs missing (a study stopped early, or runs that failed) is analysed as the
 runs present: which main effects are estimable and what each is aliased with are recomputed
@@ -44,12 +44,19 @@ from typing import Any
 
 import numpy as np
 
-from ganarch.analysis.stats import CONFIDENCE, N_MIN, Effect, t_quantile, verdict
+from ganarch.analysis.stats import (
+    CONFIDENCE,
+    N_MIN,
+    UNSTABLE_RATE,
+    Effect,
+    flip_rate,
+    t_quantile,
+    verdict,
+)
 from ganarch.search.design import DESIGN_ATTR, RUN_ATTR, Design, Factor
 
 __all__ = [
     "MIN_INTERACTION_DF",
-    "RERUNS",
     "UNSTABLE_RATE",
     "Aliasing",
     "DesignFit",
@@ -64,11 +71,6 @@ __all__ = [
     "rerun_flip_rates",
     "reseed_flips",
 ]
-
-#: Re-runs simulated per flip rate (fixed seed: the table is the same each time it is read).
-RERUNS = 400
-#: A flip rate from this share up marks a confirmed or contradicted verdict "(unstable)".
-UNSTABLE_RATE = 0.2
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,8 @@ class Fit:
     estimable: bool  # False: the runs present do not separate every main effect
     #: Per column: whether the runs present estimate it (apart from every other column).
     columns: tuple[bool, ...] = ()
-    #: The model's fitted response per run and the residual standard deviation (what
-    #: :func:`rerun_flip_rates` simulates from); ``None`` when nothing was estimable.
+    #: The model's fitted response per run and the residual standard deviation (a re-run
+    #: of the study draws around them); ``None`` when nothing was estimable.
     fitted: np.ndarray | None = field(default=None, compare=False, repr=False)
     sigma: float | None = field(default=None, compare=False, repr=False)
 
@@ -341,37 +343,29 @@ def rerun_flip_rates(
     names: Sequence[str],
     *,
     higher_is_better: bool = True,
-    reruns: int = RERUNS,
-    seed: int = 0,
 ) -> list[float | None]:
     """Per factor, the flip rate: a model-based prediction of the chance that a re-run gives
     another verdict *if the true effects were the fitted ones* (``None`` where the fit gives
-    that factor no verdict). Not a measurement of seed noise: the leave-one-seed-out refits
-    (:func:`reseed_flips`) are the measured re-seeding check.
+    that factor no verdict, or its interval no width). Not a measurement of seed noise: the
+    leave-one-seed-out refits (:func:`reseed_flips`) are the measured re-seeding check.
 
-    Computed as the share of ``reruns`` simulated re-runs whose verdict differs from the
-    study's own: each keeps the runs present and the model of :func:`fit_design`, with
-    responses the fitted ones plus independent normal noise with the fit's residual variance
-    (fixed ``seed``). A re-run's t is then distributed as (t + Z)/√(χ²_df/df), so the rate is
-    a function of the claim's observed t and df alone ("observed power"): it adds nothing to
-    the interval but says how near its edge the verdict sits. Example: a planted effect of
-    10 residual standard deviations flips in none of the re-runs; an estimate just past its
-    interval's edge flips in about half; an estimate of exactly 0 in about 5%.
+    A re-run keeps the runs present and the model of :func:`fit_design`, with responses the
+    fitted ones plus independent normal noise with the fit's residual variance. Its t is then
+    (t + Z)/√(χ²_df/df), noncentral t, so the rate is :func:`ganarch.analysis.stats.flip_rate`
+    of the fitted effect: exact, and a function of the claim's observed t and df alone
+    ("observed power"); it adds nothing to the interval but says how near its edge the
+    verdict sits. (Earlier releases simulated 400 such re-runs; the tests check that a
+    simulation agrees.) Example: a planted effect of 10 residual standard deviations flips in
+    none of the re-runs; an estimate just past its interval's edge in about half; an
+    estimate of exactly 0 in about 5%.
     """
-    yv = np.asarray(list(y), dtype=float)
-    model = fit_design(design, runs, yv, names)
-    base = [design_verdict(e, higher_is_better=higher_is_better) for e in model.main.effects]
-    judged = [b != "not enough trials" for b in base]
-    if not any(judged) or model.main.fitted is None or model.main.sigma is None:
-        return [None] * len(base)
-    fitted, sigma = model.main.fitted, model.main.sigma
-    rng = np.random.default_rng(seed)
-    flips = np.zeros(len(base))
-    for _ in range(reruns):
-        fit = fit_design(design, runs, fitted + rng.normal(0.0, sigma, len(yv)), names).main
-        for j, e in enumerate(fit.effects):
-            flips[j] += design_verdict(e, higher_is_better=higher_is_better) != base[j]
-    return [float(f / reruns) if ok else None for f, ok in zip(flips, judged, strict=True)]
+    model = fit_design(design, runs, list(y), names)
+    return [
+        flip_rate(e, higher_is_better=higher_is_better)
+        if design_verdict(e, higher_is_better=higher_is_better) != "not enough trials"
+        else None
+        for e in model.main.effects
+    ]
 
 
 @dataclass(frozen=True)
