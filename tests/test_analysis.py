@@ -268,6 +268,9 @@ def test_cli_rules_and_report(tmp_path, cli):
     verdicts = {r["claim"]: r["verdict"] for r in data["rules"]}
     assert verdicts[6] == "confirmed" and verdicts[7] == "contradicted"
     assert "verdict_rule" in data
+    rates = {r["claim"]: r["flip_rate"] for r in data["rules"]}
+    assert all(0.0 <= rates[c] <= 1.0 for c in (3, 6, 7)) and rates[1] is None
+    assert any("chosen by its sampler" in n for n in data["notes"])
 
     res = runner.invoke(cli, ["rules", "synth", "--storage", storage, "--evaluator", "fanova"])
     assert res.exit_code == 0, res.output
@@ -324,30 +327,35 @@ def test_cli_ablate(tmp_path, cli, monkeypatch):
     import ganarch.analysis.ablation as ablate_module
 
     monkeypatch.setattr(ablate_module, "_default_train", lambda: FakeTrain())
-    res = CliRunner().invoke(
-        cli,
-        [
-            "ablate",
-            "--image-size",
-            "16",
-            "--width",
-            "8",
-            "--steps",
-            "3",
-            "--seeds",
-            "3",
-            "--claims",
-            "3,7",
-            "--out",
-            str(tmp_path / "abl"),
-            "--json",
-        ],
-    )
+    args = [
+        "ablate",
+        "--image-size",
+        "16",
+        "--width",
+        "8",
+        "--steps",
+        "3",
+        "--seeds",
+        "3",
+        "--claims",
+        "3,7",
+        "--out",
+        str(tmp_path / "abl"),
+    ]
+    res = CliRunner().invoke(cli, [*args, "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["evidence"] == "ablation (controlled, paired seeds)"
     assert [r["claim"] for r in data["rules"]] == [3, 7]
     assert data["rules"][1]["verdict"] == "confirmed"
+    # +0.10 [0.075, 0.125] over 3 seeds: a re-run keeps it (t = 17); claim 3: no width, no rate
+    assert data["rules"][1]["flip_rate"] < 0.05 and data["rules"][1]["stable"] is True
+    assert data["rules"][0]["flip_rate"] is None
+    # the same ablation as a table: resumed, nothing trained again
+    res = CliRunner().invoke(cli, args, env={"COLUMNS": "120"})
+    assert res.exit_code == 0, res.output
+    row7 = next(line for line in res.stdout.splitlines() if "Adam beta1" in line)
+    assert "flips" in res.stdout and re.search(r"\b\d+% .*confirmed", row7), res.stdout
 
 
 def test_cli_reads_the_storage_from_the_environment_and_never_creates_one(tmp_path, monkeypatch):
@@ -400,4 +408,44 @@ def test_ablate_table_reports_flips_with_four_seeds(tmp_path):
     )
     row = _row(table, 7)
     assert row.verdict == "confirmed" and row.flips == (0, 4)
-    assert any(n.startswith("flips: leave-one-seed-out") for n in table.notes)
+    assert row.flip_rate is not None and row.flip_rate < 0.01 and row.stable
+    assert any(n.startswith("seed flips (after the rate") for n in table.notes)
+
+
+class WobblyTrain(FakeTrain):
+    """β1 = 0.9 costs 0.065, 0.135 and 0.100 on seeds 0, 1, 2: +0.1 [0.013, 0.187] over three
+    paired seeds, just past the interval's edge (t = 4.95, t(0.975, 2) = 4.30)."""
+
+    def __call__(self, spec, *, data, steps, seed, device, out_dir):
+        drop = {0: 0.065, 1: 0.135, 2: 0.100}[seed] * (spec.training.beta1 == 0.9)
+        objective = 0.5 + 0.05 * seed - drop
+        return {"objective": objective, "quality": objective, "stability": 1.0, "metrics": {}}
+
+
+def test_ablate_rows_carry_a_flip_rate_and_a_verdict_near_its_edge_is_unstable(tmp_path):
+    from ganarch.analysis.stats import flip_rate
+
+    table = ablate(
+        _base(),
+        seeds=[0, 1, 2],
+        steps=2,
+        claims=[get_claim(7), get_claim(3)],
+        out_dir=tmp_path,
+        train_fn=WobblyTrain(),
+        progress=False,
+    )
+    shaky, flat = _row(table, 7), _row(table, 3)
+    assert shaky.verdict == "confirmed" and shaky.flips is None  # 3 seeds: no seed flips
+    assert shaky.flip_rate == pytest.approx(flip_rate(shaky.effect))
+    assert 0.2 <= shaky.flip_rate < 0.5  # a re-run of 3 seeds loses it about 1 time in 3
+    assert shaky.stable is False and shaky.shown_verdict == "confirmed (unstable)"
+    d = shaky.to_dict()
+    assert (d["verdict"], d["flip_rate"], d["shown_verdict"]) == (
+        "confirmed",
+        shaky.flip_rate,
+        "confirmed (unstable)",
+    )
+    # claim 3 changes nothing here: identical pairs, an interval without width, no rate
+    assert flat.verdict == "inconclusive" and flat.flip_rate is None
+    assert any(n.startswith("flips: a model-based prediction") for n in table.notes)
+    assert any(n.startswith("seed flips: not measured") for n in table.notes)

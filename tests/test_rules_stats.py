@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -190,6 +191,25 @@ def test_rules_table_finds_planted_effects(maximize):
     assert set(r3.param_importances) == {"g_norm", "d_norm"}
     d = table.to_dict()
     assert d["importance_evaluator"] == table.evaluator and len(d["rules"]) == 7
+
+
+@pytest.mark.parametrize("n", [24, 120])  # Welch t (under 30 a side), bootstrap (from 30)
+def test_a_search_table_row_carries_its_flip_rate(n):
+    table = rules_table(synthetic_study(n=n, maximize=False))
+    r6, r3, r1 = (_row(table, i) for i in (6, 3, 1))
+    assert r6.effect.method == ("welch t" if n < 2 * N_BOOTSTRAP else "bootstrap")
+    for row in (r6, r3):
+        assert row.flip_rate == pytest.approx(flip_rate(row.effect, higher_is_better=False))
+        assert row.to_dict()["flip_rate"] == row.flip_rate and 0.0 <= row.flip_rate <= 1.0
+    assert r1.flip_rate is None  # not enough trials: no rate
+    if n == 120:  # a planted effect of 3 standard deviations, 60 trials a side: no doubt
+        assert r6.verdict == "confirmed" and r6.flip_rate < 0.01 and r6.stable
+    note = next(n for n in table.notes if n.startswith("flips: a model-based prediction"))
+    assert "chosen by its sampler" in note and "not a controlled re-run" in note
+    # The "(unstable)" rule of every table: a confirmed verdict near its interval's edge.
+    edge = _effect_at(2.2, None, method="bootstrap", n=40)
+    shaky = dataclasses.replace(r6, effect=edge, flip_rate=flip_rate(edge), verdict="confirmed")
+    assert shaky.flip_rate >= UNSTABLE_RATE and shaky.shown_verdict == "confirmed (unstable)"
 
 
 @pytest.mark.parametrize(

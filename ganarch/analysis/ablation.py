@@ -5,7 +5,9 @@ claim's one documented change (``Claim.alternative``, e.g. claim 7: ``beta1=0.9`
 the same seeds. Seed ``s`` of a variant is paired with seed ``s`` of the paper's spec (same
 initial noise stream, same batches), and the effect is the mean per-seed difference of the
 objective with a t-interval on the paired differences (``ganarch.analysis.stats``; a
-bootstrap over a handful of seeds would be far too narrow).
+bootstrap over a handful of seeds would be far too narrow). Each claim's flip rate
+(``stats.flip_rate``, exact for the paired t) says how likely a re-run with as many new seeds
+is to give another verdict; from 4 seeds the leave-one-seed-out refits measure it too.
 
 Every finished run is saved at once to ``OUT/variants/<variant>.json`` (and its run directory
 under ``OUT/runs/``), so an interrupted ablation resumes where it stopped when run again with
@@ -27,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from ganarch.analysis.claims import CLAIMS, Claim
-from ganarch.analysis.rules import EVIDENCE_ABLATION, RuleRow, RulesTable
-from ganarch.analysis.stats import N_MIN, t_paired, verdict
+from ganarch.analysis.rules import EVIDENCE_ABLATION, RuleRow, RulesTable, flip_rate_note
+from ganarch.analysis.stats import N_MIN, flip_rate, t_paired, verdict
 from ganarch.builder import GANSpec
 from ganarch.errors import GanarchError, SpecError
 from ganarch.templates import PAPER_CHOICES, dcgan_spec
@@ -408,6 +410,7 @@ def ablation_table(
                 effect,
                 verdict(effect, higher_is_better=True),
                 flips=reseed_flips(paper, alt),
+                flip_rate=flip_rate(effect, higher_is_better=True),
             )
         )
         n_runs += len(runs)
@@ -415,14 +418,18 @@ def ablation_table(
     if base_failed:
         notes.insert(0, "paper's DCGAN: " + "; ".join(base_failed))
     notes.insert(0, f"score: {SCORE} (higher is better), one value per seed; pairs share a seed")
+    if any(r.flip_rate is not None for r in rows):
+        notes.append(flip_rate_note("a re-run of the ablation with as many new paired seeds"))
     if any(r.flips for r in rows):
         notes.append(
-            "flips: leave-one-seed-out refits whose verdict differs from the full one; a "
-            "verdict that flips is shown '(unstable)': not one to publish (each refit has one "
-            "seed fewer and t(n-2), so a flip measures lost power as much as seed noise)"
+            "seed flips (after the rate in 'flips', e.g. '3% 1/4'; --json 'flips'): the "
+            "measured re-seeding check, leave-one-seed-out refits whose verdict differs from "
+            "the full one; a confirmed or contradicted verdict that flips is shown "
+            "'(unstable)': not one to publish (each refit has one seed fewer and t(n-2), so a "
+            "flip measures lost power as much as seed noise)"
         )
     else:
-        notes.append(f"flips: not measured (needs {N_MIN + 1} or more paired seeds)")
+        notes.append(f"seed flips: not measured (needs {N_MIN + 1} or more paired seeds)")
     return RulesTable(
         tuple(rows),
         EVIDENCE_ABLATION,

@@ -29,7 +29,14 @@ from typing import Any
 
 from ganarch.analysis import designed
 from ganarch.analysis.claims import CLAIMS, PAPER_TEMPLATE, Claim, declared_claims
-from ganarch.analysis.stats import N_MIN, Effect, search_diff, verdict
+from ganarch.analysis.stats import (
+    N_MIN,
+    UNSTABLE_RATE,
+    Effect,
+    flip_rate,
+    search_diff,
+    verdict,
+)
 from ganarch.errors import SpecError
 from ganarch.search import results
 from ganarch.search.design import DESIGN_ATTR
@@ -44,6 +51,7 @@ __all__ = [
     "RuleRow",
     "RulesTable",
     "ScoredTrial",
+    "flip_rate_note",
     "make_evaluator",
     "rules_table",
     "scored_trials",
@@ -104,9 +112,9 @@ class RuleRow:
     aliases: str | None = None
     #: A designed study with runs missing: the verdict may change when they finish.
     provisional: bool = False
-    #: A designed study's flip rate, a model-based prediction (a function of t and df): the
-    #: chance a re-run gives another verdict if the true effects were the fitted ones
-    #: (``analysis.designed.rerun_flip_rates``); None: not computed.
+    #: The flip rate, a model-based prediction (a function of t and df): the chance a re-run
+    #: gives another verdict if the true effect were the estimate (``stats.flip_rate``);
+    #: None: no verdict, or an interval without width.
     flip_rate: float | None = None
     #: A designed study whose runs present cannot estimate this claim: what it is aliased with.
     confounded_with: str | None = None
@@ -115,7 +123,7 @@ class RuleRow:
     def stable(self) -> bool | None:
         """For a *confirmed* or *contradicted* verdict: False when a refit with one seed left
         out (the measured re-seeding check) gave another verdict, or the model-based flip rate
-        is ``UNSTABLE_RATE`` (20%) or more. None: not measured, or a verdict that claims no
+        is ``UNSTABLE_RATE`` (20%) or more; one rule for every table. None: not measured, or a verdict that claims no
         effect (inconclusive: its flip rate is shown, but it gets no mark; for it the rate
         only says how close its t is to the interval's edge)."""
         if self.verdict not in ("confirmed", "contradicted"):
@@ -123,7 +131,7 @@ class RuleRow:
         if not self.flips and self.flip_rate is None:
             return None
         seed_flip = bool(self.flips) and self.flips[0] > 0
-        return not (seed_flip or (self.flip_rate or 0.0) >= designed.UNSTABLE_RATE)
+        return not (seed_flip or (self.flip_rate or 0.0) >= UNSTABLE_RATE)
 
     @property
     def shown_verdict(self) -> str:
@@ -301,6 +309,30 @@ def _importances(
 # -- the table ---------------------------------------------------------------------------------
 
 
+def flip_rate_note(rerun: str, *, bootstrap: bool = False) -> str:
+    """The note under a table that shows flip rates (``stats.flip_rate``); ``rerun`` says what
+    a re-run is for this kind of evidence."""
+    return (
+        f"flips: a model-based prediction, not a measurement: the chance that {rerun} gives "
+        "another verdict if the true effect were the estimate (exact: a re-run's t is "
+        "noncentral t on the interval's df"
+        + ("; the normal limit for a bootstrap interval" if bootstrap else "")
+        + "). It is a function of the claim's t and df alone, so it adds no information "
+        "beyond the interval: it says how near the interval's edge the verdict sits; "
+        f"{UNSTABLE_RATE:.0%} or more marks a confirmed or contradicted verdict '(unstable)', "
+        "an inconclusive one gets no mark"
+    )
+
+
+#: What a re-run is in a search: a search's trials are chosen by its sampler, so no re-run
+#: of the search would draw the same sides again.
+SEARCH_RERUN = (
+    "another sample of as many trials a side, drawn independently (a search's trials are "
+    "chosen by its sampler, so this describes the interval, not a controlled re-run of the "
+    "search)"
+)
+
+
 def table_from_scores(
     scored: Sequence[ScoredTrial],
     *,
@@ -328,6 +360,7 @@ def table_from_scores(
         paper = [s.score for s in scored if claim.side(s.choices) == "paper"]
         alt = [s.score for s in scored if claim.side(s.choices) == "alternative"]
         effect = search_diff(paper, alt, seed=seed + claim.id)
+        call = verdict(effect, higher_is_better=higher_is_better)
         params = _claim_params(claim, searched)
         assessed = [p for p in params if importances is not None and p in importances]
         note = importance_note
@@ -345,12 +378,17 @@ def table_from_scores(
             RuleRow(
                 claim,
                 effect,
-                verdict(effect, higher_is_better=higher_is_better),
+                call,
                 value,
                 per,
                 note,
+                flip_rate=flip_rate(effect, higher_is_better=higher_is_better),
             )
         )
+    notes = list(notes)
+    if any(r.flip_rate is not None for r in rows):
+        boot = any("bootstrap" in r.effect.method for r in rows if r.flip_rate is not None)
+        notes.append(flip_rate_note(SEARCH_RERUN, bootstrap=boot))
     return RulesTable(
         tuple(rows),
         evidence,
@@ -645,13 +683,10 @@ def designed_table(study: Study, *, claims: Sequence[Claim] = CLAIMS) -> RulesTa
         )
     if any(r is not None for r in rates):
         notes.append(
-            "flips: a model-based prediction, not a measurement: the chance that a re-run "
-            "gives another verdict if the true effects were the fitted ones (the share of "
-            f"{designed.RERUNS} re-runs simulated from the fit, fitted responses plus normal "
-            "noise with the residual variance). It is a function of the claim's t and df "
-            "alone, so it adds no information beyond the interval: it says how near the "
-            f"interval's edge the verdict sits; {designed.UNSTABLE_RATE:.0%} or more marks a "
-            "confirmed or contradicted verdict '(unstable)', an inconclusive one gets no mark"
+            flip_rate_note(
+                "a re-run of the design (the same runs; fitted responses plus fresh noise with "
+                "the residual variance)"
+            )
         )
     if flips:
         notes.append(
