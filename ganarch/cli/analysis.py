@@ -66,8 +66,8 @@ def _width() -> int:
 
 
 def _flips(rate: float | None, seed_flips: tuple[int, int] | None) -> str:
-    """A designed study's re-run flip rate ("12%"), then the leave-one-seed-out count when
-    measured ("12% 1/2"); an ablation has the count alone."""
+    """The flip rate ("12%"; every kind of table), then the leave-one-seed-out count where
+    it was measured ("12% 1/2": a designed study with 2+ seeds, an ablation with 4+)."""
     count = f"{seed_flips[0]}/{seed_flips[1]}" if seed_flips else ""
     if rate is not None:
         return f"{rate:.0%} {count}".strip()
@@ -172,13 +172,13 @@ def register(app: typer.Typer) -> None:
         """Which of the paper's rules a study's trials confirm, contradict or leave open.
 
         One row per claim: trials on each side, the effect on the score with a 95% CI (Welch
-        t below 30 trials a side, bootstrap above), the parameter importance and a verdict.
-        Search evidence is sampler-biased; a designed study (--sampler fractional) or
-        `ganarch ablate` is the controlled test: for a designed study the table holds
-        least-squares main effects with t-intervals and, per claim, how often its verdict
-        flips in re-runs simulated from the fit (and, with 2+ seeds, when one seed is left
-        out); with runs missing, what is estimable and aliased is recomputed from the runs
-        present.
+        t below 30 trials a side, bootstrap above), the parameter importance, the flip rate
+        (the chance that a re-run gives another verdict if the effect were the estimate) and
+        a verdict. Search evidence is sampler-biased; a designed study (--sampler fractional)
+        or `ganarch ablate` is the controlled test: for a designed study the table holds
+        least-squares main effects with t-intervals and, with 2+ seeds, how often a verdict
+        flips when one seed is left out; with runs missing, what is estimable and aliased is
+        recomputed from the runs present.
         """
         from ganarch.analysis.rules import rules_table
         from ganarch.analysis.stats import VERDICT_RULE
@@ -217,8 +217,10 @@ def register(app: typer.Typer) -> None:
         """Train the paper's DCGAN and, for each claim, the same net with that rule flipped.
 
         Every variant trains with the same K seeds; the effect is the mean per-seed difference
-        with a 95% t-interval on the paired differences. Finished runs are saved to --out, so rerunning the same
-        command resumes an interrupted ablation.
+        with a 95% t-interval on the paired differences, and `flips` the chance that a re-run
+        with K new seeds gives another verdict (with 4+ seeds also the leave-one-seed-out
+        count). Finished runs are saved to --out, so rerunning the same command resumes an
+        interrupted ablation.
         """
         from ganarch.analysis.ablation import ablate
         from ganarch.analysis.stats import VERDICT_RULE
