@@ -11,9 +11,14 @@
 #   2. per dataset: `ganarch ablate` (the paper's DCGAN, one rule flipped at a time, SEEDS
 #      paired seeds, STEPS steps) as the one-factor-at-a-time check of the same claims;
 #   3. a space-filling (QMC) search of TRIALS trials over the full `dcgan` space on digits, for
-#      effects beyond the toggles (spectral norm, learning rate, other blocks and slopes).
+#      effects beyond the toggles (spectral norm, learning rate, other blocks and slopes);
+#   4. after each designed study and each ablation: the independent judge
+#      (experiments/judge_rules.py, tests/score_judge.py) scores every run's generators on the
+#      CPU and fits its metrics as ganarch fits its score: does it agree on each claim?
 # Outputs under OUT: *.rules.json (rules tables), ablate-*.json, report-*/report.html (tables
-# and effect plots), environment.txt (device, versions, commit), walltimes.txt.
+# and effect plots), *.judge.json and *.judge.md (ganarch's verdicts beside the judge's; the
+# judge's scores are cached in each runs folder's judge-scores.json), environment.txt (device,
+# versions, commit), walltimes.txt. The judge needs the test extra: pip install -e .[test].
 set -euo pipefail
 
 OUT=${OUT:-results}
@@ -49,6 +54,17 @@ rules() {  # rules STUDY: the rules table (JSON) and the HTML report of a study
     ganarch report "$1" --storage "$STORE" -o "$OUT/report-$1" --force > /dev/null
 }
 
+HERE=$(cd "$(dirname "$0")" && pwd)
+judge() {  # judge NAME ARGS...: the judge's verdicts beside ganarch's, as NAME.judge.json/.md
+    # (cached per generator, so a rerun only judges what is new; written whole or not at all)
+    local name=$1
+    shift
+    python "$HERE/judge_rules.py" --quiet "$@" --json > "$OUT/$name.judge.json.tmp"
+    mv "$OUT/$name.judge.json.tmp" "$OUT/$name.judge.json"
+    python "$HERE/judge_rules.py" --quiet "$@" > "$OUT/$name.judge.md.tmp"
+    mv "$OUT/$name.judge.md.tmp" "$OUT/$name.judge.md"
+}
+
 for DATA in $DATASETS; do
     for N in "$SHORT_STEPS" "$STEPS"; do
         STUDY="claims-$DATA-$SIZE-$N"
@@ -56,10 +72,13 @@ for DATA in $DATASETS; do
             --image-size "$SIZE" --width "$WIDTH" --steps "$N" --seeds "$SEEDS" --trials 32 \
             --study "$STUDY" --storage "$STORE" --out "$OUT/runs/$STUDY" --device "$DEVICE" --quiet
         rules "$STUDY"
+        timed "judge-$STUDY" judge "$STUDY" --storage "$STORE" --study "$STUDY" \
+            --out "$OUT/runs/$STUDY"
     done
     timed "ablate-$DATA" ganarch ablate --data "$DATA" --image-size "$SIZE" --width "$WIDTH" \
         --steps "$STEPS" --seeds "$SEEDS" --out "$OUT/ablate-$DATA" --device "$DEVICE" --json \
         > "$OUT/ablate-$DATA.json"
+    timed "judge-ablate-$DATA" judge "ablate-$DATA" --ablate "$OUT/ablate-$DATA"
 done
 
 STUDY="dcgan-qmc-digits-$SIZE"

@@ -188,7 +188,7 @@ def test_a_real_designed_study_gets_a_judge_row_per_claim_with_ganarch_s_own_eff
     assert len(saved) == 32
     assert judge_rules.main(args) == 0
     text = capsys.readouterr().out
-    assert sum(line.startswith("| ") for line in text.splitlines()) == 1 + 7
+    assert sum(line.startswith("| ") for line in text.splitlines()) == 2 + 7  # head, rule
     assert "fd: signs agree on" in text and "verdicts agree on" in text
     assert json.loads(cache.read_text())["scores"] == saved  # nothing judged again
     # Bad input: one line, exit 2.
