@@ -308,6 +308,25 @@ def test_cli_rules_and_report(tmp_path, cli):
     assert "ablation (controlled, paired seeds)" in text and not re.search(r"https?://", text)
 
 
+def test_a_search_table_at_80_columns_shows_flips_under_the_verdict(capsys, monkeypatch):
+    """The importance and flips columns together do not fit 80 columns: the rates go under
+    each verdict, and the table stays a table (not one record per claim)."""
+    from ganarch.analysis import rules_table
+
+    table = rules_table(synthetic_study(n=60))
+    monkeypatch.setenv("COLUMNS", "80")
+    analysis_cli.print_table(table)
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert any("┃ verdict" in line for line in lines) and "┃ flips" not in text
+    rate = _row(table, 6).flip_rate
+    assert re.search(rf"│ flips {rate:.0%}\s*│", text), text
+    monkeypatch.setenv("COLUMNS", "100")  # room for its own column
+    analysis_cli.print_table(table)
+    assert "┃ flips" in capsys.readouterr().out
+
+
 def test_cli_bad_input(tmp_path, cli):
     from ganarch.cli import _Group
 

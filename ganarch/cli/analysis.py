@@ -78,9 +78,26 @@ def print_table(table: RulesTable) -> None:
     """The rules table for a terminal (stdout), with its evidence kind and evaluator.
 
     Narrow terminals get the essential columns; the side means show from 110 columns
-    (``--json`` always has everything).
+    (``--json`` always has everything). Where the flips column alone would push a narrow
+    table into one record per row (a search's table at 80 columns), each claim's flips go
+    under its verdict instead.
     """
+    from ganarch.cli._common import _least_width, keep_words_whole
+
     wide = _width() >= 110
+    t = _grid(table, wide, flips_under_verdict=False)
+    if not wide and any(c.header == "flips" for c in t.columns):
+        keep_words_whole(t)
+        if _least_width(t) > _width():
+            folded = _grid(table, wide, flips_under_verdict=True)
+            keep_words_whole(folded)
+            t = folded if _least_width(folded) <= _width() else t
+    print_fitted(t)  # the one folding rule of every table: names and numbers stay whole
+    for line in table.notes:
+        note(f"note: {line}")
+
+
+def _grid(table: RulesTable, wide: bool, *, flips_under_verdict: bool) -> Table:
     t = Table(
         title=f"Rules of Radford et al. (2015) — {table.source}",
         caption=f"evidence: {table.evidence}. effect on {table.score} = mean(paper) − "
@@ -99,7 +116,7 @@ def print_table(table: RulesTable) -> None:
     if table.evaluator is not None:
         t.add_column("importance" if wide else "import.", justify="right", no_wrap=True)
     reseeded = any(r.flips or r.flip_rate is not None for r in table.rows)
-    if reseeded:
+    if reseeded and not flips_under_verdict:
         t.add_column("flips", justify="right")  # "12% 1/2" may fold at its space
     t.add_column("verdict", min_width=10)
     for r in table.rows:
@@ -111,14 +128,15 @@ def print_table(table: RulesTable) -> None:
         cells += [_fmt(e.effect), ci]
         if table.evaluator is not None:
             cells.append(_fmt(r.importance))
-        if reseeded:
+        if reseeded and not flips_under_verdict:
             cells.append(_flips(r.flip_rate, r.flips))
         style = _VERDICT_STYLE.get(r.verdict, "")
-        cells.append(Text(r.shown_verdict, style=style))  # a style, never markup parsed from text
+        shown = Text(r.shown_verdict, style=style)  # a style, never markup parsed from text
+        if reseeded and flips_under_verdict and (r.flip_rate is not None or r.flips):
+            shown.append(f"\nflips {_flips(r.flip_rate, r.flips)}", style="dim")
+        cells.append(shown)
         t.add_row(*cells)
-    print_fitted(t)  # the one folding rule of every table: names and numbers stay whole
-    for line in table.notes:
-        note(f"note: {line}")
+    return t
 
 
 def print_study_rules(study: str, storage: str) -> None:
