@@ -8,11 +8,17 @@
 #                                  per-step bench, searches, how trials ran, then CPU tests
 #   bash bench/gpu_check.sh more   optional, a second command if time is left (about 4 min):
 #                                  torch.compile beside the hand graph, bf16 + channels_last
-# Everything goes to $OUT (or ./gpu-check-out): check.log, bench_*.json, smi_*.csv, journals.
+# The `run` tool brings back at most 8 files from $OUT (16 MiB each, 64 MiB in all; see
+# /work/.library/device/README.md), so $OUT (or ./gpu-check-out) holds only a few flat files:
+# check-PART.log, bench_*.json and, for core, extras-core.tar.gz (journals, search JSON,
+# smi CSVs, each trial's metrics.json and spec.json). The bulk (trial runs with their images
+# and checkpoints, the feature cache) stays in $WORK (/tmp/gpu-check-work).
 set -uo pipefail
 PART=${1:-core}
 OUT=${OUT:-$PWD/gpu-check-out}
-mkdir -p "$OUT"
+WORK=${GPU_CHECK_WORK:-/tmp/gpu-check-work}
+mkdir -p "$OUT" "$WORK"
+export PYTHONUNBUFFERED=1  # a step killed by its timeout keeps what it printed in the log
 LOG="$OUT/check-$PART.log"
 exec > >(tee -a "$LOG") 2>&1
 echo "=== gpu_check $PART $(date -u +%H:%M:%S)"
@@ -39,10 +45,10 @@ step() {  # step NAME SECONDS COMMAND...: run under a timeout, say how it ended 
   echo "=== $name: exit $? after $((SECONDS - t0)) s" >&2
 }
 
-smi_start() { nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -lms 500 > "$OUT/smi_$1.csv" & SMI=$!; }
+smi_start() { nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -lms 500 > "$WORK/smi_$1.csv" & SMI=$!; }
 smi_stop() {
   kill "$SMI" 2>/dev/null; wait "$SMI" 2>/dev/null
-  python3 - "$OUT/smi_$1.csv" <<'EOF'
+  python3 - "$WORK/smi_$1.csv" <<'EOF'
 import sys
 rows = [l.split(",") for l in open(sys.argv[1]) if l.strip()]
 util = [float(r[0]) for r in rows]
@@ -52,7 +58,7 @@ print(f"GPU busy ({sys.argv[1]}): mean {sum(util) / max(1, len(util)):.1f}% over
 EOF
 }
 
-export GANARCH_CACHE=$OUT/cache
+export GANARCH_CACHE=$WORK/cache
 # -P: do not put the checkout first on sys.path (the tests import the installed wheel)
 PY="python3 -P"
 
@@ -96,8 +102,8 @@ search() {  # search NAME TRIALS EXTRA-ARGS...
   local name=$1 trials=$2; shift 2
   smi_start "$name"
   step "search-$name" 60 ganarch search --space dcgan --data digits --image-size 32 --steps 800 \
-    --pruner none --device cuda --trials "$trials" --timeout 35 --storage "$OUT/$name.journal" \
-    --out "$OUT/runs-$name" --quiet --json "$@" > "$OUT/search_$name.json"
+    --pruner none --device cuda --trials "$trials" --timeout 35 --storage "$WORK/$name.journal" \
+    --out "$WORK/runs-$name" --quiet --json "$@" > "$WORK/search_$name.json"
   smi_stop "$name"
 }
 search w1 3 --workers 1
@@ -106,7 +112,7 @@ search seeds4 2 --seeds 4
 
 # how each search went: trials/hour, and how each trial's step ran (graph or eager and why;
 # seeds fused or sequential and why) -- the only evidence that capture and fusing happened
-$PY - "$OUT" <<'EOF'
+$PY - "$WORK" <<'EOF'
 import collections, json, pathlib, sys
 import optuna
 from ganarch.search.storage import open_storage
@@ -136,6 +142,10 @@ for name in ("w1", "auto", "seeds4"):
     for k, n in seen.most_common():
         print(f"  {name} {n} trial(s): step {k[0]} ({k[1]}), seeds {k[2]} ({k[3]})")
 EOF
+# the searches' records in one file for $OUT (not the trials' images and checkpoints)
+(cd "$WORK" && find . -type f -not -path './cache/*' \( -name '*.journal' -o -name 'search_*.json' \
+  -o -name 'smi_*.csv' -o -name metrics.json -o -name spec.json -o -name study.json \) -print0 \
+  | tar -czf "$OUT/extras-core.tar.gz" --null -T -) && ls -l "$OUT"
 
 # 5. The same files' CPU tests with CUDA present (the CPU suite runs them too; last, so a
 #    slow machine cuts only these).
