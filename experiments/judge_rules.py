@@ -409,6 +409,7 @@ def judge_designed(
         notes.append(
             "runs with no saved generator, left out of the judge's fit: " + ", ".join(missing)
         )
+    notes += saturation([s for r in present for s in per_run[r]], "seeds")
     return _result(
         source=f"designed study {name} ({table.evidence})",
         rows=rows,
@@ -432,7 +433,7 @@ def judge_ablation(folder: str, cache_path: str | None, n: int, seed: int, log) 
     """The comparison for a ``ganarch ablate`` folder: paired t over seeds, per claim."""
     import score_judge
 
-    from ganarch.analysis import t_paired, verdict
+    from ganarch.analysis import CLAIMS, t_paired, verdict
     from ganarch.analysis.ablation import BASELINE, SETTINGS_FILE, ablation_table, load_runs
     from ganarch.builder import GANSpec
 
@@ -442,8 +443,10 @@ def judge_ablation(folder: str, cache_path: str | None, n: int, seed: int, log) 
     except (OSError, ValueError) as exc:
         raise Refused(f"--ablate: {out} holds no readable {SETTINGS_FILE} ({exc})") from None
     base = GANSpec.from_dict(settings["base_spec"])
-    table = ablation_table(out)
     saved = load_runs(out)
+    # The claims this ablation ran (``--claims`` may have picked a few), in ganarch's order.
+    ran = {e.get("claim") for e in saved.values()}
+    table = ablation_table(out, claims=[c for c in CLAIMS if c.id in ran])
     cache = ScoreCache(Path(cache_path) if cache_path else out / CACHE_NAME)
     judged = Judged(
         str(settings["data"]), base.image_size, base.channels, cache, n=n, seed=seed, log=log
@@ -489,6 +492,7 @@ def judge_ablation(folder: str, cache_path: str | None, n: int, seed: int, log) 
     ]
     if judged.unlabelled:
         notes.append(f"{settings['data']} has no labels: no classifier metric")
+    notes += saturation([s for x in run_rows for s in x["judge_seeds"]], "runs")
     return _result(
         source=f"ablation {out} ({table.evidence})",
         rows=rows,
@@ -496,6 +500,22 @@ def judge_ablation(folder: str, cache_path: str | None, n: int, seed: int, log) 
         notes=notes,
         runs=run_rows,
     )
+
+
+#: nn1 from here up: the judge tells (nearly) every sample from a real image.
+NN1_CEILING = 0.99
+
+
+def saturation(scores: Sequence[Mapping[str, float]], what: str) -> list[str]:
+    """A note when the 1-NN test is at its ceiling for most of the generators judged: then
+    its effects rest on the few below it, not on a graded comparison of every run."""
+    high = sum(s["nn1"] >= NN1_CEILING for s in scores)
+    if not scores or high * 2 <= len(scores):
+        return []
+    return [
+        f"nn1 is {NN1_CEILING} or more (nearly every sample told from a real image) in {high} "
+        f"of {len(scores)} {what}: its effects rest on the {len(scores) - high} below that"
+    ]
 
 
 def _finite(v: Any) -> bool:
