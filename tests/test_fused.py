@@ -576,6 +576,46 @@ def test_the_graph_path_trains_every_step_once(monkeypatch, data, fused):
         assert torch.equal(a, b)
 
 
+def test_the_step_bench_says_how_each_loop_ran_and_keeps_figures_past_a_failed_loop(
+    monkeypatch, tmp_path, capsys
+):
+    """bench/bench_train.py (what a GPU run publishes): each ganarch loop records whether its
+    step ran as a graph or eagerly and why (one failed capture makes every later one of the
+    process eager, so a figure must say what it ran), and a fused loop that cannot be built
+    is left out with its error while the net's other figures are still written."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_train.py"
+    spec = importlib.util.spec_from_file_location("bench_train_under_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    real = bench.make_fused_step
+
+    def fused_or_fail(spec, images, seeds, device, options):
+        if len(seeds) == 2:
+            raise RuntimeError("no batching rule for cudnn_batch_norm")
+        return real(spec, images, seeds, device, options)
+
+    monkeypatch.setattr(bench, "make_fused_step", fused_or_fail)
+    out = tmp_path / "bench.json"
+    argv = ["bench_train.py", "--device", "cpu", "--nets", "dcgan", "--ks", "1,2"]
+    argv += ["--steps", "1", "--repeats", "1", "--warmup", "1", "--matmul", "64"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--json", str(out)])
+    bench.main()
+    capsys.readouterr()
+    result = json.loads(out.read_text())
+    assert result["complete"] is True
+    net = result["nets"][0]
+    assert net["failed"] == {"fused_k2": "RuntimeError: no batching rule for cudnn_batch_norm"}
+    assert sorted(net["loops"]) == ["fused_k1", "ganarch", "textbook"]
+    for key in ("ganarch", "fused_k1"):
+        assert net["loops"][key]["engine"]["step"] == "eager"
+        assert "CUDA device" in net["loops"][key]["engine"]["reason"]
+    assert "engine" not in net["loops"]["textbook"]  # the plain loop has no Stepper
+
+
 class _NoStream:
     def wait_stream(self, other):
         pass
