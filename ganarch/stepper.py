@@ -125,6 +125,8 @@ def graph_blocker(device: torch.device, options: StepOptions) -> str | None:
         return "CUDA graph capture is turned off (cuda_graph=False or GANARCH_CUDA_GRAPH=0)"
     if not hasattr(torch.cuda, "CUDAGraph"):
         return f"this torch ({torch.__version__}) has no torch.cuda.CUDAGraph"
+    if _FAILED_CAPTURE is not None:  # so the run's Adam is not made capturable for nothing
+        return f"an earlier capture failed in this process ({_FAILED_CAPTURE})"
     return None
 
 

@@ -434,6 +434,20 @@ def test_graph_is_not_tried_off_cuda_or_when_turned_off():
     assert stepper.record() == {"step": "eager", "reason": graph_blocker(CPU, StepOptions())}
 
 
+def test_after_a_failed_capture_no_run_of_the_process_plans_a_graph(monkeypatch):
+    """Once a capture failed, graph_blocker says so for every later CUDA run: make_step and
+    make_fused_step then build a plain fused Adam, not a capturable one (slower uncaptured,
+    by torch.optim.Adam's documentation) for a step that will never be captured."""
+    gpu = torch.device("cuda")  # only its type is read: no GPU needed
+    monkeypatch.setattr("ganarch.stepper._FAILED_CAPTURE", None)
+    assert graph_blocker(gpu, StepOptions()) is None
+    monkeypatch.setattr("ganarch.stepper._FAILED_CAPTURE", "RuntimeError: not permitted")
+    assert graph_blocker(gpu, StepOptions()) == (
+        "an earlier capture failed in this process (RuntimeError: not permitted)"
+    )
+    assert "CUDA device" in graph_blocker(CPU, StepOptions())  # the first reason still wins
+
+
 def test_failed_capture_falls_back_to_eager_with_the_reason(monkeypatch):
     """The decision logic of the CUDA path, without a GPU: warm-up steps run eagerly, a
     capture that raises is recorded (its first exception: capture_end fails after a step
