@@ -131,8 +131,10 @@ for name in ("w1", "auto", "seeds4"):
             first = min(t.datetime_start for t in trials if t.datetime_start is not None)
             span = (max(t.datetime_complete for t in done) - first).total_seconds()
             per = [(t.datetime_complete - t.datetime_start).total_seconds() for t in done]
+            pids = {(t.user_attrs.get("worker") or {}).get("pid") for t in trials}  # what auto chose
             print(f"{name}: {dict(states)}; {len(done)} complete in {span:.1f} s = "
-                  f"{len(done) / span * 3600:.0f} trials/hour; seconds per trial {sorted(round(p, 1) for p in per)}")
+                  f"{len(done) / span * 3600:.0f} trials/hour by {len(pids - {None})} worker process(es); "
+                  f"seconds per trial {sorted(round(p, 1) for p in per)}")
         else:
             print(f"{name}: {dict(states)}; none complete")
     seen = collections.Counter()
