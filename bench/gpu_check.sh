@@ -108,7 +108,7 @@ search() {  # search NAME TRIALS EXTRA-ARGS...
 }
 search w1 3 --workers 1
 search auto 16
-search seeds4 2 --seeds 4
+search seeds4 2 --seeds 4 --workers 1  # one worker, as said above (the default is auto)
 
 # how each search went: trials/hour, and how each trial's step ran (graph or eager and why;
 # seeds fused or sequential and why) -- the only evidence that capture and fusing happened
