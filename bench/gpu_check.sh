@@ -18,6 +18,9 @@ PART=${1:-core}
 OUT=${OUT:-$PWD/gpu-check-out}
 WORK=${GPU_CHECK_WORK:-/tmp/gpu-check-work}
 mkdir -p "$OUT" "$WORK"
+# a rerun on a warm machine starts its searches afresh (an old journal would be resumed and
+# its target already met); the feature cache is kept
+[ "$PART" = core ] && find "$WORK" -mindepth 1 -maxdepth 1 ! -name cache -exec rm -rf {} +
 export PYTHONUNBUFFERED=1  # a step killed by its timeout keeps what it printed in the log
 LOG="$OUT/check-$PART.log"
 exec > >(tee -a "$LOG") 2>&1
