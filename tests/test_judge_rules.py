@@ -195,3 +195,43 @@ def test_a_real_designed_study_gets_a_judge_row_per_claim_with_ganarch_s_own_eff
     assert judge_rules.main(["--storage", storage, "--study", "nope", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "nope" in err and "\n" not in err
+
+
+@pytest.mark.slow
+def test_an_ablation_gets_the_judge_s_paired_t_over_its_seeds(tmp_path, capsys):
+    from ganarch import dcgan_spec
+    from ganarch.analysis import ablate, get_claim
+
+    out = tmp_path / "abl"
+    table = ablate(
+        dcgan_spec(16, channels=1, width=8),
+        data="digits",
+        seeds=[0, 1, 2],
+        steps=10,
+        eval_every=10,
+        claims=[get_claim(3), get_claim(7)],
+        out_dir=out,
+        device="cpu",
+        progress=False,
+    )
+    assert judge_rules.main(["--ablate", str(out), "--json", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    rows = {r["claim"]: r for r in result["rows"]}
+    ours = {r.claim.id: r for r in table.rows}
+    assert set(rows) == {3, 7}
+    runs = {x["variant"]: x for x in result["runs"]}
+    paper = runs["paper"]["judge_seeds"]
+    assert runs["paper"]["seeds"] == ["0", "1", "2"] and len(paper) == 3
+    for cid, r in rows.items():
+        assert r["ganarch"]["effect"] == pytest.approx(ours[cid].effect.effect)
+        assert r["ganarch"]["verdict"] == ours[cid].verdict
+        alt = next(x for x in result["runs"][1:] if x["variant"].startswith(f"claim-{cid}-"))
+        for m in result["metrics"]:
+            # the mean paired difference paper − alternative over the three seeds, and a
+            # t-interval on 2 df around it
+            diffs = [p[m] - a[m] for p, a in zip(paper, alt["judge_seeds"], strict=True)]
+            j = r["judge"][m]
+            assert j["effect"] == pytest.approx(np.mean(diffs), abs=1e-12)
+            half = 4.302652729911275 * np.std(diffs, ddof=1) / math.sqrt(3)
+            assert j["ci_high"] - j["effect"] == pytest.approx(half, rel=1e-6)
+            assert j["df"] == 2
