@@ -158,6 +158,7 @@ class Judged:
         self.cache, self.n, self.seed, self.log = cache, n, seed, log
         self.context = f"{data}|{image_size}x{channels}"
         self._judge: Any = None
+        self.unusable: list[str] = []  # generator files that would not load, with why
         self._reference: tuple[np.ndarray, np.ndarray | None] | None = None
 
     def reference(self) -> tuple[np.ndarray, np.ndarray | None]:
@@ -187,7 +188,14 @@ class Judged:
         hit = self.cache.scores.get(key)
         if hit is not None:
             return hit
-        spec, G = load_generator(run_dir)
+        try:
+            spec, G = load_generator(run_dir)
+        except Exception as exc:  # a damaged file fails unpickling in many ways; a spec
+            # whose plugin block is not installed here fails to build
+            self.log(f"cannot load the generator in {run_dir}: {exc}")
+            why = f"{type(exc).__name__}: {exc}".splitlines()[0][:160]
+            self.unusable.append(f"{run_dir} ({why})")
+            return None
         shape = (spec.channels, spec.image_size)
         if shape != (self.channels, self.image_size):
             raise Refused(
@@ -407,8 +415,10 @@ def judge_designed(
         notes.append(f"{record['data']} has no labels: no classifier metric")
     if missing:
         notes.append(
-            "runs with no saved generator, left out of the judge's fit: " + ", ".join(missing)
+            "runs with no usable generator, left out of the judge's fit: " + ", ".join(missing)
         )
+    if judged.unusable:
+        notes.append("generators that would not load: " + "; ".join(judged.unusable))
     notes += saturation([s for r in present for s in per_run[r]], "seeds")
     return _result(
         source=f"designed study {name} ({table.evidence})",
@@ -492,6 +502,10 @@ def judge_ablation(folder: str, cache_path: str | None, n: int, seed: int, log) 
     ]
     if judged.unlabelled:
         notes.append(f"{settings['data']} has no labels: no classifier metric")
+    if judged.unusable:
+        notes.append(
+            "generators that would not load (their pairs dropped): " + "; ".join(judged.unusable)
+        )
     notes += saturation([s for x in run_rows for s in x["judge_seeds"]], "runs")
     return _result(
         source=f"ablation {out} ({table.evidence})",

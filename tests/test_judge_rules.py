@@ -191,6 +191,13 @@ def test_a_real_designed_study_gets_a_judge_row_per_claim_with_ganarch_s_own_eff
     assert sum(line.startswith("| ") for line in text.splitlines()) == 2 + 7  # head, rule
     assert "fd: signs agree on" in text and "verdicts agree on" in text
     assert json.loads(cache.read_text())["scores"] == saved  # nothing judged again
+    # A damaged generator file: that run is left out of the judge's fit, and the note says why.
+    (tmp_path / "runs" / "trial-3" / "seed-1" / "generator.pt").write_bytes(b"not a checkpoint")
+    assert judge_rules.main([*args, "--json"]) == 0
+    damaged = json.loads(capsys.readouterr().out)
+    assert any("run 3 (trial 3)" in n for n in damaged["notes"])
+    assert any("trial-3/seed-1" in n and "would not load" in n for n in damaged["notes"])
+    assert "(15 of 16 runs)" in damaged["notes"][0]
     # Bad input: one line, exit 2.
     assert judge_rules.main(["--storage", storage, "--study", "nope", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
