@@ -433,17 +433,16 @@ def _rerun_rate(effect, *, higher_is_better, draws=200_000, seed=0):
     rng = np.random.default_rng(seed)
     half = (effect.ci_high - effect.ci_low) / 2
     d = effect.effect
-    if effect.df is None:  # the normal limit: a known standard error
-        q = norm.ppf(0.975)
-        se = half / q
-        mean = rng.normal(d, se, draws)
-        s = np.full(draws, se)
+    if effect.df is None:  # the normal limit: the observed interval, shifted by a normal error
+        se = half / norm.ppf(0.975)
+        shift = rng.normal(0.0, se, draws)
+        low, high = effect.ci_low + shift, effect.ci_high + shift
     else:
         q = t_quantile(0.95, effect.df)
         se = half / q
         mean = rng.normal(d, se, draws)
         s = se * np.sqrt(rng.chisquare(effect.df, draws) / effect.df)
-    low, high = mean - q * s, mean + q * s
+        low, high = mean - q * s, mean + q * s
     if not higher_is_better:
         low, high = -high, -low
     rerun = np.where(low > 0, "confirmed", np.where(high < 0, "contradicted", "inconclusive"))
@@ -487,6 +486,46 @@ def test_flip_rate_of_a_bootstrap_interval_is_the_normal_limit():
         assert flip_rate(e) == pytest.approx(mc, abs=0.006)
     real = search_diff(list(np.linspace(0.5, 0.9, 30)), list(np.linspace(0.45, 0.8, 30)))
     assert real.method == "bootstrap" and flip_rate(real) is not None
+
+
+def test_a_lopsided_bootstrap_interval_keeps_its_shape():
+    """A percentile interval over skewed scores (many failed trials scored 0) is lopsided.
+    Its rate shifts the observed interval rather than re-centring it on the estimate, so a
+    confirmed verdict just past its edge keeps its own side (rate under 50%; re-centred on
+    +0.102 this interval gave 54.6%)."""
+    from scipy.stats import norm
+
+    e = Effect(30, 30, 0.302, 0.2, 0.102, 0.0017, 0.218, method="bootstrap")
+    assert verdict(e) == "confirmed"
+    se = (0.218 - 0.0017) / 2 / norm.ppf(0.975)
+    assert flip_rate(e) == pytest.approx(1 - norm.cdf(0.0017 / se), rel=1e-9)  # 0.488
+    assert flip_rate(e) < 0.5
+    assert flip_rate(e) == pytest.approx(_rerun_rate(e, higher_is_better=True), abs=0.006)
+    # Lower is better: the same interval is contradicted, with the same rate.
+    assert verdict(e, higher_is_better=False) == "contradicted"
+    assert flip_rate(e, higher_is_better=False) == pytest.approx(flip_rate(e))
+    # Inconclusive and lopsided: a re-run lands above with Φ(low/se), below with Φ(−high/se).
+    wide = dataclasses.replace(e, ci_low=-0.01, ci_high=0.3)
+    se = 0.31 / 2 / norm.ppf(0.975)
+    hand = norm.cdf(-0.01 / se) + norm.cdf(-0.3 / se)
+    assert flip_rate(wide) == pytest.approx(hand, rel=1e-9)
+    assert flip_rate(wide) == pytest.approx(_rerun_rate(wide, higher_is_better=True), abs=0.006)
+
+
+def test_no_normal_limit_for_a_bootstrap_over_fewer_than_30_a_side():
+    """Over 3 seeds a percentile bootstrap is far too narrow (see the module docstring); a
+    rate from it would be near 0 where the paired t gives about 20%."""
+    paper, alt = [0.8, 0.9, 0.75], [0.6, 0.65, 0.62]
+    assert verdict(bootstrap_paired(paper, alt)) == "confirmed"
+    assert flip_rate(bootstrap_paired(paper, alt)) is None
+    assert flip_rate(_effect_at(3.0, None, method="bootstrap", n=29)) is None
+    assert (
+        flip_rate(
+            dataclasses.replace(_effect_at(3.0, None, method="bootstrap"), n_paper=30, n_alt=29)
+        )
+        is None
+    )
+    assert flip_rate(_effect_at(3.0, None, method="bootstrap", n=30)) is not None
 
 
 def test_flip_rate_landmarks():

@@ -24,7 +24,8 @@ bootstrap no longer assumes normal scores (scores in [0, 1] are skewed near the 
 
 How firm a verdict is: :func:`flip_rate` gives, for any interval, the chance that a re-run
 with the same design and n would give another verdict if the true effect were the estimate
-(exact for a t-interval, the normal limit for a bootstrap one). Every table shows it, and a
+(exact for a paired or least-squares t-interval, exact on the Welch–Satterthwaite df
+approximation for a Welch one, the normal limit for a bootstrap one). Every table shows it, and a
 confirmed or contradicted verdict with a rate of ``UNSTABLE_RATE`` (20%) or more, or one that
 changes when a seed is left out (where that is measured), is marked "(unstable)".
 
@@ -278,6 +279,13 @@ def search_diff(
     return welch_diff(paper, alt, confidence=confidence)
 
 
+def _no_width(effect: Effect, low: float, high: float) -> bool:
+    """Whether the interval [low, high] is narrower than ``NO_VARIANCE`` relative to the
+    scores' size: it then measures nothing. One test for :func:`verdict` and :func:`flip_rate`."""
+    scale = max(1.0, abs(effect.mean_paper or 0.0), abs(effect.mean_alt or 0.0))
+    return high - low <= NO_VARIANCE * scale
+
+
 def verdict(effect: Effect, *, higher_is_better: bool = True, n_min: int = N_MIN) -> Verdict:
     """The verdict rule of this module's docstring."""
     if effect.n_paper < n_min or effect.n_alt < n_min:
@@ -287,8 +295,7 @@ def verdict(effect: Effect, *, higher_is_better: bool = True, n_min: int = N_MIN
     if not (math.isfinite(effect.ci_low) and math.isfinite(effect.ci_high)):
         return "inconclusive"
     low, high = effect.ci_low, effect.ci_high
-    scale = max(1.0, abs(effect.mean_paper or 0.0), abs(effect.mean_alt or 0.0))
-    if high - low <= NO_VARIANCE * scale:  # rounding noise or identical scores: no evidence
+    if _no_width(effect, low, high):  # rounding noise or identical scores: no evidence
         return "inconclusive"
     if not higher_is_better:  # a lower score is better: the paper is favoured below zero
         low, high = -high, -low
@@ -313,19 +320,29 @@ def flip_rate(
     noncentral t with the interval's ``df`` and noncentrality the observed t (effect over its
     standard error, the half-width over the t quantile): the re-run's mean is normal around
     the estimate and its variance estimate scaled χ²_df/df, so its t is (t + Z)/√(χ²_df/df).
-    The rate is then exact: P(T' > q) is the chance of an interval above zero, P(T' < −q) of
-    one below it (q the t quantile), and the rate is the chance of any other outcome than
-    the observed one. For Welch t it is as exact as the Welch–Satterthwaite df. A bootstrap
-    interval (30 or more values a side) has no df: there the normal limit is used, the
-    standard error taken as the interval's half-width over the normal quantile, so
-    P(above) = Φ(t − z) and P(below) = Φ(−t − z).
+    P(T' > q) is the chance of an interval above zero, P(T' < −q) of one below it (q the t
+    quantile), and the rate is the chance of any other outcome than the observed one. This
+    is exact for paired and least-squares t. For Welch t it is exact only on the
+    Welch–Satterthwaite df approximation (a re-run's df and variance ratio are random too;
+    a Monte Carlo at 3 vs 20 values a side agreed within 0.6 points). A bootstrap interval
+    has no df: there the normal limit is used, with a re-run's interval the observed one
+    shifted by a normal error of standard error se = half-width / z (z the normal quantile),
+    so P(above) = Φ(low / se) and P(below) = Φ(−high / se). For a symmetric interval that
+    is Φ(t − z) and Φ(−t − z); a lopsided percentile interval (skewed scores) keeps its
+    shape, so a confirmed or contradicted verdict's rate stays under 50%. The normal limit needs 30
+    or more values on each side (``N_BOOTSTRAP``, as ``search_diff`` uses); a bootstrap
+    over fewer gets no rate.
+
+    ``confidence`` must be the level the interval was built with (every table uses the
+    default, 95%): the Effect does not record it, and another level gives another quantile
+    and so a wrong rate, silently.
 
     The rate is a function of the observed t and df alone ("observed power"): it adds no
     information beyond the interval, it says how near the interval's edge the verdict sits
     (a strong effect: near 0; an estimate at the edge: about half, 38% at df 2; an estimate
     of 0: about 1 − confidence). It does not depend on ``higher_is_better``, which only names the sides.
-    ``None`` (no rate) for "not enough trials", an interval without width, or a t-interval
-    without ``df``.
+    ``None`` (no rate) for "not enough trials", an interval without width, a t-interval
+    without ``df``, or a bootstrap interval with fewer than 30 values on a side.
 
     Example::
 
@@ -340,20 +357,21 @@ def flip_rate(
         return None
     if not all(math.isfinite(v) for v in (low, high, d)):
         return None
-    scale = max(1.0, abs(effect.mean_paper or 0.0), abs(effect.mean_alt or 0.0))
-    half = (high - low) / 2.0
-    if half <= NO_VARIANCE * scale:
+    if _no_width(effect, low, high):
         return None
+    half = (high - low) / 2.0
     if effect.df is not None and effect.df > 0:
         q = t_quantile(confidence, effect.df)
         t = d / (half / q)
         above = float(nct.sf(q, effect.df, t))
         below = float(nct.cdf(-q, effect.df, t))
-    elif "bootstrap" in effect.method:  # the normal limit (see above)
-        z = float(norm.ppf(0.5 + confidence / 2.0))
-        t = d / (half / z)
-        above, below = float(norm.cdf(t - z)), float(norm.cdf(-t - z))
-    else:
+    elif "bootstrap" in effect.method and min(effect.n_paper, effect.n_alt) >= N_BOOTSTRAP:
+        # The normal limit, the observed interval shifted (see above): a percentile interval
+        # over skewed scores is lopsided, and re-centring it on the estimate could put a
+        # confirmed verdict's own side under 50%.
+        se = half / float(norm.ppf(0.5 + confidence / 2.0))
+        above, below = float(norm.cdf(low / se)), float(norm.cdf(-high / se))
+    else:  # a t-interval without df, or a bootstrap over too few values for the normal limit
         return None
     if low > 0:  # the observed interval lies above zero
         same = above
