@@ -206,6 +206,11 @@ def test_a_search_table_row_carries_its_flip_rate(n):
         assert r6.verdict == "confirmed" and r6.flip_rate < 0.01 and r6.stable
     note = next(n for n in table.notes if n.startswith("flips: a model-based prediction"))
     assert "chosen by its sampler" in note and "not a controlled re-run" in note
+    # A Welch rate is exact only on its Welch–Satterthwaite df: the note does not say "exact:".
+    rated = {r.effect.method for r in table.rows if r.flip_rate is not None}
+    assert rated == ({"welch t"} if n == 24 else {"welch t", "bootstrap"})
+    assert ("Welch–Satterthwaite df" in note) == ("welch t" in rated) != ("exact:" in note)
+    assert ("normal limit for a bootstrap" in note) == ("bootstrap" in rated)
     # The "(unstable)" rule of every table: a confirmed verdict near its interval's edge.
     edge = _effect_at(2.2, None, method="bootstrap", n=40)
     shaky = dataclasses.replace(r6, effect=edge, flip_rate=flip_rate(edge), verdict="confirmed")

@@ -309,13 +309,19 @@ def _importances(
 # -- the table ---------------------------------------------------------------------------------
 
 
-def flip_rate_note(rerun: str, *, bootstrap: bool = False) -> str:
+def flip_rate_note(rerun: str, *, welch: bool = False, bootstrap: bool = False) -> str:
     """The note under a table that shows flip rates (``stats.flip_rate``); ``rerun`` says what
-    a re-run is for this kind of evidence."""
+    a re-run is for this kind of evidence, ``welch`` and ``bootstrap`` whether a rated row has
+    such an interval (a paired or least-squares t is the default)."""
+    how = (  # a Welch re-run's df and variance ratio are random too: not exact
+        "a re-run's t is noncentral t on the interval's Welch–Satterthwaite df: exact on "
+        "that df approximation"
+        if welch
+        else "exact: a re-run's t is noncentral t on the interval's df"
+    )
     return (
         f"flips: a model-based prediction, not a measurement: the chance that {rerun} gives "
-        "another verdict if the true effect were the estimate (exact: a re-run's t is "
-        "noncentral t on the interval's df"
+        f"another verdict if the true effect were the estimate ({how}"
         + ("; the normal limit for a bootstrap interval" if bootstrap else "")
         + "). It is a function of the claim's t and df alone, so it adds no information "
         "beyond the interval: it says how near the interval's edge the verdict sits; "
@@ -387,8 +393,14 @@ def table_from_scores(
         )
     notes = list(notes)
     if any(r.flip_rate is not None for r in rows):
-        boot = any("bootstrap" in r.effect.method for r in rows if r.flip_rate is not None)
-        notes.append(flip_rate_note(SEARCH_RERUN, bootstrap=boot))
+        rated = [r.effect.method for r in rows if r.flip_rate is not None]
+        notes.append(
+            flip_rate_note(
+                SEARCH_RERUN,
+                welch="welch t" in rated,
+                bootstrap=any("bootstrap" in m for m in rated),
+            )
+        )
     return RulesTable(
         tuple(rows),
         evidence,
