@@ -143,8 +143,9 @@ class Stepper:
     Warm-up steps after the first run with CUDA's sync debug mode on: a step that makes
     the host wait (``.item()``, a copy to the CPU) cannot be captured, so it is never tried
     and the run goes on eagerly. If capture itself raises, the run goes on eagerly from where
-    it is (warm-up steps already trained stay trained) and no later Stepper of the process
-    tries to capture. :attr:`reason` says why (the first exception of a chain), and
+    it is (warm-up steps already trained stay trained) and no Stepper of the process tries to
+    capture after that, not even one built before the failure and still warming up.
+    :attr:`reason` says why (the first exception of a chain), and
     :attr:`mode` is ``"graph"`` or ``"eager"``.
     """
 
@@ -210,6 +211,9 @@ class Stepper:
 
     def _capture_and_replay(self) -> None:
         global _FAILED_CAPTURE
+        if _FAILED_CAPTURE is not None:  # another Stepper's capture failed after this was built
+            self.fall_back(f"an earlier capture failed in this process ({_FAILED_CAPTURE})")
+            return
         try:
             # on the run's GPU (not device 0) and on the Stepper's own stream, which the
             # ``with`` always leaves, whatever capture raises

@@ -506,6 +506,44 @@ def test_failed_capture_falls_back_to_eager_with_the_reason(monkeypatch):
     )
 
 
+def test_a_stepper_built_before_a_failed_capture_does_not_try_its_own(monkeypatch):
+    """The bench builds every loop before timing any: when the first loop's capture fails,
+    a loop built earlier (still warming up) runs eagerly too, with the reason, and its
+    capture is never tried (a failed capture may leave torch's capture state unsafe)."""
+    monkeypatch.setattr("ganarch.stepper._FAILED_CAPTURE", None)
+    monkeypatch.setattr("ganarch.stepper.graph_blocker", lambda device, options: None)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: _NoStream())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: _NoStream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: _NoContext())
+    monkeypatch.setattr(torch.cuda, "device", lambda d: _NoContext())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    tried, calls = [], []
+
+    def failing(step, generators):
+        tried.append("first")
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    def second_capture(step, generators):
+        tried.append("second")
+        return _ReplayingGraph(step, generators)
+
+    options = StepOptions(warmup_steps=1)
+    first = Stepper(lambda: calls.append(1), CPU, options, capture=failing)
+    second = Stepper(lambda: calls.append(2), CPU, options, capture=second_capture)
+    assert first.mode == second.mode == "graph"  # both built before any capture
+    for _ in range(3):
+        first()
+    for _ in range(3):
+        second()
+    assert tried == ["first"]
+    assert calls == [1, 1, 1, 2, 2, 2]  # every step still ran once, eagerly
+    assert second.record() == {
+        "step": "eager",
+        "reason": "an earlier capture failed in this process "
+        "(RuntimeError: operation not permitted when stream is capturing)",
+    }
+
+
 class _ReplayingGraph:
     """Stands in for a CUDA graph on the CPU: capture records the step without running it
     (as CUDA does), replay runs it."""
