@@ -14,10 +14,10 @@ from torch import nn
 from ganarch import dcgan_spec, hookimpl
 from ganarch.data import load_dataset
 from ganarch.errors import GanarchError
-from ganarch.fused import fit_seeds, fusion_blocker
+from ganarch.fused import fit_seeds, fusion_blocker, make_fused_step
 from ganarch.run import train_seeds
 from ganarch.stepper import StepOptions, Stepper, graph_blocker
-from ganarch.training import fit
+from ganarch.training import fit, make_adam, make_step
 
 SIZE = 16
 FUSED = StepOptions(fused_seeds="on")
@@ -434,7 +434,7 @@ def test_graph_is_not_tried_off_cuda_or_when_turned_off():
     assert stepper.record() == {"step": "eager", "reason": graph_blocker(CPU, StepOptions())}
 
 
-def test_after_a_failed_capture_no_run_of_the_process_plans_a_graph(monkeypatch):
+def test_after_a_failed_capture_no_run_of_the_process_plans_a_graph(monkeypatch, data):
     """Once a capture failed, graph_blocker says so for every later CUDA run: make_step and
     make_fused_step then build a plain fused Adam, not a capturable one (slower uncaptured,
     by torch.optim.Adam's documentation) for a step that will never be captured."""
@@ -446,6 +446,32 @@ def test_after_a_failed_capture_no_run_of_the_process_plans_a_graph(monkeypatch)
         "an earlier capture failed in this process (RuntimeError: not permitted)"
     )
     assert "CUDA device" in graph_blocker(CPU, StepOptions())  # the first reason still wins
+
+    # What the step builders make of it, on the CPU: their graph_blocker judges the run as
+    # if on CUDA (the rest of it real), and each Adam's ``graph`` (capturable) is recorded.
+    real_adam, planned = make_adam, []
+
+    def recording_adam(params, lr, tr, device, graph):
+        planned.append(graph)
+        return real_adam(params, lr, tr, device, graph)
+
+    for module in ("ganarch.training", "ganarch.fused"):
+        monkeypatch.setattr(f"{module}.make_adam", recording_adam)
+        monkeypatch.setattr(f"{module}.graph_blocker", lambda d, o: graph_blocker(gpu, o))
+    spec = _spec()
+
+    def adams_capturable() -> list[bool]:
+        planned.clear()
+        torch.manual_seed(0)
+        G, D = spec.build(init=True)
+        make_step(spec, G, D, data.images, 0, CPU, StepOptions())
+        make_fused_step(spec, data.images, [0, 1], CPU, StepOptions())
+        return list(planned)
+
+    monkeypatch.setattr("ganarch.stepper._FAILED_CAPTURE", None)
+    assert adams_capturable() == [True] * 4  # G's and D's, one seed and fused
+    monkeypatch.setattr("ganarch.stepper._FAILED_CAPTURE", "RuntimeError: not permitted")
+    assert adams_capturable() == [False] * 4
 
 
 def test_failed_capture_falls_back_to_eager_with_the_reason(monkeypatch):
