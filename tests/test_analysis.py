@@ -14,7 +14,7 @@ from optuna.trial import create_trial
 from test_rules_stats import synthetic_study
 from typer.testing import CliRunner
 
-from ganarch.analysis import get_claim
+from ganarch.analysis import get_claim, rules_table
 from ganarch.analysis.ablation import ablate, ablation_table, load_runs, variants
 from ganarch.analysis.report import REPORT_NAME, best_trials, write_report
 from ganarch.cli import analysis as analysis_cli
@@ -217,6 +217,11 @@ def test_report_is_self_contained(tmp_path):
     assert path.name == REPORT_NAME
     text = path.read_text()
     assert "<table>" in text and "LeakyReLU in D" in text and "confirmed" in text
+    # Each rated row shows its flip rate beside its verdict, as the terminal table does.
+    rated = [r for r in rules_table(study).rows if r.flip_rate is not None]
+    assert rated and "<th>flips</th><th>verdict</th>" in text
+    for r in rated:
+        assert f'<td class="num">{r.flip_rate:.0%}</td><td class="verdict"' in text
     assert "PedAnovaImportanceEvaluator" in text
     assert text.count('<img alt="samples.png" src="data:image/png;base64,') == 1
     assert 'alt="curves.png"' in text
@@ -428,6 +433,7 @@ def test_ablate_table_reports_flips_with_four_seeds(tmp_path):
     row = _row(table, 7)
     assert row.verdict == "confirmed" and row.flips == (0, 4)
     assert row.flip_rate is not None and row.flip_rate < 0.01 and row.stable
+    assert row.shown_flips == "0% 0/4"  # the flips cell: the rate, then the seed flips
     assert any(n.startswith("seed flips (after the rate") for n in table.notes)
 
 
@@ -468,3 +474,9 @@ def test_ablate_rows_carry_a_flip_rate_and_a_verdict_near_its_edge_is_unstable(t
     assert flat.verdict == "inconclusive" and flat.flip_rate is None
     assert any(n.startswith("flips: a model-based prediction") for n in table.notes)
     assert any(n.startswith("seed flips: not measured") for n in table.notes)
+    # The report's ablation table shows why the row is marked: its rate beside the verdict.
+    text = write_report(synthetic_study(n=40), tmp_path / "rep", ablation=tmp_path).read_text()
+    ablation = text[text.index("<h2>Ablation") :]
+    shown = f'<td class="num">{shaky.flip_rate:.0%}</td><td class="verdict" '
+    assert re.search(re.escape(shown) + r'style="[^"]*">confirmed \(unstable\)</td>', ablation)
+    assert '<td class="num">-</td><td class="verdict" ' in ablation  # claim 3: no rate

@@ -250,10 +250,13 @@ def _changed_choices(trial: Trial) -> dict[str, Any]:
 
 
 def _rules_html(table: RulesTable) -> str:
+    # The flips column (rate, then seed flips where measured) as in the terminal table, so a
+    # row marked "(unstable)" shows why, and the flips note has its column.
+    rated = any(r.flips or r.flip_rate is not None for r in table.rows)
     head = (
         "<tr><th>#</th><th>paper's claim</th><th>n paper</th><th>n alt</th>"
         "<th>mean paper</th><th>mean alt</th><th>effect [95% CI]</th>"
-        "<th>importance</th><th>verdict</th></tr>"
+        "<th>importance</th>" + ("<th>flips</th>" if rated else "") + "<th>verdict</th></tr>"
     )
     shared = _shared_importance_note(table)  # said once, under the table, not per cell
     body = []
@@ -284,7 +287,8 @@ def _rules_html(table: RulesTable) -> str:
             f'<td class="num">{e.n_paper}</td><td class="num">{e.n_alt}</td>'
             f'<td class="num">{_num(e.mean_paper)}</td><td class="num">{_num(e.mean_alt)}</td>'
             f'<td class="num">{ci}</td><td class="num">{imp}</td>'
-            f'<td class="verdict" style="color:{colour}">{_e(r.shown_verdict)}</td></tr>'
+            + (f'<td class="num">{_e(r.shown_flips)}</td>' if rated else "")
+            + f'<td class="verdict" style="color:{colour}">{_e(r.shown_verdict)}</td></tr>'
         )
     foot = f"<p class='muted'>Importance (every “-” above): {_e(shared)}.</p>" if shared else ""
     return f"<table>{head}{''.join(body)}</table>{foot}"

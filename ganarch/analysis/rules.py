@@ -134,6 +134,16 @@ class RuleRow:
         return not (seed_flip or (self.flip_rate or 0.0) >= UNSTABLE_RATE)
 
     @property
+    def shown_flips(self) -> str:
+        """The flips cell of every table: the flip rate ("12%"), then the leave-one-seed-out
+        count where it was measured ("12% 1/2": a designed study with 2+ seeds, an ablation
+        with 4+); "-" for neither."""
+        count = f"{self.flips[0]}/{self.flips[1]}" if self.flips else ""
+        if self.flip_rate is not None:
+            return f"{self.flip_rate:.0%} {count}".strip()
+        return count or "-"
+
+    @property
     def shown_verdict(self) -> str:
         """The verdict as tables and the report show it: a confirmed or contradicted verdict
         that is not :attr:`stable` is marked "(unstable)" -- kept, not downgraded, so the

@@ -65,15 +65,6 @@ def _width() -> int:
     return int(columns) if columns.isdigit() and int(columns) > 0 else 10**6
 
 
-def _flips(rate: float | None, seed_flips: tuple[int, int] | None) -> str:
-    """The flip rate ("12%"; every kind of table), then the leave-one-seed-out count where
-    it was measured ("12% 1/2": a designed study with 2+ seeds, an ablation with 4+)."""
-    count = f"{seed_flips[0]}/{seed_flips[1]}" if seed_flips else ""
-    if rate is not None:
-        return f"{rate:.0%} {count}".strip()
-    return count or "-"
-
-
 def print_table(table: RulesTable) -> None:
     """The rules table for a terminal (stdout), with its evidence kind and evaluator.
 
@@ -129,11 +120,11 @@ def _grid(table: RulesTable, wide: bool, *, flips_under_verdict: bool) -> Table:
         if table.evaluator is not None:
             cells.append(_fmt(r.importance))
         if reseeded and not flips_under_verdict:
-            cells.append(_flips(r.flip_rate, r.flips))
+            cells.append(r.shown_flips)
         style = _VERDICT_STYLE.get(r.verdict, "")
         shown = Text(r.shown_verdict, style=style)  # a style, never markup parsed from text
         if reseeded and flips_under_verdict and (r.flip_rate is not None or r.flips):
-            shown.append(f"\nflips {_flips(r.flip_rate, r.flips)}", style="dim")
+            shown.append(f"\nflips {r.shown_flips}", style="dim")
         cells.append(shown)
         t.add_row(*cells)
     return t
