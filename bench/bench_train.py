@@ -31,8 +31,11 @@ the textbook one too, runs with cuDNN autotuning (recorded as ``cudnn_benchmark`
 Each net's result is printed, and written to ``--json`` (with ``"complete": false`` until
 the last net), as soon as it is done, so a run cut short keeps what it measured. Each loop
 that runs through ``ganarch.stepper.Stepper`` records ``engine`` (``step``: graph or eager,
-and the reason: one failed capture makes every later capture of the process eager). A loop
-other than ``textbook`` and ``ganarch`` that fails is left out with its error in ``failed``.
+and the reason: once a capture fails, every loop of the process not yet captured runs
+eagerly), and ``ganarch_compiled`` records ``engine`` too (``step``: torch.compile, and the
+reason when Inductor left a compiled graph uncaptured). A loop other than ``textbook`` and
+``ganarch`` that fails, as it is built or as it runs, is left out with its error in
+``failed``; a failure of either of those two stops the run (every ratio needs them).
 
 Usage::
 
@@ -135,19 +138,32 @@ def ganarch_step(spec, images, device, options: StepOptions):
     return step.stepper, step.stepper
 
 
-def compiled_step(spec, images, device, options: StepOptions):
+class CompiledStep:
     """ganarch's eager step under ``torch.compile(mode="reduce-overhead")`` (CUDA graphs
-    through Inductor), or ``None`` with the reason on stderr when it does not compile."""
-    step = ganarch_step(spec, images, device, options)[0].step
-    fn = torch.compile(step, mode="reduce-overhead")
-    try:
+    through Inductor), compiled by its first three calls here (so a step that does not
+    compile fails while the loops are built). :meth:`record` says what ran: Inductor leaves
+    a compiled graph it cannot capture uncaptured, counting it in ``cudagraph_skips`` and
+    logging why."""
+
+    def __init__(self, spec, images, device, options: StepOptions) -> None:
+        from torch._dynamo.utils import counters
+
+        step = ganarch_step(spec, images, device, options)[0].step
+        self.fn = torch.compile(step, mode="reduce-overhead")
+        before = counters["inductor"]["cudagraph_skips"]
         for _ in range(3):
-            fn()
+            self.fn()
         sync(device)
-    except Exception as exc:  # report and leave it out, do not lose the other figures
-        print(f"torch.compile step failed: {type(exc).__name__}: {exc}"[:300], file=sys.stderr)
-        return None
-    return fn
+        self.skipped = counters["inductor"]["cudagraph_skips"] - before
+
+    def __call__(self) -> None:
+        self.fn()
+
+    def record(self) -> dict:
+        reason = None
+        if self.skipped:
+            reason = f"Inductor left {self.skipped} compiled graph(s) uncaptured (its log says why)"
+        return {"step": "torch.compile reduce-overhead", "reason": reason}
 
 
 def fused_step(spec, images, device, k: int, options: StepOptions):
@@ -218,33 +234,36 @@ def bench_net(name: str, args, device: torch.device, peak: float, bf16_peak: flo
     options = StepOptions(precision=args.precision, channels_last=args.channels_last)
     nhwc = options.uses_channels_last(device)
     loops: dict[str, tuple[Callable[[], None], int]] = {}
-    layout: dict[str, bool] = {"textbook": False, "ganarch": nhwc}
-    loops["textbook"] = (textbook_step(spec, images, device), 1)
-    loops["ganarch"] = (ganarch_step(spec, images, device, options)[0], 1)
+    layout: dict[str, bool] = {}
+    failed: dict[str, str] = {}
+
+    def build(
+        key: str, make: Callable[[], Callable[[], None]], k: int, channels_last: bool
+    ) -> None:
+        try:
+            loops[key] = (make(), k)
+        except Exception as exc:  # e.g. no vmap batching rule here: keep the other figures
+            if key in BASELINES:  # every ratio needs these two
+                raise
+            failed[key] = f"{type(exc).__name__}: {exc}"[:300]
+            print(f"  {name} {key} failed: {failed[key]}", file=sys.stderr)
+            return
+        layout[key] = channels_last
+
+    build("textbook", lambda: textbook_step(spec, images, device), 1, False)
+    build("ganarch", lambda: ganarch_step(spec, images, device, options)[0], 1, nhwc)
     if device.type == "cuda":
         eager = StepOptions(
             precision=args.precision, channels_last=args.channels_last, cuda_graph=False
         )
-        loops["ganarch_eager"] = (ganarch_step(spec, images, device, eager)[0], 1)
-        layout["ganarch_eager"] = nhwc
+        build("ganarch_eager", lambda: ganarch_step(spec, images, device, eager)[0], 1, nhwc)
         # ganarch before issue 8: eager, bf16 autocast, NHWC (the fused target's baseline)
         before = StepOptions(precision="bf16", channels_last=True, cuda_graph=False)
-        loops["ganarch_before"] = (ganarch_step(spec, images, device, before)[0], 1)
-        layout["ganarch_before"] = True
+        build("ganarch_before", lambda: ganarch_step(spec, images, device, before)[0], 1, True)
         if args.compile:  # the issue's other route: torch.compile's CUDA graphs
-            compiled = compiled_step(spec, images, device, eager)
-            if compiled is not None:
-                loops["ganarch_compiled"] = (compiled, 1)
-                layout["ganarch_compiled"] = nhwc
-    failed: dict[str, str] = {}
-    for k in args.ks:
-        try:
-            loops[f"fused_k{k}"] = (fused_step(spec, images, device, k, options)[0], k)
-        except Exception as exc:  # e.g. no vmap batching rule here: keep the other figures
-            failed[f"fused_k{k}"] = f"{type(exc).__name__}: {exc}"[:300]
-            print(f"  {name} fused_k{k} failed: {failed[f'fused_k{k}']}", file=sys.stderr)
-            continue
-        layout[f"fused_k{k}"] = False  # make_fused_step does not apply channels_last
+            build("ganarch_compiled", lambda: CompiledStep(spec, images, device, eager), 1, nhwc)
+    for k in args.ks:  # make_fused_step does not apply channels_last
+        build(f"fused_k{k}", lambda k=k: fused_step(spec, images, device, k, options)[0], k, False)
     steps = args.steps if name == "dcgan" else max(1, args.steps // args.seed_divisor)
     warmup = args.warmup
     if device.type == "cuda":  # the graph's warm-up steps and its capture happen in warm-up
@@ -292,8 +311,8 @@ def bench_net(name: str, args, device: torch.device, peak: float, bf16_peak: flo
             "vs_ganarch_one_seed_per_repeat": [round(r, 3) for r in vs_single],
             "channels_last": layout[key],
         }
-        if isinstance(step, Stepper):  # graph or eager, and why: a figure says what it ran
-            out["loops"][key]["engine"] = step.record()
+        if isinstance(step, Stepper | CompiledStep):  # how it ran, and why: a figure says
+            out["loops"][key]["engine"] = step.record()  # what it ran
         if bf16_peak is not None:  # the issue's bound: the bf16 dense matmul rate
             out["loops"][key]["fraction_of_bf16_bound"] = round(ips * fpi / bf16_peak, 4)
         if old is not None:  # vs ganarch before issue 8 (eager, bf16, NHWC), one seed

@@ -693,6 +693,14 @@ def test_the_step_bench_says_how_each_loop_ran_and_keeps_figures_past_a_failed_l
         assert "CUDA device" in net["loops"][key]["engine"]["reason"]
     assert "engine" not in net["loops"]["textbook"]  # the plain loop has no Stepper
 
+    # a baseline that cannot be built stops the run: every ratio is taken against it
+    def no_step(*args):
+        raise RuntimeError("no step")
+
+    monkeypatch.setattr(bench, "make_step", no_step)
+    with pytest.raises(RuntimeError, match="no step"):
+        bench.main()
+
 
 class _NoStream:
     def wait_stream(self, other):
