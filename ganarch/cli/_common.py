@@ -32,6 +32,7 @@ __all__ = [
     "fmt_count",
     "fmt_params",
     "keep_words_whole",
+    "least_width",
     "note",
     "out",
     "parse_value",
@@ -88,14 +89,14 @@ def print_table(table: Any) -> None:
         wide = Console(highlight=False, width=100_000)
         natural = Measurement.get(wide, wide.options, table).maximum
         console = Console(highlight=False, markup=False, emoji=False, width=max(natural, 20))
-    if _least_width(table) > console.width:
+    if least_width(table) > console.width:
         _print_records(table, console)  # too narrow for whole words: never crop a column
     else:
         _share_width(table, console.width)
         console.print(table)
 
 
-def _least_width(table: Any) -> int:
+def least_width(table: Any) -> int:
     """The narrowest the table can be with every name and word whole."""
     from rich.cells import cell_len
     from rich.text import Text
@@ -129,7 +130,7 @@ def _share_width(table: Any, width: int) -> None:
         )
         for c in table.columns
     ]
-    overhead = _least_width(table) - sum(
+    overhead = least_width(table) - sum(
         max(c.min_width or 0, n) if c.no_wrap else (c.min_width or 0)
         for c, n in zip(table.columns, natural, strict=True)
     )

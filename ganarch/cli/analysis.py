@@ -73,16 +73,16 @@ def print_table(table: RulesTable) -> None:
     table into one record per row (a search's table at 80 columns), each claim's flips go
     under its verdict instead.
     """
-    from ganarch.cli._common import _least_width, keep_words_whole
+    from ganarch.cli._common import keep_words_whole, least_width
 
     wide = _width() >= 110
     t = _grid(table, wide, flips_under_verdict=False)
     if not wide and any(c.header == "flips" for c in t.columns):
         keep_words_whole(t)
-        if _least_width(t) > _width():
+        if least_width(t) > _width():
             folded = _grid(table, wide, flips_under_verdict=True)
             keep_words_whole(folded)
-            t = folded if _least_width(folded) <= _width() else t
+            t = folded if least_width(folded) <= _width() else t
     print_fitted(t)  # the one folding rule of every table: names and numbers stay whole
     for line in table.notes:
         note(f"note: {line}")
