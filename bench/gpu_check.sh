@@ -15,6 +15,10 @@
 # and checkpoints, the feature cache) stays in $WORK (/tmp/gpu-check-work).
 set -uo pipefail
 PART=${1:-core}
+case "$#:$PART" in  # a mistyped part would cost a machine start and check nothing
+  [01]:core | 1:more) ;;
+  *) echo "usage: bash bench/gpu_check.sh [core|more]" >&2; exit 2 ;;
+esac
 OUT=${OUT:-$PWD/gpu-check-out}
 WORK=${GPU_CHECK_WORK:-/tmp/gpu-check-work}
 mkdir -p "$OUT" "$WORK"
