@@ -12,7 +12,8 @@
 # /work/.library/device/README.md), so $OUT (or ./gpu-check-out) holds only a few flat files:
 # check-PART.log, bench_*.json and, for core, extras-core.tar.gz (journals, search JSON,
 # smi CSVs, each trial's metrics.json and spec.json). The bulk (trial runs with their images
-# and checkpoints, the feature cache) stays in $WORK (/tmp/gpu-check-work).
+# and checkpoints) stays in $WORK/gpu-check-run, the feature cache in $WORK/gpu-check-cache
+# (WORK: $GPU_CHECK_WORK, default /tmp/gpu-check-work).
 set -uo pipefail
 PART=${1:-core}
 case "$#:$PART" in  # a mistyped part would cost a machine start and check nothing
@@ -21,10 +22,19 @@ case "$#:$PART" in  # a mistyped part would cost a machine start and check nothi
 esac
 OUT=${OUT:-$PWD/gpu-check-out}
 WORK=${GPU_CHECK_WORK:-/tmp/gpu-check-work}
-mkdir -p "$OUT" "$WORK"
-# a rerun on a warm machine starts its searches afresh (an old journal would be resumed and
-# its target already met); the feature cache is kept
-[ "$PART" = core ] && find "$WORK" -mindepth 1 -maxdepth 1 ! -name cache -exec rm -rf {} +
+# This run's files go to a sub-folder the script makes and marks; only a marked one is ever
+# cleared (never the folder GPU_CHECK_WORK names). A rerun on a warm machine starts its
+# searches afresh there (an old journal would be resumed, its target already met); the
+# feature cache beside it is kept.
+RUN=$WORK/gpu-check-run
+if [ "$PART" = core ]; then
+  if [ -e "$RUN" ] && [ ! -e "$RUN/.made-by-gpu-check" ]; then
+    echo "gpu_check: $RUN was not made by this script; move it or set GPU_CHECK_WORK" >&2
+    exit 2
+  fi
+  rm -rf "$RUN" && mkdir -p "$RUN" && touch "$RUN/.made-by-gpu-check" || exit 3
+fi
+mkdir -p "$OUT" || exit 3
 export PYTHONUNBUFFERED=1  # a step killed by its timeout keeps what it printed in the log
 LOG="$OUT/check-$PART.log"
 exec > >(tee -a "$LOG") 2>&1
@@ -52,10 +62,10 @@ step() {  # step NAME SECONDS COMMAND...: run under a timeout, say how it ended 
   echo "=== $name: exit $? after $((SECONDS - t0)) s" >&2
 }
 
-smi_start() { nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -lms 500 > "$WORK/smi_$1.csv" & SMI=$!; }
+smi_start() { nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -lms 500 > "$RUN/smi_$1.csv" & SMI=$!; }
 smi_stop() {
   kill "$SMI" 2>/dev/null; wait "$SMI" 2>/dev/null
-  python3 - "$WORK/smi_$1.csv" <<'EOF'
+  python3 - "$RUN/smi_$1.csv" <<'EOF'
 import sys
 rows = [l.split(",") for l in open(sys.argv[1]) if l.strip()]
 util = [float(r[0]) for r in rows]
@@ -65,7 +75,7 @@ print(f"GPU busy ({sys.argv[1]}): mean {sum(util) / max(1, len(util)):.1f}% over
 EOF
 }
 
-export GANARCH_CACHE=$WORK/cache
+export GANARCH_CACHE=$WORK/gpu-check-cache
 # -P: do not put the checkout first on sys.path (the tests import the installed wheel)
 PY="python3 -P"
 
@@ -109,8 +119,8 @@ search() {  # search NAME TRIALS EXTRA-ARGS...
   local name=$1 trials=$2; shift 2
   smi_start "$name"
   step "search-$name" 60 ganarch search --space dcgan --data digits --image-size 32 --steps 800 \
-    --pruner none --device cuda --trials "$trials" --timeout 35 --storage "$WORK/$name.journal" \
-    --out "$WORK/runs-$name" --quiet --json "$@" > "$WORK/search_$name.json"
+    --pruner none --device cuda --trials "$trials" --timeout 35 --storage "$RUN/$name.journal" \
+    --out "$RUN/runs-$name" --quiet --json "$@" > "$RUN/search_$name.json"
   smi_stop "$name"
 }
 search w1 3 --workers 1
@@ -119,7 +129,7 @@ search seeds4 2 --seeds 4 --workers 1  # one worker, as said above (the default 
 
 # how each search went: trials/hour, and how each trial's step ran (graph or eager and why;
 # seeds fused or sequential and why) -- the only evidence that capture and fusing happened
-$PY - "$WORK" <<'EOF'
+$PY - "$RUN" <<'EOF'
 import collections, json, pathlib, sys
 import optuna
 from ganarch.search.storage import open_storage
@@ -152,7 +162,7 @@ for name in ("w1", "auto", "seeds4"):
         print(f"  {name} {n} trial(s): step {k[0]} ({k[1]}), seeds {k[2]} ({k[3]})")
 EOF
 # the searches' records in one file for $OUT (not the trials' images and checkpoints)
-(cd "$WORK" && find . -type f -not -path './cache/*' \( -name '*.journal' -o -name 'search_*.json' \
+(cd "$RUN" && find . -type f \( -name '*.journal' -o -name 'search_*.json' \
   -o -name 'smi_*.csv' -o -name metrics.json -o -name spec.json -o -name study.json \) -print0 \
   | tar -czf "$OUT/extras-core.tar.gz" --null -T -) && ls -l "$OUT"
 
