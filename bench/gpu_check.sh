@@ -38,6 +38,10 @@ mkdir -p "$OUT" || exit 3
 export PYTHONUNBUFFERED=1  # a step killed by its timeout keeps what it printed in the log
 LOG="$OUT/check-$PART.log"
 exec > >(tee -a "$LOG") 2>&1
+TEE=$!
+# At exit, close the pipe and give tee up to 5 s to write the last lines to the log (not
+# `wait`: a process left holding the pipe would keep tee, and the script, running).
+trap 'rc=$?; exec >&- 2>&-; for _ in {1..50}; do kill -0 "$TEE" 2>/dev/null || break; sleep 0.1; done; exit $rc' EXIT
 echo "=== gpu_check $PART $(date -u +%H:%M:%S)"
 
 # /work/shared/gpu/README.md step 2, verbatim
