@@ -4,7 +4,7 @@
 # Optuna, typer and a wheel of the project as it stands; rebuild it after every change), then
 # from the project's root on the GPU machine (the `run` tool needs carry: [".whl"]):
 #   bash bench/gpu_check.sh        the essentials, about 8 minutes with the install (limits sum
-#                                  to 435 s; run it with timeout_s 540): CUDA tests, memory,
+#                                  to 465 s; run it with timeout_s 540): CUDA tests, memory,
 #                                  per-step bench, searches, how trials ran, then CPU tests
 #   bash bench/gpu_check.sh more   optional, a second command if time is left (about 4 min):
 #                                  torch.compile beside the hand graph, bf16 + channels_last
@@ -133,7 +133,8 @@ search seeds4 2 --seeds 4 --workers 1  # one worker, as said above (the default 
 
 # how each search went: trials/hour, and how each trial's step ran (graph or eager and why;
 # seeds fused or sequential and why) -- the only evidence that capture and fusing happened
-$PY - "$RUN" <<'EOF'
+# (with a limit: a hang, say on a journal lock, would eat the CPU tests' time)
+step summary 30 $PY - "$RUN" <<'EOF'
 import collections, json, pathlib, sys
 import optuna
 from ganarch.search.storage import open_storage
