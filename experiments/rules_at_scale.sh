@@ -18,7 +18,8 @@
 # Outputs under OUT: *.rules.json (rules tables), ablate-*.json, report-*/report.html (tables
 # and effect plots), *.judge.json and *.judge.md (ganarch's verdicts beside the judge's; the
 # judge's scores are cached in each runs folder's judge-scores.json), environment.txt (device,
-# versions, commit), walltimes.txt. The judge needs the test extra: pip install -e .[test].
+# versions, commit), walltimes.txt, figures/effects-SIZE.png and tables.md
+# (experiments/results_figures.py). The judge needs the test extra: pip install -e .[test].
 set -euo pipefail
 
 OUT=${OUT:-results}
@@ -87,5 +88,7 @@ timed "$STUDY" ganarch search --space dcgan --sampler qmc --pruner none --data d
     --study "$STUDY" --storage "$STORE" --out "$OUT/runs/$STUDY" --device "$DEVICE" --quiet
 rules "$STUDY"
 
+# Effect plots (each claim at both training lengths, per dataset) and the Markdown tables.
+python "$HERE/results_figures.py" "$OUT" -o "$OUT/figures" > "$OUT/tables.md"
 echo "finished $(date -u +%Y-%m-%dT%H:%M:%SZ)" >> "$OUT/environment.txt"
 echo "done: tables in $OUT/*.json, reports in $OUT/report-*/report.html; see docs/RESULTS.md"
