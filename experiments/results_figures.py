@@ -21,7 +21,8 @@ import re
 import sys
 from pathlib import Path
 
-NAME = re.compile(r"^claims-(?P<data>[a-z0-9_]+)-(?P<size>\d+)-(?P<steps>\d+)\.rules\.json$")
+#: ``claims-DATA-SIZE-STEPS.rules.json`` (DATA may hold "-": the last two fields are numbers).
+NAME = re.compile(r"^claims-(?P<data>.+)-(?P<size>\d+)-(?P<steps>\d+)\.rules\.json$")
 
 
 def load(folder: Path) -> dict[tuple[str, int, int], dict]:
@@ -30,7 +31,10 @@ def load(folder: Path) -> dict[tuple[str, int, int], dict]:
     for path in sorted(folder.glob("claims-*.rules.json")):
         m = NAME.match(path.name)
         if m:
-            found[(m["data"], int(m["size"]), int(m["steps"]))] = json.loads(path.read_text())
+            try:
+                found[(m["data"], int(m["size"]), int(m["steps"]))] = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise SystemExit(f"error: {path}: not a readable rules JSON ({exc})") from None
     return found
 
 
@@ -56,10 +60,17 @@ def markdown(key: tuple[str, int, int], table: dict) -> str:
             f"| {r['claim']} | {r['name']} | {_num(r['effect'])} {ci} | {rate} | {seeds} | "
             f"{r['shown_verdict']} |"
         )
-    chains = (table.get("design") or {}).get("interactions") or []
+    chains = [
+        c
+        for c in (table.get("design") or {}).get("interactions") or []
+        if c.get("effect") is not None and c.get("ci_low_bonferroni") is not None
+    ]
+    lines.append("")
+    if not chains:
+        lines.append("No two-factor interaction chains estimated (the design leaves no room).")
+        return "\n".join(lines) + "\n"
     strong = [c for c in chains if c["ci_low_bonferroni"] > 0 or c["ci_high_bonferroni"] < 0]
     top = sorted(chains, key=lambda c: -abs(c["effect"]))[:3]
-    lines.append("")
     lines.append(
         "Largest interaction chains (effect, unadjusted 95% CI, Bonferroni CI over "
         f"{len(chains)}): "
@@ -75,6 +86,20 @@ def markdown(key: tuple[str, int, int], table: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def effect_points(rows: list[dict], i: int, n: int) -> tuple[list[float], ...]:
+    """The plotted points of one study (the ``i``-th of ``n`` lengths, offset side by side):
+    ``x, effect, below, above`` for every claim with an interval; a claim without one
+    ("not enough trials", aliased) has no point."""
+    width = 0.7 / max(n, 1)
+    kept = [r for r in rows if None not in (r.get("effect"), r.get("ci_low"), r.get("ci_high"))]
+    return (
+        [r["claim"] - 0.35 + width * (i + 0.5) for r in kept],
+        [r["effect"] for r in kept],
+        [r["effect"] - r["ci_low"] for r in kept],
+        [r["ci_high"] - r["effect"] for r in kept],
+    )
+
+
 def effects_figure(found: dict[tuple[str, int, int], dict], size: int, out: Path) -> Path:
     import matplotlib
 
@@ -85,20 +110,14 @@ def effects_figure(found: dict[tuple[str, int, int], dict], size: int, out: Path
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 3.6), squeeze=False)
     for ax, data in zip(axes[0], datasets, strict=True):
         lengths = sorted(n for d, s, n in found if d == data and s == size)
-        width = 0.7 / max(len(lengths), 1)
         for i, steps in enumerate(lengths):
-            rows = found[(data, size, steps)]["rules"]
-            x = [r["claim"] - 0.35 + width * (i + 0.5) for r in rows]
-            y = [r["effect"] for r in rows]
-            err = [
-                [r["effect"] - r["ci_low"] for r in rows],
-                [r["ci_high"] - r["effect"] for r in rows],
-            ]
-            ax.errorbar(x, y, yerr=err, fmt="o", capsize=3, label=f"{steps} steps")
+            x, y, below, above = effect_points(found[(data, size, steps)]["rules"], i, len(lengths))
+            ax.errorbar(x, y, yerr=[below, above], fmt="o", capsize=3, label=f"{steps} steps")
+        score = found[(data, size, lengths[0])].get("score", "score")
         ax.axhline(0.0, color="grey", linewidth=0.8)
         ax.set_xticks(range(1, 8))
         ax.set_xlabel("claim (Radford et al. 2015)")
-        ax.set_ylabel("effect on objective (paper − alternative)")
+        ax.set_ylabel(f"effect on {score} (paper − alternative)")
         ax.set_title(f"{data}, {size}×{size}")
         ax.legend(fontsize=8)
     fig.tight_layout()

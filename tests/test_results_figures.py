@@ -98,3 +98,33 @@ def test_a_folder_without_rules_tables_is_refused(tmp_path, capsys):
 def test_study_names_give_dataset_size_and_steps(name):
     m = _script().NAME.match(name)
     assert m and m["data"] in {"digits", "shapes"} and int(m["size"]) in {16, 32}
+
+
+def test_the_plotted_points_are_the_tables_effects_and_intervals():
+    table = _rules_json(1000, {1: 0.0, 2: -0.08, 3: 0.10, 4: 0.0, 5: 0.0, 6: 0.0, 7: 0.12}, 0.0, 3)
+    rows = table["rules"]
+    rows[4] = {**rows[4], "effect": None, "ci_low": None, "ci_high": None}  # no verdict: no point
+    x, y, below, above = _script().effect_points(rows, 1, 2)
+    kept = [r for r in rows if r["effect"] is not None]
+    assert len(x) == 6 and x == pytest.approx([r["claim"] + 0.175 for r in kept])  # 2nd of 2
+    assert y == [r["effect"] for r in kept]
+    assert [e - b for e, b in zip(y, below, strict=True)] == pytest.approx(
+        [r["ci_low"] for r in kept]
+    )
+    assert [e + a for e, a in zip(y, above, strict=True)] == pytest.approx(
+        [r["ci_high"] for r in kept]
+    )
+    assert y[1] < 0 < y[2]  # claim 2 hurts, claim 3 helps, as planted
+
+
+def test_a_16_run_design_and_an_unreadable_table(tmp_path, capsys):
+    table = _rules_json(200, {1: 0.0, 2: -0.08, 3: 0.10, 4: 0.0, 5: 0.0, 6: 0.0, 7: 0.0}, 0.0, 1)
+    table["design"]["interactions"] = None  # what a 16-run design records
+    (tmp_path / "claims-my-data-16-200.rules.json").write_text(json.dumps(table))
+    assert _script().main([str(tmp_path), "-o", str(tmp_path / "fig")]) == 0
+    out = capsys.readouterr().out
+    assert "#### my-data, 16×16, 200 steps" in out
+    assert "No two-factor interaction chains estimated" in out
+    (tmp_path / "claims-digits-16-200.rules.json").write_text("{not json")
+    with pytest.raises(SystemExit, match=r"claims-digits-16-200\.rules\.json: not a readable"):
+        _script().main([str(tmp_path), "-o", str(tmp_path / "fig")])
