@@ -19,8 +19,14 @@ metric's own direction. Beside it, ganarch's own effect and verdict for the clai
 table, computed by the same functions ``ganarch rules`` and ``ganarch ablate`` call).
 
 "Signs agree": both say the same side of the claim is better (the effect times the metric's
-direction has the same sign). "Verdicts agree": the same verdict (confirmed, contradicted,
-inconclusive); ganarch's verdict is compared as computed, before any "(unstable)" mark.
+direction has the same sign), counted only over the claims where both effects are
+non-negligible (larger than 1e-9 × the scores' size, ganarch's no-variance tolerance): an
+effect of 0 favours no side, so it neither agrees nor disagrees. "Verdicts agree": the same
+verdict (confirmed, contradicted, inconclusive), counted only over the claims that either side
+decides (confirmed or contradicted); claims inconclusive on both sides are counted apart, as
+they say nothing either way. ganarch's verdict is compared as computed, before any
+"(unstable)" mark. A judge metric none of whose effects is non-negligible (constant across
+runs, e.g. nn1 at its ceiling for every generator) has no signal: shown as "—", counted nowhere.
 
     python experiments/judge_rules.py --storage studies.journal --study claims-digits-32-2000
     python experiments/judge_rules.py --ablate results/ablate-digits --json
@@ -238,45 +244,82 @@ def better_sign(d: Mapping[str, Any], direction: int) -> int | None:
     return int(np.sign(effect * direction))
 
 
+def _sign(d: Mapping[str, Any]) -> int | None:
+    return better_sign(d, 1 if d["higher_is_better"] else -1)
+
+
 def signs_agree(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool | None:
-    """Whether two effects (each with ``higher_is_better``) favour the same side; an effect
-    that favours neither agrees with nothing. ``None`` when either has no effect."""
-    sa = better_sign(a, 1 if a["higher_is_better"] else -1)
-    sb = better_sign(b, 1 if b["higher_is_better"] else -1)
-    if sa is None or sb is None:
+    """Whether two effects (each with ``higher_is_better``) favour the same side. ``None``
+    when either has no effect or a negligible one (it favours no side: nothing to agree on)."""
+    sa, sb = _sign(a), _sign(b)
+    if not sa or not sb:  # None or 0
         return None
-    return sa == sb != 0
-
-
-def compare(row: dict[str, Any], metrics: Sequence[str]) -> None:
-    """Adds ``signs_agree`` and ``verdicts_agree`` per judge metric to a claim's row."""
-    g = row["ganarch"]
-    row["signs_agree"], row["verdicts_agree"] = {}, {}
-    for m in metrics:
-        j = row["judge"].get(m)
-        agree = signs_agree(g, j) if j is not None else None
-        row["signs_agree"][m] = agree
-        if agree is None:
-            row["verdicts_agree"][m] = None
-            continue
-        judged = g["verdict"] in VERDICTS and j["verdict"] in VERDICTS
-        row["verdicts_agree"][m] = (g["verdict"] == j["verdict"]) if judged else None
+    return sa == sb
 
 
 VERDICTS = ("confirmed", "contradicted", "inconclusive")
 
 
-def summary(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[str, dict[str, int]]:
-    """Per judge metric: on how many claims the signs (the verdicts) agree, of how many."""
+def compare(row: dict[str, Any], metrics: Sequence[str]) -> None:
+    """Adds per judge metric to a claim's row: ``signs_agree`` (see ``signs_agree``),
+    ``decided`` (either side's verdict is confirmed or contradicted; ``None`` when either has
+    no verdict) and ``verdicts_agree`` (the same verdict, only where ``decided``; ``None``
+    otherwise: two inconclusive verdicts are not counted as agreement)."""
+    g = row["ganarch"]
+    row["signs_agree"], row["verdicts_agree"], row["decided"] = {}, {}, {}
+    for m in metrics:
+        j = row["judge"].get(m)
+        row["signs_agree"][m] = signs_agree(g, j) if j is not None else None
+        judged = (
+            j is not None
+            and _sign(g) is not None
+            and _sign(j) is not None
+            and g["verdict"] in VERDICTS
+            and j["verdict"] in VERDICTS
+        )
+        if not judged:
+            row["decided"][m] = row["verdicts_agree"][m] = None
+            continue
+        decided = (g["verdict"], j["verdict"]) != ("inconclusive", "inconclusive")
+        row["decided"][m] = decided
+        row["verdicts_agree"][m] = (g["verdict"] == j["verdict"]) if decided else None
+
+
+def has_signal(rows: Sequence[Mapping[str, Any]], metric: str) -> bool:
+    """Whether any claim's judge effect of ``metric`` is non-negligible (see
+    ``better_sign``); if none is, the metric did not tell the runs apart."""
+    return any(_sign(r["judge"][metric]) for r in rows if r["judge"].get(metric) is not None)
+
+
+def drop_no_signal(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[str, bool]:
+    """Per metric, whether it has a signal; a metric without one gets ``None`` (no signal)
+    for every claim's agreement, not "agree" or "disagree"."""
+    signal = {m: has_signal(rows, m) for m in metrics}
+    for r in rows:
+        for m in metrics:
+            if not signal[m]:
+                r["signs_agree"][m] = r["verdicts_agree"][m] = r["decided"][m] = None
+    return signal
+
+
+def summary(
+    rows: Sequence[dict[str, Any]], metrics: Sequence[str], signal: Mapping[str, bool]
+) -> dict[str, dict[str, Any]]:
+    """Per judge metric: ``signal``; on how many claims the signs agree (``signs_agree``) of
+    those where both effects are non-negligible (``signs_of``); on how many the verdicts agree
+    (``verdicts_agree``) of those either side decides (``decided``); and how many are
+    inconclusive on both sides (``both_inconclusive``, counted in neither)."""
     out = {}
     for m in metrics:
         signs = [r["signs_agree"][m] for r in rows if r["signs_agree"].get(m) is not None]
         verdicts = [r["verdicts_agree"][m] for r in rows if r["verdicts_agree"].get(m) is not None]
         out[m] = {
+            "signal": signal[m],
             "signs_agree": sum(signs),
             "signs_of": len(signs),
             "verdicts_agree": sum(verdicts),
-            "verdicts_of": len(verdicts),
+            "decided": len(verdicts),
+            "both_inconclusive": sum(r["decided"].get(m) is False for r in rows),
         }
     return out
 
@@ -551,7 +594,8 @@ def _ganarch_row(row: Any, score: str, higher: bool) -> dict[str, Any]:
 
 
 def _result(**parts: Any) -> dict[str, Any]:
-    parts["summary"] = summary(parts["rows"], parts["metrics"])
+    signal = drop_no_signal(parts["rows"], parts["metrics"])
+    parts["summary"] = summary(parts["rows"], parts["metrics"], signal)
     parts["judge_version"] = JUDGE_VERSION
     return parts
 
@@ -570,10 +614,16 @@ def _cell(d: Mapping[str, Any] | None) -> str:
     return f"{d['effect']:+.3g}{ci} {d['verdict']}"
 
 
-def _yes(values: Mapping[str, bool | None], metrics: Sequence[str]) -> str:
-    return ", ".join(
-        "—" if values.get(m) is None else "yes" if values[m] else "no" for m in metrics
-    )
+def _yes(values: Mapping[str, bool | None], metrics: Sequence[str], decided=None) -> str:
+    """yes / no per metric; "—" for nothing to compare, "(inc.)" for inconclusive on both
+    sides (given ``decided``)."""
+
+    def one(m: str) -> str:
+        if values.get(m) is not None:
+            return "yes" if values[m] else "no"
+        return "(inc.)" if decided is not None and decided.get(m) is False else "—"
+
+    return ", ".join(one(m) for m in metrics)
 
 
 def markdown(result: Mapping[str, Any]) -> str:
@@ -593,23 +643,35 @@ def markdown(result: Mapping[str, Any]) -> str:
     for r in rows:
         cells = [f"{r['claim']} {r['name']}", _cell(r["ganarch"])]
         cells += [_cell(r["judge"].get(m)) for m in metrics]
-        cells += [_yes(r["signs_agree"], metrics), _yes(r["verdicts_agree"], metrics)]
+        cells += [
+            _yes(r["signs_agree"], metrics),
+            _yes(r["verdicts_agree"], metrics, r["decided"]),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     parts = []
     for m, s in result["summary"].items():
+        if not s["signal"]:
+            parts.append(f"{m}: — (no signal: every effect negligible)")
+            continue
         parts.append(
             f"{m}: signs agree on {s['signs_agree']} of {s['signs_of']}; "
-            f"verdicts agree on {s['verdicts_agree']} of {s['verdicts_of']}"
+            f"verdicts agree on {s['verdicts_agree']} of {s['decided']} decided "
+            f"({s['both_inconclusive']} inconclusive on both sides)"
         )
     lines.append("Agreement per judge metric — " + "; ".join(parts) + ".")
+    lines.append(
+        "(Signs: over claims where both effects are non-negligible, above 1e-9 × the scores' "
+        "size. Verdicts: over claims either side confirms or contradicts.)"
+    )
     quality = [r for r in rows if "ganarch_quality" in r]
     if quality:
         same = {}
         for m in metrics:
             found = [signs_agree(r["ganarch_quality"], r["judge"][m]) for r in quality]
             agree = [a for a in found if a is not None]
-            same[m] = f"{sum(agree)} of {len(agree)}"
+            no_signal = not result["summary"][m]["signal"]
+            same[m] = "—" if no_signal else f"{sum(agree)} of {len(agree)}"
         lines.append(
             "With ganarch's quality alone (same fit) in place of its objective, signs agree on: "
             + ", ".join(f"{m} {v}" for m, v in same.items())

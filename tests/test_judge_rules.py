@@ -100,14 +100,82 @@ def test_signs_agree_on_the_side_each_says_is_better_whatever_its_direction():
         },
     }
     judge_rules.compare(row, ["fd", "nn1", "classifier"])
-    assert row["signs_agree"] == {"fd": True, "nn1": False, "classifier": False}
+    # an effect of (nearly) 0 has no side: neither agreement nor disagreement of signs; its
+    # inconclusive verdict still disagrees with ganarch's confirmed one
+    assert row["signs_agree"] == {"fd": True, "nn1": False, "classifier": None}
     assert row["verdicts_agree"] == {"fd": True, "nn1": False, "classifier": False}
     empty = {"ganarch": _effect(None, "not enough trials"), "judge": row["judge"]}
     judge_rules.compare(empty, ["fd"])
-    assert empty["signs_agree"] == empty["verdicts_agree"] == {"fd": None}
-    counts = judge_rules.summary([row, empty], ["fd", "nn1"])
-    assert counts["fd"] == {"signs_agree": 1, "signs_of": 1, "verdicts_agree": 1, "verdicts_of": 1}
+    assert empty["signs_agree"] == empty["verdicts_agree"] == empty["decided"] == {"fd": None}
+    counts = judge_rules.summary([row, empty], ["fd", "nn1"], {"fd": True, "nn1": True})
+    assert counts["fd"] == {
+        "signal": True,
+        "signs_agree": 1,
+        "signs_of": 1,
+        "verdicts_agree": 1,
+        "decided": 1,
+        "both_inconclusive": 0,
+    }
     assert counts["nn1"]["signs_agree"] == 0 and counts["nn1"]["signs_of"] == 1
+
+
+def _row(g, **judge):
+    row = {"claim": 0, "name": "", "ganarch": {**g, "score": "objective"}, "judge": judge}
+    judge_rules.compare(row, list(judge))
+    return row
+
+
+def test_verdicts_agree_only_where_either_side_decides_and_both_inconclusive_is_counted_apart():
+    # same side, different verdicts: the signs agree, the verdicts do not
+    split = _row(_effect(0.2, "confirmed"), fd=_effect(-3.0, "inconclusive", higher=False))
+    assert split["signs_agree"]["fd"] is True
+    assert split["decided"]["fd"] is True and split["verdicts_agree"]["fd"] is False
+    # both sides inconclusive (same side): not an agreement of verdicts, counted apart
+    both = _row(_effect(0.01), fd=_effect(-0.5, "inconclusive", higher=False))
+    assert both["signs_agree"]["fd"] is True
+    assert both["decided"]["fd"] is False and both["verdicts_agree"]["fd"] is None
+    # both effects exactly 0: no side on either, so no agreement of signs
+    zero = _row(_effect(0.0), fd=_effect(0.0, higher=False))
+    assert zero["signs_agree"]["fd"] is None and zero["verdicts_agree"]["fd"] is None
+    agree = _row(_effect(-0.3, "contradicted"), fd=_effect(4.0, "contradicted", higher=False))
+    assert agree["signs_agree"]["fd"] is agree["verdicts_agree"]["fd"] is True
+    counts = judge_rules.summary([split, both, zero, agree], ["fd"], {"fd": True})["fd"]
+    assert counts == {
+        "signal": True,
+        "signs_agree": 3,
+        "signs_of": 3,
+        "verdicts_agree": 1,
+        "decided": 2,
+        "both_inconclusive": 2,
+    }
+    text = judge_rules.markdown(
+        judge_rules._result(source="s", rows=[split, both, zero, agree], metrics=["fd"], notes=[])
+    )
+    assert "fd: signs agree on 3 of 3; verdicts agree on 1 of 2 decided" in text
+    assert "(2 inconclusive on both sides)" in text
+
+
+def test_a_metric_whose_effects_are_all_negligible_has_no_signal_not_agreement():
+    """nn1 at its ceiling for every generator: effects of ~1e-16 on every claim, every
+    verdict inconclusive. That is no evidence: "—", not "agree on 7 of 7"."""
+    g_verdicts = ["confirmed", "inconclusive", "confirmed", "inconclusive"]
+    rows = [
+        _row(
+            _effect(0.1 if v == "confirmed" else 0.01, v),
+            nn1=_effect(1e-16 * (-1) ** k, higher=False),
+            fd=_effect(-2.0, "confirmed", higher=False),
+        )
+        for k, v in enumerate(g_verdicts)
+    ]
+    result = judge_rules._result(source="s", rows=rows, metrics=["nn1", "fd"], notes=[])
+    nn1 = result["summary"]["nn1"]
+    assert nn1["signal"] is False
+    assert nn1["signs_of"] == nn1["decided"] == nn1["both_inconclusive"] == 0
+    assert all(r["signs_agree"]["nn1"] is r["verdicts_agree"]["nn1"] is None for r in rows)
+    fd = result["summary"]["fd"]
+    assert fd["signal"] is True and (fd["verdicts_agree"], fd["decided"]) == (2, 4)
+    text = judge_rules.markdown(result)
+    assert "nn1: — (no signal" in text and "nn1: signs agree" not in text
 
 
 def test_the_judge_without_labels_scores_fd_and_nn1_only(digits):
@@ -120,15 +188,19 @@ def test_the_judge_without_labels_scores_fd_and_nn1_only(digits):
 
 
 def _recount(result, metric):
-    """Agreement from the JSON's effects alone: both favour the same side, neither zero."""
-    agree = 0
+    """Agreement from the JSON's effects and verdicts alone: signs where both favour a side
+    (neither effect within 1e-9 of the scale); verdicts where either side decides."""
+    signs, verdicts = [], []
     for r in result["rows"]:
         g, j = r["ganarch"], r["judge"][metric]
         gs = math.copysign(1, g["effect"]) if abs(g["effect"]) > 1e-9 * g["scale"] else 0
         js = math.copysign(1, j["effect"]) if abs(j["effect"]) > 1e-9 * j["scale"] else 0
         js = -js if metric in LOWER else js
-        agree += gs == js != 0
-    return agree
+        if gs and js:
+            signs.append(gs == js)
+        if {g["verdict"], j["verdict"]} != {"inconclusive"}:
+            verdicts.append(g["verdict"] == j["verdict"])
+    return sum(signs), len(signs), sum(verdicts), len(verdicts)
 
 
 @pytest.mark.slow
@@ -181,8 +253,13 @@ def test_a_real_designed_study_gets_a_judge_row_per_claim_with_ganarch_s_own_eff
             lo = np.mean([y[k] for k in runs if design.matrix[k, j] < 0])
             assert r["judge"][m]["effect"] == pytest.approx(hi - lo, abs=1e-9)
     for m in result["metrics"]:
-        assert result["summary"][m]["signs_agree"] == _recount(result, m)
-        assert result["summary"][m]["signs_of"] == 7
+        got = result["summary"][m]
+        if got["signal"]:
+            assert (got["signs_agree"], got["signs_of"]) == _recount(result, m)[:2], m
+            assert (got["verdicts_agree"], got["decided"]) == _recount(result, m)[2:], m
+            assert got["decided"] + got["both_inconclusive"] == 7, m
+        else:  # every judge effect negligible: nothing counted
+            assert got["signs_of"] == got["decided"] == got["both_inconclusive"] == 0, m
     # The Markdown table reads the same cache: every claim, the agreement line.
     saved = json.loads(cache.read_text())["scores"]
     assert len(saved) == 32
