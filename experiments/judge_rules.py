@@ -192,8 +192,9 @@ class Judged:
             return None
         key = ScoreCache.key(run_dir, self.context, self.n, self.seed)
         hit = self.cache.scores.get(key)
-        if hit is not None:
-            return hit
+        wanted = ("fd", "nn1") if self.unlabelled else METRICS
+        if isinstance(hit, dict) and all(_finite(hit.get(m)) for m in wanted):
+            return hit  # (an entry missing a metric is judged again)
         try:
             spec, G = load_generator(run_dir)
         except Exception as exc:  # a damaged file fails unpickling in many ways; a spec
@@ -371,6 +372,14 @@ def judge_design_effects(
     return out
 
 
+def trial_folder(folder: Path, trial: Any) -> Path:
+    """A trial's artifacts folder under ``folder``: the name the search recorded for it
+    (``artifacts``), else ``trial-N`` (the search's naming); ``folder`` replaces the recorded
+    parent, so a moved runs folder still works with ``--out``."""
+    recorded = (trial.user_attrs or {}).get("artifacts")
+    return folder / (Path(str(recorded)).name if recorded else f"trial-{trial.number}")
+
+
 def judge_designed(
     storage: str, name: str, out: str | None, cache_path: str | None, n: int, seed: int, log
 ) -> dict[str, Any]:
@@ -388,6 +397,17 @@ def judge_designed(
             "fractional32 or factorial); the judge is compared with controlled evidence only"
         )
     record = study.user_attrs.get("ganarch") or {}
+    try:
+        data, image_size, channels = (
+            str(record["data"]),
+            int(record["image_size"]),
+            int(record["channels"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise Refused(
+            f"--study {name}: its record names no dataset, image size and channels "
+            "(data, image_size, channels): not a study ganarch search made"
+        ) from None
     folder = Path(out or record.get("out") or "")
     if not out and not record.get("out"):
         raise Refused(f"--study {name}: the study recorded no --out folder; pass --out")
@@ -399,19 +419,11 @@ def judge_designed(
     runs = designed.design_runs(trials, index, per_seed=score == "objective")
     by_number = {t.number: t for t in trials}
     cache = ScoreCache(Path(cache_path) if cache_path else folder / CACHE_NAME)
-    judged = Judged(
-        str(record["data"]),
-        int(record["image_size"]),
-        int(record["channels"]),
-        cache,
-        n=n,
-        seed=seed,
-        log=log,
-    )
+    judged = Judged(data, image_size, channels, cache, n=n, seed=seed, log=log)
     per_run: dict[int, list[dict[str, float]]] = {}
     missing: list[str] = []
     for r in runs:
-        scores = [judged.score(d) for d in seed_dirs(folder / f"trial-{r.trial}")]
+        scores = [judged.score(d) for d in seed_dirs(trial_folder(folder, by_number[r.trial]))]
         if scores and all(s is not None for s in scores):
             per_run[r.run] = scores  # type: ignore[assignment]
         else:
@@ -420,6 +432,11 @@ def judge_designed(
     names = [str(f.claim) if f.claim is not None else f.name for f in design.factors]
     column = {f.claim: j for j, f in enumerate(design.factors) if f.claim is not None}
     present = [r.run for r in runs if r.run in per_run]
+    if not present:
+        raise Refused(
+            f"--out: no trained generator under {folder} for any of the study's {len(runs)} "
+            "runs (expected TRIAL/[seed-S/]generator.pt and spec.json)"
+        )
     judge_fits = judge_design_effects(design, {r: per_run[r] for r in present}, names, metrics)
     # ganarch's quality alone (each trial's mean over seeds), with the same fit: the judge
     # looks at final samples only, the objective also at stability.
@@ -450,12 +467,12 @@ def judge_designed(
     ]
     notes = [
         f"judge: {n} samples per seed from fixed noise (seed {seed}) on the CPU against up to "
-        f"{N_REFERENCE} real {record['data']} images at {record['image_size']}×"
-        f"{record['image_size']}, {record['channels']} channel(s); each run's mean over its "
+        f"{N_REFERENCE} real {data} images at {image_size}×{image_size}, {channels} "
+        "channel(s); each run's mean over its "
         f"seeds, fitted as ganarch fits its {table.score} ({len(present)} of {len(runs)} runs)"
     ]
     if judged.unlabelled:
-        notes.append(f"{record['data']} has no labels: no classifier metric")
+        notes.append(f"{data} has no labels: no classifier metric")
     if missing:
         notes.append(
             "runs with no usable generator, left out of the judge's fit: " + ", ".join(missing)
@@ -495,15 +512,23 @@ def judge_ablation(folder: str, cache_path: str | None, n: int, seed: int, log) 
         settings = json.loads((out / SETTINGS_FILE).read_text())
     except (OSError, ValueError) as exc:
         raise Refused(f"--ablate: {out} holds no readable {SETTINGS_FILE} ({exc})") from None
-    base = GANSpec.from_dict(settings["base_spec"])
+    try:
+        data = str(settings["data"])
+        base = GANSpec.from_dict(settings["base_spec"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise Refused(
+            f"--ablate: {out / SETTINGS_FILE} is not a ganarch ablate settings file (needs data "
+            f"and base_spec; {type(exc).__name__}: {exc})"
+        ) from None
     saved = load_runs(out)
+    for variant, entry in saved.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("runs", {}), dict):
+            raise Refused(f"--ablate: {out / 'variants' / variant}.json is not a variant record")
     # The claims this ablation ran (``--claims`` may have picked a few), in ganarch's order.
     ran = {e.get("claim") for e in saved.values()}
     table = ablation_table(out, claims=[c for c in CLAIMS if c.id in ran])
     cache = ScoreCache(Path(cache_path) if cache_path else out / CACHE_NAME)
-    judged = Judged(
-        str(settings["data"]), base.image_size, base.channels, cache, n=n, seed=seed, log=log
-    )
+    judged = Judged(data, base.image_size, base.channels, cache, n=n, seed=seed, log=log)
 
     def seed_scores(variant: str) -> dict[str, dict[str, float]]:
         got = {}
@@ -514,6 +539,11 @@ def judge_ablation(folder: str, cache_path: str | None, n: int, seed: int, log) 
         return got
 
     paper = seed_scores(BASELINE)
+    if not paper:
+        raise Refused(
+            f"--ablate: no usable generator for the baseline ({out / 'runs' / BASELINE}/seed-S/"
+            "generator.pt): nothing to pair the variants with"
+        )
     metrics = [m for m in METRICS if not (m == "classifier" and judged.unlabelled)]
     rows = []
     run_rows = []
@@ -541,10 +571,10 @@ def judge_ablation(folder: str, cache_path: str | None, n: int, seed: int, log) 
     )
     notes = [
         f"judge: {n} samples per seed from fixed noise (seed {seed}) on the CPU against up to "
-        f"{N_REFERENCE} real {settings['data']} images; paired t over seeds as ganarch's ablation"
+        f"{N_REFERENCE} real {data} images; paired t over seeds as ganarch's ablation"
     ]
     if judged.unlabelled:
-        notes.append(f"{settings['data']} has no labels: no classifier metric")
+        notes.append(f"{data} has no labels: no classifier metric")
     if judged.unusable:
         notes.append(
             "generators that would not load (their pairs dropped): " + "; ".join(judged.unusable)
@@ -712,7 +742,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    threads = os.environ.get("OMP_NUM_THREADS", "1")
+    if threads.strip().isdigit() and int(threads) > 0:  # anything else: torch's default
+        torch.set_num_threads(int(threads))
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     out: list[dict[str, Any]] = []
     try:

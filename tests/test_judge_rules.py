@@ -187,6 +187,59 @@ def test_the_judge_without_labels_scores_fd_and_nn1_only(digits):
     assert real["fd"] < noise["fd"] / 20 and real["nn1"] < 0.7 < 0.95 < noise["nn1"]
 
 
+def test_bad_ablation_folders_are_refused_in_one_line(tmp_path, capsys):
+    from ganarch import dcgan_spec
+
+    settings = tmp_path / "ablation.json"
+    base = dcgan_spec(16, channels=1, width=8).to_dict()
+    for text, what in [
+        ("[]", "not a ganarch ablate settings file"),
+        (json.dumps({"data": "digits"}), "base_spec"),
+        (json.dumps({"data": "digits", "base_spec": base}), "no usable generator for the base"),
+    ]:
+        settings.write_text(text)
+        assert judge_rules.main(["--ablate", str(tmp_path), "--quiet"]) == 2, text
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --ablate:") and what in err and "\n" not in err, err
+
+
+def test_generators_are_loaded_in_eval_mode_and_sampled_with_running_statistics(tmp_path):
+    """The scorer samples with G.eval(): BatchNorm uses its running statistics, not the
+    batch's. A generator left in train mode would give other (batch-dependent) samples."""
+    import torch
+
+    from ganarch import dcgan_spec
+
+    spec = dcgan_spec(16, channels=1, width=8)
+    G, _ = spec.build()
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in G.modules())
+    with torch.no_grad():  # running statistics away from their (0, 1) start
+        for m in G.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    spec.save(tmp_path / "spec.json")
+    torch.save(G.state_dict(), tmp_path / "generator.pt")
+    _, loaded = judge_rules.load_generator(tmp_path)
+    assert not any(m.training for m in loaded.modules())
+    x = judge_rules.draw(loaded, spec.latent_dim, 20, seed=3)
+    assert np.array_equal(x, judge_rules.draw(loaded, spec.latent_dim, 20, seed=3))
+    z = torch.randn(20, spec.latent_dim, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert np.allclose(x, G.eval()(z).clamp(-1, 1).numpy(), atol=1e-6)
+        assert not np.allclose(x, G.train()(z).clamp(-1, 1).numpy(), atol=1e-3)
+
+
+def test_a_trial_s_generators_are_read_from_the_folder_the_search_recorded(tmp_path):
+    from types import SimpleNamespace
+
+    moved = tmp_path / "moved"
+    recorded = SimpleNamespace(number=5, user_attrs={"artifacts": "/gone/runs/trial-7"})
+    assert judge_rules.trial_folder(moved, recorded) == moved / "trial-7"
+    old = SimpleNamespace(number=5, user_attrs={})
+    assert judge_rules.trial_folder(moved, old) == moved / "trial-5"
+
+
 def _recount(result, metric):
     """Agreement from the JSON's effects and verdicts alone: signs where both favour a side
     (neither effect within 1e-9 of the scale); verdicts where either side decides."""
@@ -275,10 +328,22 @@ def test_a_real_designed_study_gets_a_judge_row_per_claim_with_ganarch_s_own_eff
     assert any("run 3 (trial 3)" in n for n in damaged["notes"])
     assert any("trial-3/seed-1" in n and "would not load" in n for n in damaged["notes"])
     assert "(15 of 16 runs)" in damaged["notes"][0]
+    # Each run is read from its counted trial's folder, as ganarch's design_runs counts it.
+    from ganarch.analysis import designed
+    from ganarch.analysis.rules import study_score
+    from ganarch.search import results
+
+    score, index, _ = study_score(study)
+    counted = designed.design_runs(results.trials(study), index, per_seed=score == "objective")
+    assert {x["run"]: x["trial"] for x in result["runs"]} == {r.run: r.trial for r in counted}
     # Bad input: one line, exit 2.
     assert judge_rules.main(["--storage", storage, "--study", "nope", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "nope" in err and "\n" not in err
+    (tmp_path / "empty").mkdir()  # a wrong --out: no run has a generator there
+    assert judge_rules.main([*args, "--out", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --out:") and "no trained generator" in err and "\n" not in err
 
 
 @pytest.mark.slow
