@@ -721,6 +721,23 @@ def markdown(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_saved(path: str) -> int:
+    """The Markdown of a saved ``--json`` output (one result or a list of them): the same
+    tables as the run that wrote it, without judging anything again."""
+    try:
+        saved = json.loads(Path(path).read_text())
+        results = saved if isinstance(saved, list) else [saved]
+        text = "\n".join(markdown(r) for r in results)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        print(
+            f"error: --from-json: {path} is not a judge_rules --json output ({exc})",
+            file=sys.stderr,
+        )
+        return 2
+    print(text, end="")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--storage", help="the study's storage (journal file, sqlite:///..., ...)")
@@ -732,7 +749,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="the noise seed")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument(
+        "--from-json",
+        metavar="FILE",
+        help="print the Markdown of a saved --json output (judges nothing)",
+    )
     args = p.parse_args(argv)
+    if args.from_json:
+        return render_saved(args.from_json)
     if not args.study and not args.ablate:
         p.error("pass --study (with --storage) and/or --ablate")
     if args.study and not args.storage:

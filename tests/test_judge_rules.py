@@ -178,6 +178,18 @@ def test_a_metric_whose_effects_are_all_negligible_has_no_signal_not_agreement()
     assert "nn1: — (no signal" in text and "nn1: signs agree" not in text
 
 
+def test_the_markdown_is_rendered_from_a_saved_json_output(tmp_path, capsys):
+    row = _row(_effect(0.2, "confirmed"), fd=_effect(-3.0, "confirmed", higher=False))
+    result = judge_rules._result(source="s", rows=[row], metrics=["fd"], notes=["n"])
+    saved = tmp_path / "x.judge.json"
+    saved.write_text(json.dumps(result))
+    assert judge_rules.main(["--from-json", str(saved)]) == 0
+    assert capsys.readouterr().out == judge_rules.markdown(result)
+    saved.write_text("{}")
+    assert judge_rules.main(["--from-json", str(saved)]) == 2
+    assert capsys.readouterr().err.startswith("error: --from-json:")
+
+
 def test_the_judge_without_labels_scores_fd_and_nn1_only(digits):
     images, _ = digits
     judge = score_judge.Judge(images[::2], None)
