@@ -29,7 +29,8 @@ they say nothing either way. ganarch's verdict is compared as computed, before a
 runs, e.g. nn1 at its ceiling for every generator) has no signal: shown as "—", counted nowhere.
 
     python experiments/judge_rules.py --storage studies.journal --study claims-digits-32-2000
-    python experiments/judge_rules.py --ablate results/ablate-digits --json
+    python experiments/judge_rules.py --ablate results/ablate-digits --json > abl.judge.json
+    python experiments/judge_rules.py --from-json abl.judge.json   # its Markdown, judged once
 
 The judge's per-seed scores are cached (``--cache``, default ``judge-scores.json`` in the
 runs folder), keyed by the generator file, its size and time, N and the noise seed: a second
