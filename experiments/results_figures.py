@@ -32,9 +32,12 @@ def load(folder: Path) -> dict[tuple[str, int, int], dict]:
         m = NAME.match(path.name)
         if m:
             try:
-                found[(m["data"], int(m["size"]), int(m["steps"]))] = json.loads(path.read_text())
+                table = json.loads(path.read_text())
             except (OSError, ValueError) as exc:
                 raise SystemExit(f"error: {path}: not a readable rules JSON ({exc})") from None
+            if not isinstance(table, dict) or not isinstance(table.get("rules"), list):
+                raise SystemExit(f"error: {path}: not a rules table (no 'rules' list)")
+            found[(m["data"], int(m["size"]), int(m["steps"]))] = table
     return found
 
 

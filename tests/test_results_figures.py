@@ -125,6 +125,9 @@ def test_a_16_run_design_and_an_unreadable_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "#### my-data, 16×16, 200 steps" in out
     assert "No two-factor interaction chains estimated" in out
+    (tmp_path / "claims-digits-16-200.rules.json").write_text("{}")
+    with pytest.raises(SystemExit, match="not a rules table"):
+        _script().main([str(tmp_path), "-o", str(tmp_path / "fig")])
     (tmp_path / "claims-digits-16-200.rules.json").write_text("{not json")
     with pytest.raises(SystemExit, match=r"claims-digits-16-200\.rules\.json: not a readable"):
         _script().main([str(tmp_path), "-o", str(tmp_path / "fig")])
