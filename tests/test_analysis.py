@@ -480,3 +480,70 @@ def test_ablate_rows_carry_a_flip_rate_and_a_verdict_near_its_edge_is_unstable(t
     shown = f'<td class="num">{shaky.flip_rate:.0%}</td><td class="verdict" '
     assert re.search(re.escape(shown) + r'style="[^"]*">confirmed \(unstable\)</td>', ablation)
     assert '<td class="num">-</td><td class="verdict" ' in ablation  # claim 3: no rate
+
+
+class FloorTrain(FakeTrain):
+    """Every run's generator still makes noise (objective 0) except β1 = 0.9's, at 0.35: the
+    paper's DCGAN and most variants at the floor, as on shapes at 1,000 steps."""
+
+    def __call__(self, spec, *, data, steps, seed, device, out_dir):
+        objective = 0.35 + 0.01 * seed if spec.training.beta1 == 0.9 else 0.0
+        return {"objective": objective, "quality": objective, "stability": 1.0, "metrics": {}}
+
+
+def test_an_ablation_mostly_at_the_floor_says_so_and_one_off_it_does_not(tmp_path):
+    claims = [get_claim(3), get_claim(7)]
+    table = ablate(
+        _base(),
+        seeds=[0, 1, 2],
+        steps=2,
+        claims=claims,
+        out_dir=tmp_path / "floor",
+        train_fn=FloorTrain(),
+        progress=False,
+    )
+    note = next(n for n in table.notes if n.startswith("floor:"))
+    assert note.startswith("floor: 6 of 9 runs scored below 0.01")
+    assert "every effect rests on the other 3 runs" in note and "seed 2" in note
+    assert table.to_dict()["at_floor"] == {"count": 6, "of": 9, "threshold": 0.01}
+    assert _row(table, 7).verdict == "contradicted"  # the verdict itself is kept
+    # The same runs read back from the directory (``ganarch ablate`` / ``rules`` on it).
+    assert ablation_table(tmp_path / "floor", claims=claims).at_floor == table.at_floor
+
+    normal = ablate(
+        _base(),
+        seeds=[0, 1, 2],
+        steps=2,
+        claims=claims,
+        out_dir=tmp_path / "normal",
+        train_fn=FakeTrain(),
+        progress=False,
+    )
+    assert not any(n.startswith("floor:") for n in normal.notes)
+    assert normal.to_dict()["at_floor"] == {"count": 0, "of": 9, "threshold": 0.01}
+
+
+def test_a_search_mostly_at_the_floor_says_so_and_a_score_without_a_floor_is_not_counted():
+    source = synthetic_study(n=40)
+    study = optuna.create_study(direction="maximize")
+    for t in source.trials:  # all but trials 5 and 11 at the floor
+        value = 0.2 if t.number in (5, 11) else 0.003
+        study.add_trial(
+            create_trial(
+                params=t.params,
+                distributions=t.distributions,
+                value=value,
+                user_attrs=t.user_attrs,
+            )
+        )
+    table = rules_table(study)
+    note = next(n for n in table.notes if n.startswith("floor:"))
+    assert note.startswith("floor: 38 of 40 trials scored below 0.01")
+    assert "the other 2 trials (trial 5, trial 11)" in note
+    assert table.to_dict()["at_floor"] == {"count": 38, "of": 40, "threshold": 0.01}
+
+    normal = rules_table(synthetic_study(n=40))  # scores near 1: off the floor
+    assert not any(n.startswith("floor:") for n in normal.notes)
+    assert normal.to_dict()["at_floor"] == {"count": 0, "of": 40, "threshold": 0.01}
+    lower = rules_table(synthetic_study(n=40, maximize=False))  # lower is better: no floor of 0
+    assert lower.at_floor is None and not any(n.startswith("floor:") for n in lower.notes)

@@ -850,3 +850,39 @@ def test_aliases_are_the_columns_a_factor_coincides_with_not_a_fixed_one():
     design = Design("hand", (), np.array([[1, 1, 1], [-1, -1, 1], [1, 1, 1], [-1, -1, 1]]), ())
     aliasing = present_aliasing(design, range(4), ["a", "b", "c"])
     assert [a.text for a in aliasing] == ["b", "a", "the mean (one level only)"]
+
+
+def test_a_design_whose_runs_mostly_sit_at_the_floor_says_so_and_keeps_its_verdicts():
+    """28 of 32 runs at ~0 on real data let two runs drive every effect: the table must say
+    so (a note naming the count and the runs off the floor, 'at_floor' in --json), while the
+    verdicts stay as fitted. A study off the floor gets neither the note nor a count."""
+    space = load_space("claims")
+    sampler = DesignSampler(design_for(space, "fractional"))
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.set_user_attr("ganarch", {"data": "synthetic", "steps": 0, "seeds": 1})
+
+    def objective(trial):
+        choices = space.suggest(trial)
+        paper = [c.side(choices) == "paper" for c in CLAIMS]
+        # 2 of 16 runs (claims 1, 3 and 7 on the paper's side) leave the floor.
+        value = 0.165 if paper[0] and paper[2] and paper[6] else 0.002
+        trial.set_user_attr("choices", resolve(choices))
+        trial.set_user_attr("seed_objectives", [value])
+        return value
+
+    study.optimize(objective, n_trials=sampler.design.runs)
+    table = rules_table(study)
+    high = sorted(t.number for t in study.trials if t.value > 0.1)
+    assert len(high) == 2
+    note = next(n for n in table.notes if n.startswith("floor:"))
+    assert note.startswith("floor: 14 of 16 runs scored below 0.01")
+    assert "every effect rests on the other 2 runs" in note
+    for number in high:
+        assert f"(trial {number})" in note
+    assert table.to_dict()["at_floor"] == {"count": 14, "of": 16, "threshold": 0.01}
+    assert {r.claim.id: r.effect.effect for r in table.rows}[7] > 0  # the fit is as it was
+
+    normal, _ = _designed_study(effects=PLANTED, noise=0.01, rng=np.random.default_rng(0))
+    table = rules_table(normal)
+    assert not any(n.startswith("floor:") for n in table.notes)
+    assert table.to_dict()["at_floor"] == {"count": 0, "of": 16, "threshold": 0.01}

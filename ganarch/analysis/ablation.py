@@ -29,7 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from ganarch.analysis.claims import CLAIMS, Claim
-from ganarch.analysis.rules import EVIDENCE_ABLATION, RuleRow, RulesTable, flip_rate_note
+from ganarch.analysis.rules import (
+    EVIDENCE_ABLATION,
+    RuleRow,
+    RulesTable,
+    flip_rate_note,
+    floor_check,
+)
 from ganarch.analysis.stats import N_MIN, flip_rate, t_paired, verdict
 from ganarch.builder import GANSpec
 from ganarch.errors import GanarchError, SpecError
@@ -418,6 +424,18 @@ def ablation_table(
     if base_failed:
         notes.insert(0, "paper's DCGAN: " + "; ".join(base_failed))
     notes.insert(0, f"score: {SCORE} (higher is better), one value per seed; pairs share a seed")
+    # Every variant × seed value the table reads (the paper's DCGAN's once).
+    values = {
+        f"{name} seed {k}": float(r[SCORE])
+        for name, v in saved.items()
+        if name == BASELINE or v.get("claim") in {c.id for c in claims}
+        for k, r in v.get("runs", {}).items()
+        if seeds is None or k in {str(s) for s in seeds}
+        if isinstance(r.get(SCORE), (int, float))
+    }
+    at_floor, floor_note = floor_check(SCORE, True, values)
+    if floor_note:
+        notes.insert(1, floor_note)
     if any(r.flip_rate is not None for r in rows):
         notes.append(flip_rate_note("a re-run of the ablation with as many new paired seeds"))
     if any(r.flips for r in rows):
@@ -439,4 +457,5 @@ def ablation_table(
         str(out),
         n_runs + len(base),
         tuple(notes),
+        at_floor=at_floor,
     )

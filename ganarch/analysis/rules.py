@@ -52,6 +52,7 @@ __all__ = [
     "RulesTable",
     "ScoredTrial",
     "flip_rate_note",
+    "floor_check",
     "make_evaluator",
     "rules_table",
     "scored_trials",
@@ -70,6 +71,11 @@ CLAIMS_TEMPLATE = PAPER_TEMPLATE
 #: Fewer complete trials than this: no importance (PED-ANOVA looks at the top 10%).
 MIN_IMPORTANCE_TRIALS = 10
 BRANCH_SEP = "|"  # the search layer's per-branch parameter names: "choice|branch"
+#: The scores bounded below by 0 (both in [0, 1], higher is better), and the value under which
+#: a run counts as at that floor: its generator still makes noise, so the run says nothing
+#: about how much a setting helps, only that it did not leave the floor.
+FLOOR_SCORES = ("objective", "quality")
+FLOOR = 0.01
 
 #: Importance evaluators by CLI name: (factory, the name printed in every output).
 EVALUATORS = IMPORTANCE_EVALUATORS
@@ -205,6 +211,9 @@ class RulesTable:
     importances: Mapping[str, float] = field(default_factory=dict)
     #: A designed study's design (``Design.to_dict()``); ``None`` for a search or an ablation.
     design: Mapping[str, Any] | None = None
+    #: How many runs sit at the score's floor (``floor_check``); ``None`` where the score has
+    #: no floor of 0 (a plugin metric, lower is better).
+    at_floor: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -219,6 +228,7 @@ class RulesTable:
             "rules": [row.to_dict() for row in self.rows],
             "param_importances": dict(self.importances),
             "design": dict(self.design) if self.design else None,
+            "at_floor": dict(self.at_floor) if self.at_floor else None,
         }
 
 
@@ -317,6 +327,39 @@ def _importances(
 
 
 # -- the table ---------------------------------------------------------------------------------
+
+
+def floor_check(
+    score: str, higher_is_better: bool, values: Mapping[str, float], what: str = "runs"
+) -> tuple[dict[str, Any] | None, str | None]:
+    """``(at_floor, note)`` for the ``values`` (labelled runs, trials or seeds) of a table:
+    how many scored below ``FLOOR`` (``{"count", "of", "threshold"}``), and a note when at
+    least half did — every effect then rests on the few runs off the floor, so a verdict says
+    which settings left it, not how much each helps. ``(None, None)`` for a score without a
+    floor of 0 (a plugin metric, lower is better); the note is ``None`` under half."""
+    if score not in FLOOR_SCORES or not higher_is_better:
+        return None, None
+    finite = {k: v for k, v in values.items() if math.isfinite(v)}
+    low = [k for k, v in finite.items() if v < FLOOR]
+    at_floor = {"count": len(low), "of": len(finite), "threshold": FLOOR}
+    if not finite or 2 * len(low) < len(finite):
+        return at_floor, None
+    rest = [k for k in finite if k not in low]
+    rests = (
+        f"every effect rests on the other {len(rest)} {what} ({_labels(rest)})"
+        if rest
+        else f"no {what} left it, so no effect measures anything"
+    )
+    return at_floor, (
+        f"floor: {len(low)} of {len(finite)} {what} scored below {FLOOR} ({score}; their "
+        f"generators still make noise); {rests}, so these verdicts say which settings left the "
+        "floor, not how much each rule helps (--json 'at_floor')"
+    )
+
+
+def _labels(values: Sequence[str], most: int = 12) -> str:
+    shown = ", ".join(values[:most])
+    return shown + (f" and {len(values) - most} more" if len(values) > most else "")
 
 
 def flip_rate_note(rerun: str, *, welch: bool = False, bootstrap: bool = False) -> str:
@@ -461,7 +504,12 @@ def rules_table(
     notes.append(f"score: {score} ({'higher' if higher else 'lower'} is better)")
     if note:
         notes.append(f"importance: {note}")
-    return table_from_scores(
+    at_floor, floor_note = floor_check(
+        score, higher, {f"trial {t.number}": t.score for t in scored}, "trials"
+    )
+    if floor_note:
+        notes.append(floor_note)
+    table = table_from_scores(
         scored,
         evidence=evidence,
         score=score,
@@ -475,6 +523,7 @@ def rules_table(
         seed=seed,
         searched={p for t in results.trials(study, ("COMPLETE",)) for p in t.distributions},
     )
+    return replace(table, at_floor=at_floor)
 
 
 def study_template(study: Study) -> str:
@@ -597,6 +646,11 @@ def designed_table(study: Study, *, claims: Sequence[Claim] = CLAIMS) -> RulesTa
         + f", 95% t-intervals with {fit.df} residual df; score: {score} ({'higher' if higher else 'lower'} is better)"
         + (", each run's mean over its seeds" if k or flips else ""),
     )
+    at_floor, floor_note = floor_check(
+        score, higher, {f"run {r.run} (trial {r.trial})": r.response for r in runs}
+    )
+    if floor_note:
+        notes.insert(1, floor_note)
     if design.generators:
         free = (design.resolution or 0) >= 4
         notes.append(
@@ -742,6 +796,7 @@ def designed_table(study: Study, *, claims: Sequence[Claim] = CLAIMS) -> RulesTa
                 {"chain": list(i.chain), **_effect_dict(i.effect, len(inter))} for i in inter or []
             ],
         },
+        at_floor=at_floor,
     )
 
 
