@@ -358,6 +358,7 @@ def floor_check(
 
 
 def _labels(values: Sequence[str], most: int = 12) -> str:
+    """The first ``most`` labels, comma-separated, and how many more there are."""
     shown = ", ".join(values[:most])
     return shown + (f" and {len(values) - most} more" if len(values) > most else "")
 
@@ -689,7 +690,7 @@ def designed_table(study: Study, *, claims: Sequence[Claim] = CLAIMS) -> RulesTa
         missing = sorted(set(range(design.runs)) - set(present))
         notes.append(
             f"incomplete design: {len(runs)} of {design.runs} runs finished (missing: runs "
-            f"{_numbers(missing)}); every verdict is provisional until they finish (run the "
+            f"{_labels([str(m) for m in missing])}); every verdict is provisional until they finish (run the "
             "same search command to resume), and the effect is the fitted one, no longer "
             "mean(paper) − mean(alternative)"
         )
@@ -798,11 +799,6 @@ def designed_table(study: Study, *, claims: Sequence[Claim] = CLAIMS) -> RulesTa
         },
         at_floor=at_floor,
     )
-
-
-def _numbers(values: Sequence[int], most: int = 12) -> str:
-    shown = ", ".join(str(v) for v in values[:most])
-    return shown + (f" and {len(values) - most} more" if len(values) > most else "")
 
 
 def _effect_dict(e: Effect, family: int = 1) -> dict[str, Any]:
